@@ -1,0 +1,185 @@
+"""Edge-aware losses of Eq. 3-5, and the boundary target of Sec. 2.3.
+
+All arithmetic is float32 whatever the inputs' dtype: sums over a batch of
+8 x 240 x 240 pixels overflow float16.
+
+Reference: Hatamizadeh et al., "End-to-End Boundary Aware Networks for Medical
+Image Segmentation", 2019, Sec. 2.3, Eq. 3-5; Milletari et al. 2016 (Dice,
+ref. [7]); Xie & Tu, "Holistically-Nested Edge Detection", 2015 (class-balanced
+cross entropy); Sudre et al. 2017 (generalized Dice).
+"""
+
+import keras
+from keras import ops
+
+DICE_EPS = 1e-5
+PROB_EPS = 1e-7
+PAPER_WEIGHTS = (1.0, 0.5, 0.1)  # (lambda1, lambda2, lambda3) of Sec. 3.2
+
+
+def _f32(x):
+    return ops.cast(ops.convert_to_tensor(x), "float32")
+
+
+def dice_loss(y_true, y_pred, eps=DICE_EPS):
+    """Soft Dice loss of Eq. 4, summed over the whole batch and all pixels.
+
+    `1 - 2 sum(y p) / (sum(y^2) + sum(p^2) + eps)`. As Eq. 4 is written, a
+    batch whose target and prediction are both all-zero gives 1 (and a zero
+    gradient).
+
+    Reference: Hatamizadeh et al. 2019, Eq. 4; Milletari et al. 2016.
+    """
+    y, p = _f32(y_true), _f32(y_pred)
+    numerator = 2.0 * ops.sum(y * p)
+    denominator = ops.sum(ops.square(y)) + ops.sum(ops.square(p)) + eps
+    return 1.0 - numerator / denominator
+
+
+def generalized_dice_loss(y_true, y_pred, eps=DICE_EPS):
+    """Generalized Dice loss (Sudre et al. 2017) over foreground and background.
+
+    Class weights `w_c = 1 / (sum_n r_cn)^2` over the whole batch; an absent
+    class takes the largest weight present (as MONAI does) instead of 1/0.
+
+    Reference: Sudre et al., "Generalised Dice overlap as a deep learning loss
+    function for highly unbalanced segmentations", DLMIA 2017; the paper's
+    Sec. 2.3 names it.
+    """
+    y, p = _f32(y_true), _f32(y_pred)
+    ref = ops.stack([ops.sum(y), ops.sum(1.0 - y)])
+    pred = ops.stack([ops.sum(p), ops.sum(1.0 - p)])
+    inter = ops.stack([ops.sum(y * p), ops.sum((1.0 - y) * (1.0 - p))])
+    present = ref > 0
+    w = ops.where(present, 1.0 / ops.square(ops.maximum(ref, 1.0)), 0.0)
+    w = ops.where(present, w, ops.max(w))
+    return 1.0 - 2.0 * ops.sum(w * inter) / (ops.sum(w * (ref + pred)) + eps)
+
+
+def edge_bce_loss(y_true, y_pred, eps=PROB_EPS):
+    """Class-balanced binary cross entropy of Eq. 5, as a mean over pixels.
+
+    Edge pixels (y = 1) are weighted by beta = (non-edge pixels) / (all
+    pixels), non-edge pixels by 1 - beta; beta is counted over the whole
+    batch. Probabilities are clipped to [eps, 1 - eps] so predictions of
+    exactly 0 or 1 give a finite loss. (The paper's text swaps the names of
+    y+ and y-; the formula, followed here, is HED's.)
+
+    Reference: Hatamizadeh et al. 2019, Eq. 5; Xie & Tu 2015.
+    """
+    y = _f32(y_true)
+    p = ops.clip(_f32(y_pred), eps, 1.0 - eps)
+    beta = ops.mean(1.0 - y)
+    loss = -(beta * y * ops.log(p) + (1.0 - beta) * (1.0 - y) * ops.log(1.0 - p))
+    return ops.mean(loss)
+
+
+def edge_target(mask, width=2):
+    """Boundary band of a binary mask batch (B, H, W, 1): Sec. 2.3's s_true.
+
+    The "spatial gradient of y_true" as a morphological gradient: a pixel is
+    an edge where the mask changes within its neighbourhood. With width=2 (the
+    default) that is the 3x3 dilation minus the 3x3 erosion: one pixel on each
+    side of the contour. In general the band reaches `width // 2` pixels
+    outside and `width - width // 2` pixels inside. The image border is not an
+    edge. Returns float32 in {0, 1}.
+
+    Reference: Hatamizadeh et al. 2019, Sec. 2.3; DESIGN.md section 3.
+    """
+    width = int(width)
+    if width < 1:
+        raise ValueError(f"edge width must be >= 1, got {width}")
+    m = ops.cast(_f32(mask) > 0.5, "float32")
+    if len(m.shape) != 4:
+        raise ValueError(f"edge_target expects a (B, H, W, 1) batch, got shape {m.shape}")
+    outer, inner = width // 2, width - width // 2
+    dilated = m if outer == 0 else ops.max_pool(m, 2 * outer + 1, 1, padding="same")
+    eroded = -ops.max_pool(-m, 2 * inner + 1, 1, padding="same")
+    return dilated - eroded
+
+
+def boundary_aware_loss(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2):
+    """Total loss of Eq. 3 on dicts of outputs.
+
+    `y_true` holds "seg" (the mask) and optionally "edge" (else it is computed
+    with `edge_target`); `y_pred` holds "seg" and "edge" probabilities.
+    Returns `l1 Dice(seg) + l2 Dice(edge) + l3 EdgeBCE(edge)`.
+
+    Reference: Hatamizadeh et al. 2019, Eq. 3.
+    """
+    l1, l2, l3 = weights
+    edge_true = y_true.get("edge")
+    if edge_true is None:
+        edge_true = edge_target(y_true["seg"], edge_width)
+    total = l1 * dice_loss(y_true["seg"], y_pred["seg"])
+    if l2:
+        total = total + l2 * dice_loss(edge_true, y_pred["edge"])
+    if l3:
+        total = total + l3 * edge_bce_loss(edge_true, y_pred["edge"])
+    return total
+
+
+@keras.saving.register_keras_serializable(package="boundary_aware")
+class DiceLoss(keras.losses.Loss):
+    """Keras wrapper of `dice_loss` (or `generalized_dice_loss`) for `compile`.
+
+    Args:
+        generalized: use the generalized Dice of Sudre et al. instead of Eq. 4.
+        eps: the epsilon of the denominator.
+    """
+
+    def __init__(self, generalized=False, eps=DICE_EPS, name="dice", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(name=name, **kwargs)
+        self.generalized = bool(generalized)
+        self.eps = float(eps)
+
+    def call(self, y_true, y_pred):
+        fn = generalized_dice_loss if self.generalized else dice_loss
+        return fn(y_true, y_pred, self.eps)
+
+    def get_config(self):
+        return {**super().get_config(), "generalized": self.generalized, "eps": self.eps}
+
+
+@keras.saving.register_keras_serializable(package="boundary_aware")
+class EdgeAwareLoss(keras.losses.Loss):
+    """The shape-stream terms of Eq. 3: `l2 Dice(edge) + l3 EdgeBCE(edge)`.
+
+    `y_true` is the boundary target (see `edge_target`).
+
+    Args:
+        dice_weight: lambda2 (0.5 in the paper).
+        bce_weight: lambda3 (0.1 in the paper).
+    """
+
+    def __init__(self, dice_weight=PAPER_WEIGHTS[1], bce_weight=PAPER_WEIGHTS[2],
+                 name="edge_aware", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(name=name, **kwargs)
+        self.dice_weight = float(dice_weight)
+        self.bce_weight = float(bce_weight)
+
+    def call(self, y_true, y_pred):
+        loss = self.dice_weight * dice_loss(y_true, y_pred)
+        return loss + self.bce_weight * edge_bce_loss(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "dice_weight": self.dice_weight,
+                "bce_weight": self.bce_weight}
+
+
+def compile_losses(outputs, weights=PAPER_WEIGHTS, generalized=False):
+    """Loss dict for `model.compile` over a model's output names (Eq. 3).
+
+    The "seg" output gets `l1 * Dice`; an "edge" output gets `EdgeAwareLoss`
+    with (l2, l3), or no loss at all when both are 0 (the shape stream is then
+    unsupervised, the paper's "no edge loss" row).
+    """
+    l1, l2, l3 = weights
+    losses = {"seg": DiceLoss(generalized=generalized)}
+    loss_weights = {"seg": float(l1)}
+    if "edge" in outputs and (l2 or l3):
+        losses["edge"] = EdgeAwareLoss(l2, l3)
+        loss_weights["edge"] = 1.0
+    return losses, loss_weights

@@ -1,0 +1,56 @@
+"""Shared test helpers. The Keras backend comes from KERAS_BACKEND (the Makefile
+runs the `backend`-marked tests under both TensorFlow and JAX)."""
+
+import os
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def value_and_grad(fn, x):
+    """`(fn(x), d fn / d x)` as numpy, for whichever backend Keras runs on."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        return np.asarray(y), np.asarray(tape.gradient(y, x))
+    if backend == "jax":
+        import jax
+        y, g = jax.value_and_grad(fn)(x)
+        return np.asarray(y), np.asarray(g)
+    if backend == "torch":
+        import torch
+        x = torch.tensor(x, requires_grad=True)
+        y = fn(x)
+        y.backward()
+        return y.detach().cpu().numpy(), x.grad.cpu().numpy()
+    raise NotImplementedError(backend)
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def run_python(code, env=None, timeout=300):
+    """Run `code` in a fresh interpreter (same backend unless env overrides)."""
+    import subprocess
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+                **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], env=full_env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_policy():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.config.set_dtype_policy("float32")

@@ -1,0 +1,181 @@
+"""Losses of Eq. 3-5 against values computed by hand on small arrays."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from boundary_aware import losses
+from tests.conftest import to_numpy, value_and_grad
+
+pytestmark = pytest.mark.backend
+EPS = losses.DICE_EPS
+
+
+def batch(*rows):
+    """(B, H, W, 1) float32 from nested lists of (H, W) images."""
+    return np.asarray(rows, dtype="float32")[..., None]
+
+
+# ---- Dice (Eq. 4) -------------------------------------------------------
+
+def test_dice_perfect_overlap():
+    y = batch([[1, 0], [1, 1]])
+    # 1 - 2*3 / (3 + 3 + eps)
+    assert float(losses.dice_loss(y, y)) == pytest.approx(1 - 6 / (6 + EPS), abs=1e-7)
+
+
+def test_dice_empty_target_and_prediction_is_one():
+    z = batch([[0, 0], [0, 0]])
+    assert float(losses.dice_loss(z, z)) == pytest.approx(1.0)
+
+
+def test_dice_partial_overlap_uses_squared_denominator():
+    y = batch([[1, 1], [0, 0]])
+    p = batch([[0.5, 1.0], [0.25, 0.0]])
+    num = 2 * (0.5 + 1.0)
+    den = 2 + (0.25 + 1.0 + 0.0625) + EPS
+    assert float(losses.dice_loss(y, p)) == pytest.approx(1 - num / den, abs=1e-6)
+
+
+def test_dice_sums_over_the_whole_batch():
+    y = batch([[1, 0]], [[0, 0]])
+    p = batch([[1, 0]], [[1, 0]])
+    # one batch-wide ratio, not a mean of per-image ratios: 1 - 2/(1+2)
+    assert float(losses.dice_loss(y, p)) == pytest.approx(1 - 2 / (3 + EPS), abs=1e-6)
+
+
+def test_generalized_dice_hand_computed():
+    y = batch([[1, 0], [0, 0]])
+    p = batch([[0.5, 0.5], [0.0, 0.0]])
+    # foreground: ref 1, pred 1, inter 0.5, w = 1
+    # background: ref 3, pred 3, inter 0.5 + 1 + 1 = 2.5, w = 1/9
+    num = 2 * (1 * 0.5 + 2.5 / 9)
+    den = 1 * 2 + (6 / 9) + EPS
+    assert float(losses.generalized_dice_loss(y, p)) == pytest.approx(1 - num / den, abs=1e-6)
+
+
+def test_generalized_dice_with_absent_foreground_is_finite():
+    z = batch([[0, 0], [0, 0]])
+    p = batch([[0.5, 0], [0, 0]])
+    value = float(losses.generalized_dice_loss(z, p))
+    # both weights fall back to the background's 1/16
+    num = 2 * (0 + 3.5 / 16)
+    den = (0 + 0.5) / 16 + (4 + 3.5) / 16 + EPS
+    assert value == pytest.approx(1 - num / den, abs=1e-6)
+
+
+# ---- edge BCE (Eq. 5) ---------------------------------------------------
+
+def test_edge_bce_hand_computed():
+    y = batch([[1, 0], [0, 0]])
+    p = batch([[0.8, 0.1], [0.2, 0.0]])
+    beta = 3 / 4  # non-edge pixels over all pixels
+    eps = losses.PROB_EPS
+    terms = [-beta * math.log(0.8), -(1 - beta) * math.log(0.9),
+             -(1 - beta) * math.log(0.8), -(1 - beta) * math.log(1 - eps)]
+    assert float(losses.edge_bce_loss(y, p)) == pytest.approx(sum(terms) / 4, rel=1e-5)
+
+
+def test_edge_bce_perfect_prediction_is_near_zero():
+    y = batch([[1, 0], [0, 1]])
+    assert float(losses.edge_bce_loss(y, y)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_edge_bce_is_finite_for_confidently_wrong_predictions():
+    y = batch([[1, 0], [0, 1]])
+    value = float(losses.edge_bce_loss(y, 1.0 - y))
+    # every pixel costs about -log(eps), weighted by beta = 1 - beta = 1/2;
+    # 1 - eps is rounded to float32 before the log, as in the loss
+    eps = np.float32(losses.PROB_EPS)
+    at_zero = -math.log(eps)
+    at_one = -math.log(np.float32(1) - np.float32(1 - eps))
+    assert math.isfinite(value)
+    assert value == pytest.approx(0.5 * (at_zero + at_one) / 2, rel=1e-5)
+
+
+# ---- edge target --------------------------------------------------------
+
+def test_edge_target_square_band_is_two_pixels_wide():
+    m = np.zeros((1, 8, 8, 1), "float32")
+    m[0, 2:6, 2:6, 0] = 1
+    e = to_numpy(losses.edge_target(m))[0, ..., 0]
+    expected = np.zeros((8, 8))
+    expected[1:7, 1:7] = 1  # dilation
+    expected[3:5, 3:5] = 0  # minus erosion
+    np.testing.assert_array_equal(e, expected)
+
+
+def test_edge_target_width_one_is_the_inner_contour():
+    m = np.zeros((1, 6, 6, 1), "float32")
+    m[0, 1:5, 1:5, 0] = 1
+    e = to_numpy(losses.edge_target(m, width=1))[0, ..., 0]
+    expected = m[0, ..., 0].copy()
+    expected[2:4, 2:4] = 0
+    np.testing.assert_array_equal(e, expected)
+
+
+def test_edge_target_image_border_is_not_an_edge_and_batch_works():
+    m = np.zeros((2, 6, 6, 1), "float32")
+    m[0] = 1  # full mask: no contour at all
+    m[1, :, :3] = 1  # left half: contour only at columns 2 and 3
+    e = to_numpy(losses.edge_target(m))
+    assert e[0].sum() == 0
+    np.testing.assert_array_equal(np.nonzero(e[1, 0, :, 0])[0], [2, 3])
+    assert set(np.unique(e)) <= {0.0, 1.0}
+
+
+def test_edge_target_rejects_bad_input():
+    with pytest.raises(ValueError, match="width"):
+        losses.edge_target(np.zeros((1, 4, 4, 1)), width=0)
+    with pytest.raises(ValueError, match="B, H, W, 1"):
+        losses.edge_target(np.zeros((4, 4)))
+
+
+# ---- Eq. 3 and the Keras wrappers ----------------------------------------
+
+def test_total_loss_is_the_weighted_sum_of_eq3():
+    rng = np.random.default_rng(0)
+    y = (rng.random((2, 16, 16, 1)) > 0.6).astype("float32")
+    seg = rng.random((2, 16, 16, 1)).astype("float32")
+    edge = rng.random((2, 16, 16, 1)).astype("float32")
+    e = losses.edge_target(y)
+    expected = (1.0 * float(losses.dice_loss(y, seg)) + 0.5 * float(losses.dice_loss(e, edge))
+                + 0.1 * float(losses.edge_bce_loss(e, edge)))
+    total = losses.boundary_aware_loss({"seg": y}, {"seg": seg, "edge": edge})
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+    wrapped = losses.DiceLoss()(y, seg) + losses.EdgeAwareLoss()(e, edge)
+    assert float(wrapped) == pytest.approx(expected, rel=1e-6)
+
+
+def test_compile_losses_drops_the_edge_loss_when_unsupervised():
+    loss, weights = losses.compile_losses(["seg", "edge"], (1.0, 0.0, 0.0))
+    assert set(loss) == {"seg"} and weights == {"seg": 1.0}
+    loss, weights = losses.compile_losses(["seg", "edge"], (1.0, 0.0, 0.1))
+    assert loss["edge"].dice_weight == 0.0 and loss["edge"].bce_weight == 0.1
+
+
+def test_loss_wrappers_serialize():
+    for loss in (losses.DiceLoss(generalized=True), losses.EdgeAwareLoss(0.3, 0.2)):
+        restored = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert restored.get_config() == loss.get_config()
+
+
+def test_losses_are_float32_with_finite_gradients_on_float16_inputs():
+    """A mixed_float16 batch of 8 x 240 x 240: sums would overflow float16."""
+    rng = np.random.default_rng(1)
+    y = (rng.random((8, 240, 240, 1)) > 0.5).astype("float16")
+    p = rng.random((8, 240, 240, 1)).astype("float16")
+    p[0, :4, :4] = 0.0
+    p[0, 4:8, :4] = 1.0  # exact 0 and 1 predictions
+    e = to_numpy(losses.edge_target(y)).astype("float16")
+    assert keras.backend.standardize_dtype(losses.dice_loss(y, p).dtype) == "float32"
+
+    def total(pred):
+        return (losses.dice_loss(y, pred) + 0.5 * losses.dice_loss(e, pred)
+                + 0.1 * losses.edge_bce_loss(e, pred))
+    value, grad = value_and_grad(total, p)
+    assert np.isfinite(value) and 0 < value < 3
+    assert np.all(np.isfinite(grad.astype("float32")))
+    assert np.any(grad != 0)
