@@ -5,10 +5,13 @@ PY := $(VENV)/bin/python
 # tensorflow-cpu installs much faster; a machine with an NVIDIA driver gets the CUDA build.
 TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo tensorflow || echo tensorflow-cpu)
 STAMP := $(VENV)/.installed-$(TF_EXTRA)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 PYTEST_ARGS ?=
+# pytest-xdist workers: the suite is dominated by single-threaded graph compiles.
+TEST_WORKERS ?= 2
 
-.PHONY: install test test-tf test-jax model-stats bench-metrics clean
+.PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare \
+	reproduce-table1 ablation figures clean
 
 install: $(STAMP)
 
@@ -24,16 +27,54 @@ $(STAMP): setup.cfg pyproject.toml
 test: test-tf test-jax
 
 test-tf: install
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-jax: install
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m backend $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(PY) -m pytest -q -n $(TEST_WORKERS) -m backend $(PYTEST_ARGS)
 
 model-stats: install
 	$(PY) -m boundary_aware.model_stats
 
 bench-metrics: install
 	$(PY) -m experiments.benchmarks.metrics_speed
+
+bench-data: install
+	$(PY) -m experiments.benchmarks.data_speed
+
+# Synthetic BraTS-like cases (BraTS 2018 layout) and their prepared slices.
+SYNTH_DIR ?= data/synthetic_brats
+SYNTH_CASES ?= 20
+PREPARED_DIR ?= data/prepared
+BRATS_DIR ?= $(SYNTH_DIR)
+
+synthetic: install
+	$(PY) -m data_prep.synthetic --out_dir=$(SYNTH_DIR) --num_cases=$(SYNTH_CASES) --seed=0
+
+prepare: install
+	$(PY) -m data_prep.prepare_brats --brats_dir=$(BRATS_DIR) --out_dir=$(PREPARED_DIR)
+
+# The paper's Table 1. Without BRATS_DIR: synthetic demo data, demo profile.
+# make reproduce-table1 [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo] [OUT=...]
+#                       [OVERRIDES="train.epochs=5 train.batch_size=4"]
+OUT ?= results/table1
+PROFILE ?=
+SPLIT ?=
+OVERRIDES ?=
+TABLE_ARGS = --out=$(OUT) $(if $(BRATS_DIR_SET),--brats_dir=$(BRATS_DIR_SET)) \
+	$(if $(SPLIT),--split_file=$(SPLIT)) $(if $(PROFILE),--profile=$(PROFILE)) \
+	$(foreach o,$(OVERRIDES),--override=$(o))
+BRATS_DIR_SET = $(if $(filter command line environment,$(origin BRATS_DIR)),$(BRATS_DIR))
+
+reproduce-table1: install
+	$(PY) -m experiments.reproduce_table1 $(TABLE_ARGS)
+
+ablation: install
+	$(PY) -m experiments.ablation $(subst --out=$(OUT),--out=$(OUT_ABLATION),$(TABLE_ARGS))
+
+OUT_ABLATION ?= results/ablation
+
+figures: install
+	$(PY) -m experiments.figures --table_dir=$(OUT) --out=$(OUT)/figures
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

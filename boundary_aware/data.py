@@ -1,0 +1,120 @@
+"""BraTS conventions, intensity normalization, slice selection and the prepared dataset.
+
+Shared by data preparation, training (the `PyDataset` path, which needs no
+TensorFlow) and prediction, so that a volume is normalized the same way
+everywhere. numpy/scipy/keras only.
+
+Reference: Hatamizadeh et al., "End-to-End Boundary Aware Networks for Medical
+Image Segmentation", 2019, Sec. 3.1-3.2; DESIGN.md section 4.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+# Label conventions: tumor core = NCR/NET + ET.
+CONVENTIONS = {
+    "brats2018": {"labels": (0, 1, 2, 4), "regions": {"tc": (1, 4), "wt": (1, 2, 4), "et": (4,)}},
+    "brats2023": {"labels": (0, 1, 2, 3), "regions": {"tc": (1, 3), "wt": (1, 2, 3), "et": (3,)}},
+}
+REGIONS = ("tc", "wt", "et")
+SPLITS = ("train", "val", "test")
+BRATS_ORIENTATION = ("L", "P", "S")  # the BraTS 2018 files' axis codes
+CLIP_PERCENTILES = (0.5, 99.5)
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and the problem."""
+
+
+def region_mask(seg, convention, region="tc"):
+    """Binary uint8 mask of `region` from a label volume."""
+    return np.isin(seg, CONVENTIONS[convention]["regions"][region]).astype(np.uint8)
+
+
+def normalization_range(volume):
+    """(lo, hi): the 0.5 and 99.5 percentiles of the brain (nonzero) voxels."""
+    brain = volume[volume != 0]
+    if brain.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(brain.astype(np.float64), CLIP_PERCENTILES)
+    return float(lo), float(hi)
+
+
+def normalize(volume, lo, hi):
+    """Clip to [lo, hi], scale to [0, 1]; background (exactly 0) stays 0. float32."""
+    scale = 1.0 / (hi - lo) if hi > lo else 0.0
+    out = (np.clip(volume.astype(np.float32), lo, hi) - np.float32(lo)) * np.float32(scale)
+    out[volume == 0] = 0.0
+    return out.astype(np.float32)
+
+
+def resize_slices(stack, size, order):
+    """Resize a (N, H, W) stack to (N, size, size); identity when already that size."""
+    n, h, w = stack.shape
+    if (h, w) == (size, size):
+        return stack
+    factors = (1, size / h, size / w)
+    out = ndimage.zoom(stack, factors, order=order, mode="nearest", grid_mode=True)
+    return out.astype(stack.dtype)
+
+
+def select_slices(mask, slices_per_case):
+    """Axial slice indices (axis 2) with tumor, at most `slices_per_case` nearest the
+    slice of largest area (ties: the lower index first). Sorted ascending."""
+    area = mask.reshape(-1, mask.shape[2]).sum(axis=0)
+    candidates = np.flatnonzero(area)
+    if candidates.size == 0:
+        return []
+    peak = int(np.argmax(area))  # first maximum
+    order = sorted(candidates.tolist(), key=lambda z: (abs(z - peak), z))
+    return sorted(order[:slices_per_case])
+
+
+def edge_target_numpy(masks, width=2):
+    """numpy twin of `boundary_aware.losses.edge_target` for (B, H, W, 1) masks."""
+    m = np.asarray(masks) > 0.5
+    outer, inner = width // 2, width - width // 2
+    footprint = lambda r: (1, 2 * r + 1, 2 * r + 1, 1)  # noqa: E731
+    dilated = m if outer == 0 else ndimage.maximum_filter(m, footprint(outer), mode="constant", cval=0)
+    eroded = ndimage.minimum_filter(m, footprint(inner), mode="constant", cval=1)
+    return (dilated & ~eroded).astype(np.float32)
+
+
+def epoch_order(n, seed, epoch):
+    """The shuffled sample order of one epoch: the same in every pipeline."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def num_batches(n, batch_size, drop_remainder):
+    return n // batch_size if drop_remainder else math.ceil(n / batch_size)
+
+
+def read_manifest(out_dir):
+    path = Path(out_dir) / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no prepared dataset here (run python -m data_prep.prepare_brats)")
+    return json.loads(path.read_text())
+
+
+def load_prepared(out_dir, split):
+    """Load one split of a prepared dataset.
+
+    Returns `(images, masks, meta)`: images float32 (N, H, W, 1) in [0, 1],
+    masks uint8 (N, H, W, 1) in {0, 1}, and `meta`, one dict per slice with
+    its "case" and "slice" (axial index in the source volume).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    images = np.load(out_dir / f"{split}_images.npy")
+    masks = np.load(out_dir / f"{split}_masks.npy")
+    meta = manifest["slices"][split]
+    if not (len(images) == len(masks) == len(meta)):
+        raise DataError(f"{out_dir}: {split} arrays and manifest disagree "
+                        f"({len(images)} images, {len(masks)} masks, {len(meta)} records)")
+    return images, masks, meta

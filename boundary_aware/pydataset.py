@@ -1,0 +1,68 @@
+"""`keras.utils.PyDataset` over prepared slices: the input pipeline without TensorFlow.
+
+Same semantics as `boundary_aware.data_pipeline` (the tf.data pipeline): the
+epoch's order comes from `data.epoch_order(n, seed, epoch)`, augmentation
+parameters from `augment.sample_params`, the edge target is computed from the
+(augmented) mask. With augmentation off both give identical batches.
+"""
+
+import keras
+import numpy as np
+
+from boundary_aware.augment import AugmentConfig, augment_numpy, sample_params
+from boundary_aware.data import edge_target_numpy, epoch_order, num_batches
+
+
+class SliceDataset(keras.utils.PyDataset):
+    """Batches `(image, {"seg": mask, "edge": edge})` of float32 (B, H, W, 1).
+
+    Args:
+        images, masks: arrays from `data.load_prepared`.
+        batch_size: slices per batch.
+        seed: seed of the shuffle and of the augmentation.
+        shuffle: reshuffle every epoch (training) or keep the order (evaluation).
+        augment: an `AugmentConfig` (None: no augmentation).
+        edge_width: width of the boundary band.
+        drop_remainder: drop the last incomplete batch.
+        initial_epoch: the epoch the first pass stands for (for resumed runs).
+        with_edge: also yield the "edge" target (off for models without an edge loss).
+        **kwargs: `keras.utils.PyDataset` arguments (workers, ...).
+    """
+
+    def __init__(self, images, masks, batch_size, seed=0, shuffle=True, augment=None,
+                 edge_width=2, drop_remainder=False, initial_epoch=0, with_edge=True, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.masks = images, masks
+        self.batch_size = int(batch_size)
+        self.seed, self.shuffle = int(seed), bool(shuffle)
+        self.augment = augment or AugmentConfig(enabled=False)
+        self.edge_width = int(edge_width)
+        self.drop_remainder = bool(drop_remainder)
+        self.epoch = int(initial_epoch)
+        self.with_edge = bool(with_edge)
+        self._prepare_epoch()
+
+    def _prepare_epoch(self):
+        n = len(self.images)
+        self.order = epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
+        self.params = sample_params(n, self.seed, self.epoch, self.augment)
+
+    def __len__(self):
+        return num_batches(len(self.images), self.batch_size, self.drop_remainder)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        picked = self.order[rows]
+        images = self.images[picked].astype(np.float32)
+        masks = self.masks[picked].astype(np.float32)
+        images, masks = augment_numpy(images, masks, self.params[rows])
+        masks = masks.astype(np.float32)
+        if not self.with_edge:
+            return images, {"seg": masks}
+        return images, {"seg": masks, "edge": edge_target_numpy(masks, self.edge_width)}
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._prepare_epoch()

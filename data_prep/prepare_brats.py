@@ -1,0 +1,217 @@
+"""Prepare a BraTS folder as a 2D slice dataset (Sec. 3.1 of the paper).
+
+    python -m data_prep.prepare_brats --brats_dir=DIR --out_dir=DIR \
+        [--region=tc] [--slices_per_case=20] [--image_size=240] [--seed=0] \
+        [--split_file=split.json] [--on_error=fail|skip] [--workers=2] [--overwrite]
+
+Every case is validated before any array is written. The dataset is written
+to a temporary folder beside `out_dir` and renamed into place at the end, so
+a failed or interrupted run leaves no half-written dataset; an existing
+dataset made with other options is kept unless `--overwrite` is given.
+
+Reference: Hatamizadeh et al. 2019, Sec. 3.1-3.2; DESIGN.md section 4.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from boundary_aware.data import (REGIONS, SPLITS, DataError, normalization_range, normalize,
+                                 resize_slices, select_slices)
+from boundary_aware.version import __version__
+from data_prep.brats import discover_cases, load_case
+
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+
+
+def default_split(case_ids, seed):
+    """Seeded patient-level 70/10/20 split (at least one val and test case from 3 cases)."""
+    ids = sorted(case_ids)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    n = len(ids)
+    n_test = max(1, round(SPLIT_FRACTIONS[2] * n)) if n >= 3 else n // 2
+    n_val = max(1, round(SPLIT_FRACTIONS[1] * n)) if n >= 3 else 0
+    n_train = n - n_val - n_test
+    return {"train": sorted(shuffled[:n_train]), "val": sorted(shuffled[n_train:n_train + n_val]),
+            "test": sorted(shuffled[n_train + n_val:])}
+
+
+def read_split_file(path, case_ids):
+    path = Path(path)
+    try:
+        split = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read the split file ({err})") from None
+    if not isinstance(split, dict) or set(split) - set(SPLITS) or \
+            not all(isinstance(v, list) for v in split.values()):
+        raise DataError(f'{path}: expected {{"train": [...], "val": [...], "test": [...]}}')
+    split = {name: sorted(split.get(name, [])) for name in SPLITS}
+    seen = [c for name in SPLITS for c in split[name]]
+    duplicated = sorted({c for c in seen if seen.count(c) > 1})
+    if duplicated:
+        raise DataError(f"{path}: cases in more than one split (or twice): {duplicated}")
+    unknown = sorted(set(seen) - set(case_ids))
+    if unknown:
+        raise DataError(f"{path}: cases not found in the BraTS folder: {unknown}")
+    return split
+
+
+def file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_case(case, region, slices_per_case, image_size):
+    """Load, validate, select, normalize and resize one case."""
+    image, mask, zooms = load_case(case, region)
+    indices = select_slices(mask, slices_per_case)
+    lo, hi = normalization_range(image)
+    norm = normalize(image[:, :, indices], lo, hi)
+    images = resize_slices(np.moveaxis(norm, 2, 0), image_size, order=1)
+    masks = resize_slices(np.moveaxis(mask[:, :, indices], 2, 0), image_size, order=0)
+    record = {
+        "case": case.case_id, "convention": case.convention, "slices": indices,
+        "shape": list(image.shape), "spacing": list(zooms[:3]),
+        "normalization": {"lo": lo, "hi": hi, "percentiles": [0.5, 99.5]},
+        "files": {kind: {"name": path.name, "bytes": path.stat().st_size,
+                         "sha256": file_digest(path)}
+                  for kind, path in (("t1c", case.image), ("seg", case.seg))},
+    }
+    return np.clip(images, 0, 1)[..., None].astype(np.float32), masks[..., None].astype(np.uint8), record
+
+
+def _prepare_one(args):
+    case, options = args
+    try:
+        return case.case_id, prepare_case(case, options["region"], options["slices_per_case"],
+                                          options["image_size"]), None
+    except DataError as err:
+        return case.case_id, None, str(err)
+
+
+def _progress(iterable, total, enabled):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc="cases", unit="case", file=sys.stderr)
+
+
+def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240, seed=0,
+            split_file=None, on_error="fail", workers=1, overwrite=False, progress=False,
+            log=print):
+    """Prepare the dataset; returns the manifest dict. See the module docstring."""
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    if slices_per_case < 1 or image_size < 8 or image_size % 8:
+        raise ValueError("slices_per_case must be >= 1 and image_size a multiple of 8 (>= 8)")
+    out_dir = Path(out_dir)
+    options = {"brats_dir": str(Path(brats_dir).resolve()), "region": region,
+               "slices_per_case": slices_per_case, "image_size": image_size, "seed": seed,
+               "split_file": str(Path(split_file).resolve()) if split_file else None,
+               "on_error": on_error}
+    if (out_dir / "manifest.json").is_file() and not overwrite:
+        existing = json.loads((out_dir / "manifest.json").read_text())
+        if existing.get("options") == options:
+            log(f"{out_dir}: already prepared with these options; nothing to do")
+            return existing
+        raise DataError(f"{out_dir}: holds a dataset prepared with other options "
+                        f"({existing.get('options')}); pass --overwrite to replace it")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+        raise DataError(f"{out_dir}: exists, is not empty and is not a prepared dataset")
+
+    cases = discover_cases(brats_dir)
+    ids = [c.case_id for c in cases]
+    split = read_split_file(split_file, ids) if split_file else default_split(ids, seed)
+    wanted = {c for name in SPLITS for c in split[name]}
+    cases = [c for c in cases if c.case_id in wanted]
+
+    jobs = [(case, options) for case in cases]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(_progress(pool.map(_prepare_one, jobs), len(jobs), progress))
+    else:
+        results = [_prepare_one(job) for job in _progress(jobs, len(jobs), progress)]
+    prepared, skipped = {}, {}
+    for case_id, result, error in results:
+        if error is None:
+            prepared[case_id] = result
+        elif on_error == "fail":
+            raise DataError(error)
+        else:
+            skipped[case_id] = error
+            log(f"skipped case {case_id}: {error}")
+
+    split = {name: [c for c in split[name] if c in prepared] for name in SPLITS}
+    manifest = {"package_version": __version__, "options": options, "split": split,
+                "skipped": skipped, "cases": {c: prepared[c][2] for c in sorted(prepared)},
+                "slices": {name: [{"case": c, "slice": z} for c in split[name]
+                                  for z in prepared[c][2]["slices"]] for name in SPLITS}}
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name in SPLITS:
+            parts = [prepared[c] for c in split[name]]
+            size = (0, image_size, image_size, 1)
+            images = np.concatenate([p[0] for p in parts]) if parts else np.zeros(size, np.float32)
+            masks = np.concatenate([p[1] for p in parts]) if parts else np.zeros(size, np.uint8)
+            np.save(tmp / f"{name}_images.npy", images)
+            np.save(tmp / f"{name}_masks.npy", masks)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    counts = {name: len(manifest["slices"][name]) for name in SPLITS}
+    log(f"{out_dir}: {len(prepared)} cases prepared ({len(skipped)} skipped); slices {counts}")
+    return manifest
+
+
+def main(argv):
+    from absl import flags
+    del argv
+    f = flags.FLAGS
+    try:
+        prepare(f.brats_dir, f.out_dir, f.region, f.slices_per_case, f.image_size, f.seed,
+                f.split_file, f.on_error, f.workers, f.overwrite, progress=True)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def define_flags():
+    from absl import flags
+    flags.DEFINE_string("brats_dir", None, "BraTS root folder (2018-2021 or 2023+ layout).")
+    flags.DEFINE_string("out_dir", None, "Where to write the prepared dataset.")
+    flags.DEFINE_enum("region", "tc", list(REGIONS), "Tumor region to segment.")
+    flags.DEFINE_integer("slices_per_case", 20, "Axial slices kept per case.")
+    flags.DEFINE_integer("image_size", 240, "Output slice size (square).")
+    flags.DEFINE_integer("seed", 0, "Seed of the 70/10/20 patient-level split.")
+    flags.DEFINE_string("split_file", None, 'JSON {"train": [...], "val": [...], "test": [...]}.')
+    flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "Stop at a bad case, or skip it.")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
+    flags.DEFINE_bool("overwrite", False, "Replace a dataset prepared with other options.")
+    flags.mark_flags_as_required(["brats_dir", "out_dir"])
+
+
+if __name__ == "__main__":
+    from absl import app
+    define_flags()
+    app.run(main)

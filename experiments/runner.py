@@ -1,0 +1,72 @@
+"""Shared steps of the experiment scripts: data, one run (train + evaluate), tables."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILE = ROOT / "experiments" / "table1.py"
+DEMO_SYNTHETIC = {"num_cases": 24, "shape": "160,160,96", "seed": 0}
+PREPARE_OPTIONS = {"demo": {"image_size": 96, "slices_per_case": 12},
+                   "paper": {"image_size": 240, "slices_per_case": 20}}
+
+
+def say(message):
+    print(f"[boundary-aware] {message}", flush=True)
+
+
+def _python(args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    subprocess.run([sys.executable, *args], check=True, env=env, cwd=ROOT)
+
+
+def prepare_data(out, profile, brats_dir=None, split_file=None):
+    """Synthetic cases (no BraTS folder) or the user's BraTS, prepared into OUT/prepared."""
+    out = Path(out)
+    if brats_dir is None:
+        brats_dir = out / "synthetic_brats"
+        done = brats_dir / ".complete"
+        if not done.exists():
+            say(f"generating {DEMO_SYNTHETIC['num_cases']} synthetic BraTS-like cases in {brats_dir} "
+                f"(NOT BraTS data)")
+            _python(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
+                     f"--num_cases={DEMO_SYNTHETIC['num_cases']}", f"--seed={DEMO_SYNTHETIC['seed']}",
+                     f"--shape={DEMO_SYNTHETIC['shape']}"])
+            done.write_text("ok\n")
+    prepared = out / "prepared"
+    options = PREPARE_OPTIONS[profile]
+    args = ["-m", "data_prep.prepare_brats", f"--brats_dir={brats_dir}", f"--out_dir={prepared}",
+            f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
+    if split_file:
+        args.append(f"--split_file={Path(split_file).resolve()}")
+    _python(args)
+    return prepared
+
+
+def run_variant(variant, profile, prepared, workdir, overrides=(), seed=None):
+    """Train (resuming if needed) and evaluate one variant; returns its metrics.json path."""
+    workdir = Path(workdir)
+    args = [f"--config={CONFIG_FILE}:{variant},{profile}", f"--workdir={workdir}",
+            f"--config.data.prepared_dir={Path(prepared).resolve()}"]
+    if seed is not None:
+        args.append(f"--config.train.seed={seed}")
+    args += [f"--config.{o}" for o in overrides]
+    state = workdir / "state.json"
+    if state.exists() and json.loads(state.read_text()).get("completed"):
+        say(f"{variant}: training already complete in {workdir}")
+    else:
+        say(f"{variant}: training in {workdir}")
+        _python(["-m", "boundary_aware.train", *args])
+    metrics = workdir / "metrics.json"
+    if not metrics.exists() or metrics.stat().st_mtime < (workdir / "best.keras").stat().st_mtime:
+        say(f"{variant}: evaluating")
+        _python(["-m", "boundary_aware.evaluate", f"--workdir={workdir}"])
+    return metrics
+
+
+def write_atomic(path, text):
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,293 @@
+"""BraTS preparation: the real sample cases, layouts, bad inputs, atomic writes."""
+
+import gzip
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from boundary_aware.data import DataError, load_prepared
+from data_prep import synthetic
+from data_prep.prepare_brats import default_split, prepare
+from tests.conftest import ROOT
+
+SAMPLES = ROOT / "tests" / "data" / "brats_samples"
+SHAPE = (64, 64, 32)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def run(src, out, **kwargs):
+    return prepare(src, out, log=quiet, **{"slices_per_case": 6, "image_size": 64, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    synthetic.generate(root, 4, seed=5, shape=SHAPE)
+    return root
+
+
+@pytest.fixture
+def brats(tmp_path, synth_root):
+    """A fresh, writable copy of the synthetic BraTS folder."""
+    root = tmp_path / "brats"
+    shutil.copytree(synth_root, root)
+    return root
+
+
+def files(case_root, case_id):
+    return (case_root / case_id / f"{case_id}_t1ce.nii.gz", case_root / case_id / f"{case_id}_seg.nii.gz")
+
+
+def save(path, array, affine=synthetic.BRATS_AFFINE):
+    nib.save(nib.Nifti1Image(array, affine), str(path))
+
+
+# ---- the two real cases ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    out = tmp_path_factory.mktemp("real") / "prepared"
+    split = tmp_path_factory.mktemp("split") / "split.json"
+    split.write_text(json.dumps({"train": ["BraTS2013_pat0005"], "val": [],
+                                 "test": ["BraTS2013_pat0006"]}))
+    prepare(SAMPLES, out, split_file=split, log=quiet)
+    return out
+
+
+def test_real_cases_slices_range_and_masks(real):
+    for split, case_id in (("train", "BraTS2013_pat0005"), ("test", "BraTS2013_pat0006")):
+        images, masks, meta = load_prepared(real, split)
+        assert images.shape == (20, 240, 240, 1) and images.dtype == np.float32
+        assert masks.shape == (20, 240, 240, 1) and masks.dtype == np.uint8
+        assert set(np.unique(masks).tolist()) == {0, 1}
+        assert images.min() == 0.0 and images.max() == 1.0
+        t1c = np.asarray(nib.load(str(SAMPLES / case_id / f"{case_id}_t1ce.nii.gz")).dataobj)
+        seg = np.asarray(nib.load(str(SAMPLES / case_id / f"{case_id}_seg.nii.gz")).dataobj)
+        tc = np.isin(seg, (1, 4))
+        largest = int(np.argmax(tc.sum(axis=(0, 1))))
+        slices = [m["slice"] for m in meta]
+        assert {m["case"] for m in meta} == {case_id} and largest in slices
+        assert slices == sorted(slices) and max(slices) - min(slices) == 19  # contiguous run
+        for i, z in enumerate(slices):
+            np.testing.assert_array_equal(masks[i, ..., 0], tc[:, :, z])
+            assert np.all(images[i, ..., 0][t1c[:, :, z] == 0] == 0)  # background stays 0
+
+
+def test_manifest_records_everything(real):
+    manifest = json.loads((real / "manifest.json").read_text())
+    case = manifest["cases"]["BraTS2013_pat0005"]
+    assert case["spacing"] == [1.0, 1.0, 1.0] and case["shape"] == [240, 240, 155]
+    assert case["normalization"]["hi"] > case["normalization"]["lo"]
+    assert len(case["files"]["t1c"]["sha256"]) == 64 and case["files"]["seg"]["bytes"] > 0
+    assert manifest["options"]["slices_per_case"] == 20 and manifest["package_version"]
+
+
+# ---- layouts, split, determinism, overwrite --------------------------------
+
+def test_default_split_is_seeded_and_patient_level():
+    ids = [f"c{i:03d}" for i in range(50)]
+    split = default_split(ids, 0)
+    assert [len(split[s]) for s in ("train", "val", "test")] == [35, 5, 10]
+    assert sorted(sum(split.values(), [])) == ids
+    assert split == default_split(ids, 0) and split != default_split(ids, 1)
+
+
+def test_same_inputs_give_byte_identical_arrays(brats, tmp_path):
+    run(brats, tmp_path / "a", workers=2)
+    run(brats, tmp_path / "b", workers=1)
+    for name in ("train_images.npy", "train_masks.npy", "test_images.npy", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_rerun_is_a_no_op_and_other_options_need_overwrite(brats, tmp_path):
+    out = tmp_path / "out"
+    run(brats, out)
+    before = (out / "train_images.npy").stat().st_mtime_ns
+    run(brats, out)
+    assert (out / "train_images.npy").stat().st_mtime_ns == before
+    with pytest.raises(DataError, match="other options.*--overwrite"):
+        run(brats, out, slices_per_case=3)
+    assert json.loads((out / "manifest.json").read_text())["options"]["slices_per_case"] == 6
+    run(brats, out, slices_per_case=3, overwrite=True)
+    assert json.loads((out / "manifest.json").read_text())["options"]["slices_per_case"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brats", "out"]
+
+
+def test_brats2023_layout_and_extra_modalities(tmp_path, synth_root):
+    root = tmp_path / "brats2023"
+    for case_id in ("Synth_0000", "Synth_0001", "Synth_0002"):
+        t1c, seg = files(synth_root, case_id)
+        new_id = case_id.replace("Synth", "BraTS-GLI")
+        (root / new_id).mkdir(parents=True)
+        shutil.copy(t1c, root / new_id / f"{new_id}-t1c.nii.gz")
+        shutil.copy(t1c, root / new_id / f"{new_id}-t2f.nii.gz")  # ignored
+        labels = np.asarray(nib.load(str(seg)).dataobj)
+        save(root / new_id / f"{new_id}-seg.nii.gz", np.where(labels == 4, 3, labels).astype(np.uint8))
+    run(root, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert {c["convention"] for c in manifest["cases"].values()} == {"brats2023"}
+    original = tmp_path / "orig"
+    run(synth_root, original)
+    a, b = load_prepared(tmp_path / "out", "train")[1], load_prepared(original, "train")[1]
+    assert a.sum() > 0 and a.shape[1:] == b.shape[1:]
+
+
+def test_other_orientation_gives_the_same_slices(brats, tmp_path):
+    """A case stored in RAS (flipped arrays, another affine) is read back in LPS."""
+    out_lps = tmp_path / "lps"
+    run(brats, out_lps)
+    for path in files(brats, "Synth_0000") + files(brats, "Synth_0001"):
+        img = nib.load(str(path))
+        ras = np.flip(np.asarray(img.dataobj), axis=(0, 1)).copy()
+        affine = img.affine @ np.array([[-1, 0, 0, SHAPE[0] - 1], [0, -1, 0, SHAPE[1] - 1],
+                                        [0, 0, 1, 0], [0, 0, 0, 1]])
+        save(path, ras, affine)
+        assert nib.aff2axcodes(nib.load(str(path)).affine) == ("R", "A", "S")
+    run(brats, tmp_path / "ras")
+    for split in ("train", "val", "test"):
+        for x, y in zip(load_prepared(out_lps, split)[:2], load_prepared(tmp_path / "ras", split)[:2]):
+            np.testing.assert_array_equal(x, y)
+
+
+# ---- bad inputs: a clear message naming the file, and nothing written -------
+
+def _break_missing_t1c(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    t1c.unlink()
+    return t1c, "missing T1c"
+
+
+def _break_missing_seg(brats):
+    _, seg = files(brats, "Synth_0002")
+    seg.unlink()
+    return seg, "missing segmentation"
+
+
+def _break_truncated_gzip(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    data = t1c.read_bytes()
+    t1c.write_bytes(data[: len(data) // 2])
+    return t1c, "truncated or corrupt"
+
+
+def _break_not_nifti(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    t1c.write_bytes(gzip.compress(b"this is a text file, not an image\n" * 20))
+    return t1c, "not a NIfTI"
+
+
+def _break_4d(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    save(t1c, np.zeros(SHAPE + (2,), np.int16))
+    return t1c, "expected a 3D volume, got 4D"
+
+
+def _break_2d(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    save(t1c, np.zeros(SHAPE[:2], np.int16))
+    return t1c, "expected a 3D volume, got 2D"
+
+
+def _break_shape_mismatch(brats):
+    _, seg = files(brats, "Synth_0002")
+    save(seg, np.zeros((64, 64, 30), np.uint8))
+    return seg, "shape .* differs"
+
+
+def _break_affine_mismatch(brats):
+    _, seg = files(brats, "Synth_0002")
+    img = nib.load(str(seg))
+    affine = img.affine.copy()
+    affine[0, 3] += 5
+    save(seg, np.asarray(img.dataobj), affine)
+    return seg, "affine differs"
+
+
+def _break_nan(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    data = np.asarray(nib.load(str(t1c)).dataobj).astype(np.float32)
+    data[10, 10, 10] = np.nan
+    data[11, 10, 10] = np.inf
+    save(t1c, data)
+    return t1c, "2 NaN or inf voxels"
+
+
+def _break_labels(brats):
+    _, seg = files(brats, "Synth_0002")
+    data = np.asarray(nib.load(str(seg)).dataobj).copy()
+    data[0, 0, 0] = 3
+    save(seg, data)
+    return seg, r"labels \[3\] are outside the brats2018 convention"
+
+
+def _break_absurd_header(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), synthetic.BRATS_AFFINE)
+    img.header.set_data_shape((20000, 20000, 20000))
+    raw = img.header.binaryblock + b"\0" * 4 + np.zeros(64, np.int16).tobytes()
+    t1c.write_bytes(gzip.compress(raw))
+    return t1c, "implausible"
+
+
+def _break_empty_core(brats):
+    _, seg = files(brats, "Synth_0002")
+    data = np.asarray(nib.load(str(seg)).dataobj).copy()
+    data[np.isin(data, (1, 4))] = 2
+    save(seg, data)
+    return seg, "TC region is empty"
+
+
+BREAKERS = [_break_missing_t1c, _break_missing_seg, _break_truncated_gzip, _break_not_nifti,
+            _break_4d, _break_2d, _break_shape_mismatch, _break_affine_mismatch, _break_nan,
+            _break_labels, _break_absurd_header, _break_empty_core]
+
+
+@pytest.mark.parametrize("breaker", BREAKERS, ids=lambda f: f.__name__[7:])
+def test_bad_input_is_named_and_nothing_is_written(breaker, brats, tmp_path):
+    path, problem = breaker(brats)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=problem) as err:
+        run(brats, out)
+    assert str(path) in str(err.value)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brats"]  # no temporary left over
+
+
+def test_skip_mode_leaves_bad_cases_out_and_lists_them(brats, tmp_path):
+    path, _ = _break_nan(brats)
+    messages = []
+    manifest = prepare(brats, tmp_path / "out", slices_per_case=6, image_size=64,
+                       on_error="skip", log=messages.append)
+    assert list(manifest["skipped"]) == ["Synth_0002"] and str(path) in manifest["skipped"]["Synth_0002"]
+    assert any("skipped case Synth_0002" in m for m in messages)
+    assert "Synth_0002" not in manifest["cases"]
+    assert all(r["case"] != "Synth_0002" for s in manifest["slices"].values() for r in s)
+
+
+def test_bad_split_file_and_folders(brats, tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["Synth_0000", "nope"], "test": ["Synth_0001"]}))
+    with pytest.raises(DataError, match=r"split.json: cases not found .*'nope'"):
+        run(brats, tmp_path / "out", split_file=split)
+    split.write_text("{not json")
+    with pytest.raises(DataError, match="split.json: cannot read"):
+        run(brats, tmp_path / "out", split_file=split)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="empty: no BraTS cases found"):
+        run(empty, tmp_path / "out2")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_custom_split_file_is_used(brats, tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["Synth_0003"], "val": ["Synth_0001"], "test": ["Synth_0000"]}))
+    manifest = run(brats, tmp_path / "out", split_file=split)
+    assert manifest["split"] == {"train": ["Synth_0003"], "val": ["Synth_0001"], "test": ["Synth_0000"]}
+    assert "Synth_0002" not in manifest["cases"]

@@ -1,0 +1,116 @@
+"""Training: poly schedule, SIGKILL mid-epoch and resume, NaN stop, JAX without tf.data."""
+
+import json
+import math
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+from boundary_aware.train import TrainingError, poly_learning_rate, train
+from data_prep import synthetic
+from data_prep.prepare_brats import prepare
+from experiments.table1 import get_config
+from tests.conftest import run_python
+
+TINY = ["--config.model.kwargs.base_filters=4", "--config.model.kwargs.shape_filters=8",
+        "--config.model.kwargs.dspp_rates=(1,2,3)", "--config.data.image_size=32",
+        "--config.train.batch_size=4", "--config.train.epochs=3", "--config.eval.batch_size=8",
+        "--config.train.jit_compile=off"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    synthetic.generate(root / "brats", 5, seed=3, shape=(48, 48, 24))
+    prepare(root / "brats", root / "prepared", slices_per_case=4, image_size=32, log=lambda *a: None)
+    return root / "prepared"
+
+
+def train_command(workdir, prepared, extra=()):
+    args = [f"--config=experiments/table1.py:ours,demo", f"--workdir={workdir}",
+            f"--config.data.prepared_dir={prepared}", *TINY, *extra]
+    return ("import sys; from absl import app, flags; from ml_collections import config_flags\n"
+            "import boundary_aware.train as t\n"
+            "config_flags.DEFINE_config_file('config', None, '')\n"
+            "flags.DEFINE_string('workdir', None, '')\n"
+            f"sys.argv = ['train'] + {args!r}\n"
+            "app.run(t.main)\n")
+
+
+def test_poly_learning_rate_is_eq6():
+    assert poly_learning_rate(0, 1e-3, 10) == pytest.approx(1e-3)
+    assert poly_learning_rate(5, 1e-3, 10) == pytest.approx(1e-3 * 0.5 ** 0.9)
+    assert poly_learning_rate(9, 1e-3, 10) == pytest.approx(1e-3 * 0.1 ** 0.9)
+
+
+def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    result = run_python(train_command(straight, prepared), env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_python(train_command(killed, prepared),
+                        env={"KERAS_BACKEND": "tensorflow", "BOUNDARY_AWARE_KILL_AT": "2:1"})
+    assert result.returncode == -signal.SIGKILL
+    state = json.loads((killed / "state.json").read_text())
+    assert state["epoch"] == 1 and not state.get("completed")
+    assert not (killed / "final.keras").exists()
+    result = run_python(train_command(killed, prepared), env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming after epoch 1" in result.stdout
+
+    a = json.loads((straight / "state.json").read_text())
+    b = json.loads((killed / "state.json").read_text())
+    lrs = [row["learning_rate"] for row in b["history"]]
+    assert lrs == pytest.approx([poly_learning_rate(e, 1e-3, 3) for e in range(3)], rel=1e-6)
+    assert [r["learning_rate"] for r in a["history"]] == lrs
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    assert [r["val_dice"] for r in a["history"]] == [r["val_dice"] for r in b["history"]]
+    import boundary_aware.layers  # noqa: F401
+    wa = keras.saving.load_model(straight / "final.keras").get_weights()
+    wb = keras.saving.load_model(killed / "final.keras").get_weights()
+    for x, y in zip(wa, wb):
+        np.testing.assert_array_equal(x, y)  # exact on CPU with op determinism
+    for name in ("config.json", "history.csv", "best.keras", "last.keras"):
+        assert (killed / name).exists()
+    assert b["data_manifest_sha256"] and b["package_version"]
+    assert (killed / "tensorboard").is_dir()
+
+
+def test_a_workdir_refuses_another_config(tmp_path, prepared):
+    config = get_config("unet,demo")
+    config.data.prepared_dir = str(prepared)
+    config.data.image_size = 32
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps({"variant": "something else"}))
+    with pytest.raises(TrainingError, match="another config"):
+        train(config, workdir)
+
+
+def test_nan_loss_stops_with_an_error_and_keeps_the_backup(tmp_path, prepared):
+    config = get_config("unet,demo")
+    config.data.prepared_dir = str(prepared)
+    config.data.image_size = 32
+    config.model.kwargs.base_filters = 4
+    config.train.batch_size = 4
+    config.train.epochs = 3
+    config.train.jit_compile = "off"
+    config.train.learning_rate = 1e30  # diverges within a few steps
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf)"):
+        train(config, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "state.json").read_text()) \
+        if (tmp_path / "run" / "state.json").exists() else {"epoch": 0}
+    assert not (tmp_path / "run" / "final.keras").exists()
+    assert all(math.isfinite(r["loss"]) for r in state.get("history", []))
+
+
+def test_trains_on_jax_without_importing_tensorflow(tmp_path, prepared):
+    code = train_command(tmp_path / "jax", prepared, ["--config.train.epochs=1"])
+    code = code.replace("app.run(t.main)\n", "try:\n    app.run(t.main)\nexcept SystemExit:\n    pass\n"
+                        "print('TF imported:', 'tensorflow' in sys.modules)\n")
+    result = run_python(code, env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TF imported: False" in result.stdout
+    state = json.loads((tmp_path / "jax" / "state.json").read_text())
+    assert state["backend"] == "jax" and state["completed"] and state["epoch"] == 1
