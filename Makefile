@@ -69,7 +69,7 @@ reproduce-table1: install
 	$(PY) -m experiments.reproduce_table1 $(TABLE_ARGS)
 
 ablation: install
-	$(PY) -m experiments.ablation $(subst --out=$(OUT),--out=$(OUT_ABLATION),$(TABLE_ARGS))
+	$(PY) -m experiments.ablation $(subst --out=$(OUT),--out=$(OUT_ABLATION),$(TABLE_ARGS)) $(if $(SEEDS),--seeds=$(SEEDS))
 
 OUT_ABLATION ?= results/ablation
 

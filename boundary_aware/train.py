@@ -68,11 +68,9 @@ def resolve_precision(precision):
 
 
 def tensorflow_available():
-    try:
-        import tensorflow  # noqa: F401  (probe only: is the tf.data pipeline usable?)
-    except ImportError:
-        return False
-    return True
+    """Whether TensorFlow is installed (probed without importing it)."""
+    import importlib.util
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def atomic_write_text(path, text):

@@ -18,7 +18,8 @@ import io
 import json
 from pathlib import Path
 
-from experiments.runner import prepare_data, run_variant, say, write_atomic
+from experiments.runner import (define_experiment_flags, prepare_data, run_variant, say,
+                                write_atomic)
 from experiments.table1 import TABLE_ROWS
 
 ROW_NAMES = {"unet": "U-Net", "vnet": "V-Net", "ours_no_edge": "Ours (no edge loss)",
@@ -115,10 +116,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-    flags.DEFINE_string("out", "results/table1", "Output folder (data, runs, tables).")
-    flags.DEFINE_string("brats_dir", None, "BraTS folder; without it: synthetic demo data.")
-    flags.DEFINE_string("split_file", None, "JSON split file passed to data preparation.")
-    flags.DEFINE_string("profile", None, "demo or paper (default: paper with BRATS_DIR, else demo).")
-    flags.DEFINE_multi_string("override", [], "Config override, e.g. train.epochs=5 (repeatable).")
+    from absl import app
+    define_experiment_flags("results/table1")
     app.run(main)

@@ -70,3 +70,13 @@ def write_atomic(path, text):
     tmp = Path(f"{path}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def define_experiment_flags(default_out):
+    """The flags shared by reproduce_table1 and ablation."""
+    from absl import flags
+    flags.DEFINE_string("out", default_out, "Output folder (data, runs, tables).")
+    flags.DEFINE_string("brats_dir", None, "BraTS folder; without it: synthetic demo data.")
+    flags.DEFINE_string("split_file", None, "JSON split file passed to data preparation.")
+    flags.DEFINE_string("profile", None, "demo or paper (default: paper with BRATS_DIR, else demo).")
+    flags.DEFINE_multi_string("override", [], "Config override, e.g. train.epochs=5 (repeatable).")

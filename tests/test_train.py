@@ -14,8 +14,8 @@ from data_prep.prepare_brats import prepare
 from experiments.table1 import get_config
 from tests.conftest import run_python
 
-TINY = ["--config.model.kwargs.base_filters=4", "--config.model.kwargs.shape_filters=8",
-        "--config.model.kwargs.dspp_rates=(1,2,3)", "--config.data.image_size=32",
+# U-Net: the resume logic is the same for every model, and it compiles fastest.
+TINY = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
         "--config.train.batch_size=4", "--config.train.epochs=3", "--config.eval.batch_size=8",
         "--config.train.jit_compile=off"]
 
@@ -29,7 +29,7 @@ def prepared(tmp_path_factory):
 
 
 def train_command(workdir, prepared, extra=()):
-    args = [f"--config=experiments/table1.py:ours,demo", f"--workdir={workdir}",
+    args = ["--config=experiments/table1.py:unet,demo", f"--workdir={workdir}",
             f"--config.data.prepared_dir={prepared}", *TINY, *extra]
     return ("import sys; from absl import app, flags; from ml_collections import config_flags\n"
             "import boundary_aware.train as t\n"
@@ -105,12 +105,11 @@ def test_nan_loss_stops_with_an_error_and_keeps_the_backup(tmp_path, prepared):
     assert all(math.isfinite(r["loss"]) for r in state.get("history", []))
 
 
-def test_trains_on_jax_without_importing_tensorflow(tmp_path, prepared):
+def test_trains_on_jax_without_tensorflow(tmp_path, prepared):
+    """TensorFlow made unimportable (as if not installed): the PyDataset path trains."""
     code = train_command(tmp_path / "jax", prepared, ["--config.train.epochs=1"])
-    code = code.replace("app.run(t.main)\n", "try:\n    app.run(t.main)\nexcept SystemExit:\n    pass\n"
-                        "print('TF imported:', 'tensorflow' in sys.modules)\n")
+    code = "import sys; sys.modules['tensorflow'] = None  # any import of it now fails\n" + code
     result = run_python(code, env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "TF imported: False" in result.stdout
     state = json.loads((tmp_path / "jax" / "state.json").read_text())
     assert state["backend"] == "jax" and state["completed"] and state["epoch"] == 1

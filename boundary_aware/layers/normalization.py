@@ -1,6 +1,6 @@
 """Normalization factory shared by every block.
 
-`norm="batch"` (default) is Keras BatchNormalization; `"group"` is
+`norm="batch"` (default) is Keras BatchNormalization with momentum 0.9; `"group"` is
 GroupNormalization (Wu & He, 2018; used by Myronenko [8] for batch-size-1 3D
 training); `"none"` is the identity. The choice is a model argument so the
 three model families can be compared with the same normalization.
@@ -24,7 +24,9 @@ def make_norm(norm, groups=8, name=None):
     """Return a normalization layer for channels-last feature maps."""
     check_norm(norm)
     if norm == "batch":
-        return keras.layers.BatchNormalization(name=name)
+        # momentum 0.9 (PyTorch's default): with Keras's 0.99 the moving statistics
+        # of a short run still carry the initial (0, 1) and inference is off.
+        return keras.layers.BatchNormalization(momentum=0.9, name=name)
     if norm == "group":
         return keras.layers.GroupNormalization(groups=groups, name=name)
     return keras.layers.Identity(name=name)

@@ -1,0 +1,103 @@
+"""The paper's Figures 2 and 3 from trained Table 1 runs: `make figures`.
+
+    python -m experiments.figures --table_dir=results/table1 --out=results/table1/figures
+
+Figure 2: a test slice and the outputs of the three attention layers of the
+boundary-aware network (mean absolute activation over channels).
+Figure 3: input, label, ours, V-Net and U-Net on a few test slices, with the
+label's contour (green) and the prediction's contour (red).
+"""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import boundary_aware.layers  # noqa: F401  (registers the custom layers)
+from boundary_aware.data import load_prepared
+
+
+def _load(run):
+    return keras.saving.load_model(Path(run) / "best.keras", safe_mode=True, compile=False)
+
+
+def pick_slices(masks, meta, count):
+    """The largest-tumor test slice of each case, for up to `count` cases."""
+    areas = masks.reshape(len(masks), -1).sum(axis=1)
+    picked, cases = [], set()
+    for i in np.argsort(-areas, kind="stable"):
+        if meta[i]["case"] not in cases:
+            picked.append(int(i))
+            cases.add(meta[i]["case"])
+    return picked[:count]
+
+
+def figure2(table_dir, images, masks, meta, out):
+    import matplotlib.pyplot as plt
+    model = _load(Path(table_dir) / "runs" / "ours")
+    probe = keras.Model(model.input, [model.get_layer(f"attention{k}").output for k in (1, 2, 3)])
+    index = pick_slices(masks, meta, 1)[0]
+    maps = probe.predict(images[index:index + 1], verbose=0)
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+    axes[0].imshow(images[index, ..., 0], cmap="gray")
+    axes[0].set_title("(a) input")
+    for k, (ax, m) in enumerate(zip(axes[1:], maps), start=1):
+        ax.imshow(np.abs(m[0]).mean(axis=-1), cmap="magma")
+        ax.set_title(f"({'bcd'[k - 1]}) attention layer {k}")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "figure2_attention.png", dpi=120)
+    plt.close(fig)
+
+
+def figure3(table_dir, images, masks, meta, out, count=4):
+    import matplotlib.pyplot as plt
+    columns = [("ours", "(c) Ours"), ("vnet", "(d) V-Net"), ("unet", "(e) U-Net")]
+    preds = {name: _load(Path(table_dir) / "runs" / name).predict(images, verbose=0)["seg"] > 0.5
+             for name, _ in columns}
+    rows = pick_slices(masks, meta, count)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(12.5, 2.6 * len(rows)), squeeze=False)
+    for r, i in enumerate(rows):
+        image, label = images[i, ..., 0], masks[i, ..., 0]
+        axes[r, 0].imshow(image, cmap="gray")
+        axes[r, 1].imshow(image, cmap="gray")
+        axes[r, 1].contour(label, levels=[0.5], colors="lime", linewidths=1)
+        for c, (name, _) in enumerate(columns, start=2):
+            axes[r, c].imshow(image, cmap="gray")
+            axes[r, c].contour(label, levels=[0.5], colors="lime", linewidths=0.8)
+            if preds[name][i, ..., 0].any():
+                axes[r, c].contour(preds[name][i, ..., 0], levels=[0.5], colors="red", linewidths=1)
+    for c, title in enumerate(["(a) input", "(b) label"] + [t for _, t in columns]):
+        axes[0, c].set_title(title)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "figure3_comparison.png", dpi=120)
+    plt.close(fig)
+
+
+def figures(table_dir, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    table_dir, out = Path(table_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((table_dir / "runs" / "ours" / "config.json").read_text())
+    images, masks, meta = load_prepared(config["data"]["prepared_dir"], "test")
+    figure2(table_dir, images, masks, meta, out)
+    figure3(table_dir, images, masks, meta, out)
+    print(f"wrote {out / 'figure2_attention.png'} and {out / 'figure3_comparison.png'}")
+
+
+def main(argv):
+    from absl import flags
+    del argv
+    figures(flags.FLAGS.table_dir, flags.FLAGS.out)
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    flags.DEFINE_string("table_dir", "results/table1", "Output folder of reproduce-table1.")
+    flags.DEFINE_string("out", "results/table1/figures", "Where to write the PNG files.")
+    app.run(main)
