@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare \
-	reproduce-table1 ablation figures clean
+	reproduce-table1 ablation figures export bench-predict clean
 
 install: $(STAMP)
 
@@ -75,6 +75,16 @@ OUT_ABLATION ?= results/ablation
 
 figures: install
 	$(PY) -m experiments.figures --table_dir=$(OUT) --out=$(OUT)/figures
+
+# SavedModel export of a run: make export WORKDIR=results/table1/runs/ours EXPORT_DIR=exports/ours
+WORKDIR ?= $(OUT)/runs/ours
+EXPORT_DIR ?= exports/ours
+
+export: install
+	$(PY) -m boundary_aware.export --workdir=$(WORKDIR) --out=$(EXPORT_DIR)
+
+bench-predict: install
+	$(PY) -m experiments.benchmarks.predict_speed
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

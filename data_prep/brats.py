@@ -9,22 +9,18 @@ Other files in a case folder (flair, t1, t2, ...) are ignored. Every problem
 raises `DataError` naming the file and what is wrong.
 """
 
-import gzip
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from nibabel import orientations
 
-from boundary_aware.data import BRATS_ORIENTATION, CONVENTIONS, DataError, region_mask
+from boundary_aware.data import CONVENTIONS, DataError, region_mask
+from boundary_aware.nifti import load_volume
 
 LAYOUTS = {  # convention: (image suffix, seg suffix)
     "brats2018": ("_t1ce.nii.gz", "_seg.nii.gz"),
     "brats2023": ("-t1c.nii.gz", "-seg.nii.gz"),
 }
-MAX_VOXELS = 512 ** 3  # a header asking for more is rejected before any read
 
 
 @dataclass(frozen=True)
@@ -62,40 +58,6 @@ def discover_cases(root):
         raise DataError(f"{root}: no BraTS cases found (expected <case>/<case>_t1ce.nii.gz "
                         f"and <case>_seg.nii.gz, or <case>-t1c.nii.gz and <case>-seg.nii.gz)")
     return [cases[k] for k in sorted(cases)]
-
-
-def load_volume(path, kind="image"):
-    """Load one NIfTI volume as a float or int array in the BraTS (LPS) axis order.
-
-    Returns `(array, affine, zooms)`; the affine and zooms are those of the
-    file (the array is reoriented to LPS when the file is stored otherwise).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        img = nib.load(str(path))
-    except Exception as err:  # nibabel raises many types for "not a NIfTI"
-        raise DataError(f"{path}: not a NIfTI file ({err})") from None
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise DataError(f"{path}: not a NIfTI file (nibabel read it as {type(img).__name__})")
-    shape = img.header.get_data_shape()
-    if len(shape) != 3:
-        raise DataError(f"{path}: expected a 3D volume, got {len(shape)}D data of shape {shape}")
-    voxels = int(np.prod(shape, dtype=np.int64))
-    if voxels > MAX_VOXELS or min(shape) < 1:
-        raise DataError(f"{path}: header shape {shape} is implausible "
-                        f"({voxels:,d} voxels; the limit is {MAX_VOXELS:,d})")
-    try:
-        data = np.asanyarray(img.dataobj)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as err:
-        raise DataError(f"{path}: cannot read the voxel data: truncated or corrupt file ({err})") from None
-    if kind == "image" and np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
-        raise DataError(f"{path}: {int(np.sum(~np.isfinite(data)))} NaN or inf voxels")
-    ornt = orientations.ornt_transform(orientations.io_orientation(img.affine),
-                                       orientations.axcodes2ornt(BRATS_ORIENTATION))
-    data = orientations.apply_orientation(data, ornt)
-    return np.ascontiguousarray(data), img.affine, tuple(float(z) for z in img.header.get_zooms())
 
 
 def load_case(case, region="tc"):

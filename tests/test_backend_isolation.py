@@ -4,7 +4,7 @@ import ast
 
 from tests.conftest import ROOT, run_python
 
-ALLOWED = {"boundary_aware/data_pipeline.py", "boundary_aware/export.py"}
+ALLOWED = {"boundary_aware/data_pipeline.py", "boundary_aware/export.py"}  # DESIGN section 1
 
 
 def _imports_tensorflow(path):

@@ -35,7 +35,7 @@ class AttentionLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.residual_gate = bool(residual_gate)
         self.return_attention = bool(return_attention)
-        self.gate_conv = keras.layers.Conv2D(1, 1, name="gate_conv")
+        self.gate_conv = keras.layers.Conv2D(1, 1, name="gate_conv", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         s_shape, m_shape = input_shape

@@ -43,16 +43,19 @@ class DilatedSpatialPyramidPooling(keras.layers.Layer):
         self.norm = check_norm(norm)
         self.groups = int(groups)
         b = self.branch_filters
-        self.branch_convs = [keras.layers.Conv2D(b, 1, use_bias=False, name="conv_1x1")]
+        policy = self.dtype_policy  # sublayers follow the block's (mixed) precision
+        self.branch_convs = [keras.layers.Conv2D(b, 1, use_bias=False, name="conv_1x1",
+                                                 dtype=policy)]
         self.branch_convs += [
             keras.layers.Conv2D(b, 3, padding="same", dilation_rate=r, use_bias=False,
-                                name=f"conv_3x3_rate{r}")
+                                name=f"conv_3x3_rate{r}", dtype=policy)
             for r in self.rates]
-        self.branch_norms = [make_norm(norm, groups, name=f"norm_{i}")
+        self.branch_norms = [make_norm(norm, groups, name=f"norm_{i}", dtype=self.dtype_policy)
                              for i in range(len(self.branch_convs))]
-        self.pool_conv = keras.layers.Conv2D(b, 1, name="pool_conv")
-        self.project = keras.layers.Conv2D(self.filters, 1, use_bias=False, name="project")
-        self.project_norm = make_norm(norm, groups, name="project_norm")
+        self.pool_conv = keras.layers.Conv2D(b, 1, name="pool_conv", dtype=self.dtype_policy)
+        self.project = keras.layers.Conv2D(self.filters, 1, use_bias=False, name="project",
+                                           dtype=self.dtype_policy)
+        self.project_norm = make_norm(norm, groups, name="project_norm", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         check_groups(self.norm, self.groups, self.branch_filters, self.name)

@@ -20,16 +20,20 @@ def check_norm(norm):
     return norm
 
 
-def make_norm(norm, groups=8, name=None):
-    """Return a normalization layer for channels-last feature maps."""
+def make_norm(norm, groups=8, name=None, dtype=None):
+    """Return a normalization layer for channels-last feature maps.
+
+    `dtype`: the owning layer's dtype policy, so that a sublayer follows it
+    (also when a mixed-precision model is loaded under another global policy).
+    """
     check_norm(norm)
     if norm == "batch":
         # momentum 0.9 (PyTorch's default): with Keras's 0.99 the moving statistics
         # of a short run still carry the initial (0, 1) and inference is off.
-        return keras.layers.BatchNormalization(momentum=0.9, name=name)
+        return keras.layers.BatchNormalization(momentum=0.9, name=name, dtype=dtype)
     if norm == "group":
-        return keras.layers.GroupNormalization(groups=groups, name=name)
-    return keras.layers.Identity(name=name)
+        return keras.layers.GroupNormalization(groups=groups, name=name, dtype=dtype)
+    return keras.layers.Identity(name=name, dtype=dtype)
 
 
 def check_groups(norm, groups, channels, layer_name):

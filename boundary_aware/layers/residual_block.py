@@ -39,12 +39,12 @@ class ResidualBlock(keras.layers.Layer):
         self.kernel_size = int(kernel_size)
         self.norm = check_norm(norm)
         self.groups = int(groups)
-        self.norm1 = make_norm(norm, groups, name="norm1")
+        self.norm1 = make_norm(norm, groups, name="norm1", dtype=self.dtype_policy)
         self.conv1 = keras.layers.Conv2D(
-            self.filters, self.kernel_size, padding="same", name="conv1")
-        self.norm2 = make_norm(norm, groups, name="norm2")
+            self.filters, self.kernel_size, padding="same", name="conv1", dtype=self.dtype_policy)
+        self.norm2 = make_norm(norm, groups, name="norm2", dtype=self.dtype_policy)
         self.conv2 = keras.layers.Conv2D(
-            self.filters, self.kernel_size, padding="same", name="conv2")
+            self.filters, self.kernel_size, padding="same", name="conv2", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         channels = input_shape[-1]

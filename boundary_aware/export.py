@@ -1,0 +1,142 @@
+"""SavedModel export: `python -m boundary_aware.export --workdir=DIR --out=DIR [--checkpoint=best]`.
+
+Writes a TensorFlow SavedModel of a run's checkpoint with one serving
+signature, `serve`, over float32 slices of any batch size: input `images`,
+shape (batch, H, W, 1), T1c slices normalized as in training (per volume,
+clipped to the 0.5 and 99.5 brain-voxel percentiles, scaled to [0, 1],
+background 0) at the training size H x W. It returns float32 `seg` (the
+tumor-core probability) and, for the boundary-aware model, `edge` (the
+boundary probability), also when the model was trained in mixed precision.
+Beside it, `model_card.json`: model, config, data manifest hash, test
+metrics, input specification, package and library versions, and a SHA-256 of
+every exported file. Written to a temporary folder and renamed into place; an
+existing export is never replaced unless --overwrite.
+
+This module imports TensorFlow (with the data pipeline, the only ones that do).
+
+Reference: Hatamizadeh et al. 2019 (the model); TensorFlow SavedModel format.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
+from boundary_aware.version import __version__
+
+
+class ExportError(RuntimeError):
+    """The export cannot be written (missing checkpoint, existing output, ...)."""
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_model(model, out, card=None, overwrite=False):
+    """Export `model` as a SavedModel with a `serve` signature; returns the card."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
+    _, height, width, channels = model.input_shape
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        outputs = model(images, training=False)
+        return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+    archive.add_endpoint("serve", serve, input_signature=[
+        tf.TensorSpec((None, height, width, channels), tf.float32, name="images")])
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        card = dict(card or {})
+        card.update({
+            "format": "TensorFlow SavedModel",
+            "signature": "serve",
+            "input": {"name": "images", "dtype": "float32", "shape": [None, height, width, channels],
+                      "description": "axial T1c slices, per-volume clipped to the 0.5/99.5 "
+                                     "percentiles of the nonzero voxels, scaled to [0, 1], "
+                                     "background 0, resized to the training size"},
+            "outputs": {name: {"dtype": "float32", "shape": [None, height, width, 1]}
+                        for name in model.output_names},
+            "versions": {"boundary_aware": __version__, "keras": keras.__version__,
+                         "tensorflow": tf.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+            "files": {str(p.relative_to(tmp)): _digest(p) for p in files},
+        })
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return card
+
+
+def export_run(workdir, out, checkpoint="best", overwrite=False):
+    """Export a training run's checkpoint, with a model card built from the run."""
+    workdir = Path(workdir)
+    path = workdir / f"{checkpoint}.keras"
+    if not path.is_file():
+        raise ExportError(f"{path}: no such checkpoint (train the run first)")
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    config = json.loads((workdir / "config.json").read_text())
+    state = json.loads((workdir / "state.json").read_text())
+    metrics_path = workdir / "metrics.json"
+    test_metrics = None
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        test_metrics = {"per_slice": m["per_slice"], "per_case": m["per_case"],
+                        "checkpoint": m["checkpoint"]}
+    card = {"model": config["model"]["name"], "variant": config["variant"],
+            "checkpoint": path.name, "config": config,
+            "data_manifest_sha256": state.get("data_manifest_sha256"),
+            "trained_epochs": state.get("epoch"), "training_precision": state.get("precision"),
+            "test_metrics": test_metrics}
+    return export_model(model, out, card, overwrite)
+
+
+def load_saved_model(path):
+    """Load an exported SavedModel; returns a function images -> dict of numpy arrays."""
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures["serve"]
+
+    def predict(images):
+        outputs = serve(images=tf.convert_to_tensor(images, tf.float32))
+        return {name: value.numpy() for name, value in outputs.items()}
+    input_shape = tuple(serve.structured_input_signature[1]["images"].shape[1:])
+    return predict, input_shape
+
+
+def main(argv):
+    from absl import flags
+    del argv
+    f = flags.FLAGS
+    try:
+        card = export_run(f.workdir, f.out, f.checkpoint, f.overwrite)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{f.out}: SavedModel of {card['model']} ({card['checkpoint']}), signature 'serve', "
+          f"input {card['input']['shape']}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    flags.DEFINE_string("workdir", None, "A training run directory.")
+    flags.DEFINE_string("out", None, "Where to write the SavedModel (a new folder).")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "final", "last"], "Which model to export.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing export.")
+    flags.mark_flags_as_required(["workdir", "out"])
+    app.run(main)

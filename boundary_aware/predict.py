@@ -1,0 +1,184 @@
+"""Segment T1c NIfTI volumes: `python -m boundary_aware.predict --model=... --input=... --output=...`.
+
+`--model` is a training workdir (its best.keras), a `.keras` file (loaded with
+safe mode on) or an exported SavedModel folder; `.h5` files and pickles are
+refused. `--input` is one T1c volume (any orientation) with `--output` a
+file, or a folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or
+`<case>-t1c.nii.gz`) with `--output` a folder (one mask per case,
+`<case>_tc.nii.gz`, and `summary.json`). Each volume is normalized exactly as
+in training, segmented slice by slice over every axial slice (batched),
+resized back, thresholded (`--threshold`, 0.5) and written as a uint8 NIfTI
+with the input's shape, affine and orientation; `--edge_output` also writes
+the boundary probability (float32, `<name>_edge.nii.gz`). Outputs are written
+atomically and never replace existing files unless `--overwrite`.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
+from boundary_aware.nifti import load_volume, save_like
+
+REFUSED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle", ".npy", ".npz")
+T1C_SUFFIXES = ("_t1ce.nii.gz", "-t1c.nii.gz")
+
+
+def load_predictor(model_path, batch_size=16):
+    """`(predict_fn, (H, W, C))` for a workdir, a .keras file or a SavedModel folder.
+
+    `predict_fn(images)` takes (N, H, W, C) float32 and returns a dict of
+    (N, H, W, 1) float32 probabilities, running `batch_size` slices at a time.
+    """
+    path = Path(model_path)
+    if path.suffix.lower() in REFUSED_SUFFIXES:
+        raise DataError(f"{path}: {path.suffix} models are refused (unsafe or legacy); "
+                        f"use a .keras file, a training workdir or an exported SavedModel")
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        from boundary_aware.export import load_saved_model
+        serve, input_shape = load_saved_model(path)
+
+        def predict_saved(images):
+            parts = [serve(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return predict_saved, input_shape
+    if path.is_dir() and (path / "best.keras").is_file():
+        path = path / "best.keras"
+    if path.suffix != ".keras" or not path.is_file():
+        raise DataError(f"{model_path}: not a .keras file, a training workdir or a SavedModel")
+    import keras
+
+    import boundary_aware.layers  # noqa: F401  (registers the custom layers)
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+
+    def predict(images):
+        return model.predict(images, verbose=0, batch_size=batch_size)
+    return predict, tuple(model.input_shape[1:])
+
+
+def segment_volume(predict, input_shape, volume):
+    """Probabilities (X, Y, Z) of every output for an LPS-ordered T1c volume."""
+    size = input_shape[0]
+    lo, hi = normalization_range(volume)
+    slices = np.moveaxis(normalize(volume, lo, hi), 2, 0)  # (Z, X, Y)
+    slices = np.clip(resize_slices(slices, size, order=1), 0, 1)[..., None]
+    x, y, _ = volume.shape
+    result = {}
+    for name, value in predict(slices.astype(np.float32)).items():
+        prob = np.asarray(value, np.float32)[..., 0]  # (Z, size, size)
+        if prob.shape[1:] != (x, y):
+            from scipy import ndimage
+            prob = ndimage.zoom(prob, (1, x / size, y / size), order=1, grid_mode=True,
+                                mode="nearest")
+        result[name] = np.clip(np.moveaxis(prob, 0, 2), 0, 1)
+    return result
+
+
+def _edge_path(output):
+    name = output.name
+    stem = name[:-7] if name.endswith(".nii.gz") else name[:-4] if name.endswith(".nii") else name
+    return output.with_name(f"{stem}_edge.nii.gz")
+
+
+def predict_file(predict, input_shape, image_path, output, threshold=0.5, edge_output=False,
+                 overwrite=False):
+    """Segment one volume and write its mask (and edge map); returns a summary dict."""
+    output = Path(output)
+    if not (output.name.endswith(".nii.gz") or output.name.endswith(".nii")):
+        raise DataError(f"{output}: the output must end in .nii.gz or .nii")
+    targets = [output] + ([_edge_path(output)] if edge_output else [])
+    for target in targets:
+        if target.exists() and not overwrite:
+            raise DataError(f"{target}: already exists; pass --overwrite to replace it")
+    volume, _, _ = load_volume(image_path, "image")
+    probs = segment_volume(predict, input_shape, volume)
+    mask = (probs["seg"] > threshold).astype(np.uint8)
+    if edge_output and "edge" not in probs:
+        raise DataError(f"{image_path}: this model has no edge output (only the boundary-aware one does)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_like(mask, image_path, output, np.uint8)
+    if edge_output:
+        save_like(probs["edge"], image_path, targets[1], np.float32)
+    return {"input": str(image_path), "output": str(output), "voxels": int(mask.sum()),
+            "slices_with_tumor": int(np.count_nonzero(mask.any(axis=(0, 1))))}
+
+
+def find_t1c(folder):
+    """(case id, T1c path) of every case in a BraTS-layout folder."""
+    found = []
+    for suffix in T1C_SUFFIXES:
+        for path in sorted(Path(folder).rglob(f"*{suffix}")):
+            case_id = path.name[: -len(suffix)]
+            if path.parent.name == case_id:
+                found.append((case_id, path))
+    if not found:
+        raise DataError(f"{folder}: no T1c volumes in BraTS layout "
+                        f"(<case>/<case>_t1ce.nii.gz or <case>/<case>-t1c.nii.gz)")
+    return sorted(found)
+
+
+def predict_path(model, input_path, output, threshold=0.5, edge_output=False, overwrite=False,
+                 batch_size=16, progress=False):
+    """Segment a file or a BraTS folder (see the module docstring)."""
+    input_path, output = Path(input_path), Path(output)
+    if not input_path.exists():
+        raise DataError(f"{input_path}: file not found")
+    predict, input_shape = load_predictor(model, batch_size)
+    if input_path.is_file():
+        return predict_file(predict, input_shape, input_path, output, threshold, edge_output,
+                            overwrite)
+    cases = find_t1c(input_path)
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output}: must be a folder when --input is a folder")
+    if (output / "summary.json").exists() and not overwrite:
+        raise DataError(f"{output / 'summary.json'}: already exists; pass --overwrite to replace it")
+    iterator = cases
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(cases, desc="cases", unit="case", file=sys.stderr)
+    summary = {"model": str(model), "threshold": threshold, "cases": {}, "errors": {}}
+    for case_id, path in iterator:
+        try:
+            summary["cases"][case_id] = predict_file(
+                predict, input_shape, path, output / f"{case_id}_tc.nii.gz", threshold,
+                edge_output, overwrite)
+        except DataError as err:
+            summary["errors"][case_id] = str(err)
+            print(f"error: {err}", file=sys.stderr)
+    output.mkdir(parents=True, exist_ok=True)
+    tmp = output / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(output / "summary.json")
+    return summary
+
+
+def main(argv):
+    from absl import flags
+    del argv
+    f = flags.FLAGS
+    try:
+        result = predict_path(f.model, f.input, f.output, f.threshold, f.edge_output, f.overwrite,
+                              f.batch_size, progress=True)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    if "cases" in result:
+        print(f"{f.output}: {len(result['cases'])} masks written, {len(result['errors'])} errors")
+        sys.exit(1 if result["errors"] else 0)
+    print(f"{result['output']}: {result['voxels']} tumor-core voxels on "
+          f"{result['slices_with_tumor']} slices")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    flags.DEFINE_string("model", None, "Workdir, .keras file or SavedModel folder.")
+    flags.DEFINE_string("input", None, "A T1c NIfTI file, or a folder in BraTS layout.")
+    flags.DEFINE_string("output", None, "Output .nii.gz file (or folder for a folder input).")
+    flags.DEFINE_float("threshold", 0.5, "Probability threshold for the mask.")
+    flags.DEFINE_bool("edge_output", False, "Also write the boundary probability map.")
+    flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
+    flags.DEFINE_integer("batch_size", 16, "Slices per forward pass.")
+    flags.mark_flags_as_required(["model", "input", "output"])
+    app.run(main)

@@ -1,0 +1,191 @@
+"""SavedModel export (fresh-process reloads) and NIfTI-in / NIfTI-out prediction."""
+
+import gzip
+import json
+import re
+import shutil
+
+import keras
+import nibabel as nib
+import numpy as np
+import pytest
+
+from boundary_aware import build_model
+from boundary_aware.data import DataError
+from boundary_aware.predict import predict_path
+from tests.conftest import ROOT, run_python
+
+pytest.importorskip("tensorflow")
+from boundary_aware.export import ExportError, export_model, export_run  # noqa: E402
+
+CASE = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005" / "BraTS2013_pat0005_t1ce.nii.gz"
+TINY = dict(base_filters=4, shape_filters=8, dspp_rates=(1, 2, 3))
+
+
+def fake_run(workdir, precision="float32"):
+    """A workdir as training leaves it, with an untrained tiny boundary-aware model."""
+    keras.config.set_dtype_policy(precision)
+    model = build_model("ours", input_shape=(32, 32, 1), **TINY)
+    keras.config.set_dtype_policy("float32")
+    workdir.mkdir(parents=True)
+    model.save(workdir / "best.keras")
+    (workdir / "config.json").write_text(json.dumps({"model": {"name": "ours"}, "variant": "ours"}))
+    (workdir / "state.json").write_text(json.dumps({"epoch": 1, "data_manifest_sha256": "ab" * 32,
+                                                    "precision": precision}))
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model = fake_run(root / "run", precision="mixed_float16")
+    card = export_run(root / "run", root / "saved")
+    x = np.random.default_rng(0).random((3, 32, 32, 1)).astype("float32")
+    np.save(root / "x.npy", x)
+    expected = model.predict(x, verbose=0)
+    return root, card, expected
+
+
+def test_model_card_and_existing_output_protection(exported):
+    root, card, _ = exported
+    on_disk = json.loads((root / "saved" / "model_card.json").read_text())
+    assert on_disk == card
+    assert card["model"] == "ours" and card["input"]["shape"] == [None, 32, 32, 1]
+    assert card["data_manifest_sha256"] == "ab" * 32 and card["training_precision"] == "mixed_float16"
+    assert "saved_model.pb" in card["files"] and all(len(h) == 64 for h in card["files"].values())
+    assert set(card["versions"]) >= {"boundary_aware", "keras", "tensorflow"}
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(root / "run", root / "saved")
+    with pytest.raises(ExportError, match="no such checkpoint"):
+        export_run(root / "run", root / "other", checkpoint="final")
+    assert not (root / "other").exists()
+
+
+def test_reload_in_a_fresh_process_matches_keras(exported):
+    root, _, expected = exported
+    np.savez(root / "expected.npz", **expected)
+    code = f"""
+import numpy as np, tensorflow as tf, keras
+root = {str(root)!r}
+x = np.load(root + "/x.npy")
+expected = np.load(root + "/expected.npz")
+serve = tf.saved_model.load(root + "/saved").signatures["serve"]
+out = serve(images=tf.constant(x))
+layer = keras.layers.TFSMLayer(root + "/saved", call_endpoint="serve")
+out2 = layer(x)
+for name in ("seg", "edge"):
+    for got in (out[name], out2[name]):
+        assert got.dtype == tf.float32, got.dtype
+        np.testing.assert_allclose(np.asarray(got), expected[name], atol=1e-5)
+# any batch size
+assert serve(images=tf.zeros((5, 32, 32, 1)))["seg"].shape == (5, 32, 32, 1)
+print("ok")
+"""
+    result = run_python(code, env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_readme_snippet_runs_without_the_package(exported, tmp_path):
+    """The README's SavedModel snippet, with boundary_aware made unimportable."""
+    root, _, expected = exported
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"<!-- savedmodel-snippet -->\n```python\n(.*?)```", readme, re.S).group(1)
+    snippet = snippet.replace("path/to/export", str(root / "saved"))
+    code = ("import sys; sys.modules['boundary_aware'] = None\n"
+            f"import numpy as np\nslices = np.load({str(root / 'x.npy')!r})\n" + snippet +
+            f"\nnp.testing.assert_allclose(seg, np.load({str(root / 'expected.npz')!r})['seg'], atol=1e-5)"
+            "\nprint('ok')\n")
+    result = run_python(code, env={"KERAS_BACKEND": "tensorflow", "PYTHONPATH": ""})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+# ---- predict ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run_dir(exported):
+    return exported[0] / "run"
+
+
+def test_predict_real_case_keeps_shape_affine_and_dtype(run_dir, tmp_path):
+    out = tmp_path / "mask.nii.gz"
+    summary = predict_path(run_dir, CASE, out, edge_output=True)
+    src, mask = nib.load(str(CASE)), nib.load(str(out))
+    assert mask.shape == src.shape and np.allclose(mask.affine, src.affine)
+    assert mask.get_data_dtype() == np.uint8
+    values = np.asarray(mask.dataobj)
+    assert set(np.unique(values)) <= {0, 1} and summary["voxels"] == int(values.sum())
+    edge = nib.load(str(tmp_path / "mask_edge.nii.gz"))
+    assert edge.shape == src.shape and edge.get_data_dtype() == np.float32
+    # the SavedModel gives the same mask as the .keras file
+    predict_path(run_dir.parent / "saved", CASE, tmp_path / "mask_sm.nii.gz")
+    np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "mask_sm.nii.gz")).dataobj), values)
+
+
+def test_predict_in_another_orientation_gives_the_same_mask(run_dir, tmp_path):
+    src = nib.load(str(CASE))
+    data = np.asarray(src.dataobj)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[0, 3], flip[1, 3] = data.shape[0] - 1, data.shape[1] - 1
+    ras = nib.Nifti1Image(np.flip(data, (0, 1)).copy(), src.affine @ flip)
+    assert nib.aff2axcodes(ras.affine) == ("R", "A", "S")
+    nib.save(ras, str(tmp_path / "ras.nii.gz"))
+    predict_path(run_dir, CASE, tmp_path / "lps_mask.nii.gz")
+    predict_path(run_dir, tmp_path / "ras.nii.gz", tmp_path / "ras_mask.nii.gz")
+    lps = np.asarray(nib.load(str(tmp_path / "lps_mask.nii.gz")).dataobj)
+    ras_mask = nib.load(str(tmp_path / "ras_mask.nii.gz"))
+    assert np.allclose(ras_mask.affine, ras.affine)
+    np.testing.assert_array_equal(np.flip(np.asarray(ras_mask.dataobj), (0, 1)), lps)
+
+
+def test_predict_folder_and_no_overwrite(run_dir, tmp_path):
+    out = tmp_path / "masks"
+    summary = predict_path(run_dir, ROOT / "tests" / "data" / "brats_samples", out)
+    assert sorted(summary["cases"]) == ["BraTS2013_pat0005", "BraTS2013_pat0006"]
+    assert (out / "BraTS2013_pat0006_tc.nii.gz").is_file() and (out / "summary.json").is_file()
+    before = (out / "BraTS2013_pat0005_tc.nii.gz").read_bytes()
+    with pytest.raises(DataError, match="already exists; pass --overwrite"):
+        predict_path(run_dir, ROOT / "tests" / "data" / "brats_samples", out)
+    single = tmp_path / "one.nii.gz"
+    single.write_bytes(b"keep me")
+    with pytest.raises(DataError, match="one.nii.gz: already exists"):
+        predict_path(run_dir, CASE, single)
+    assert single.read_bytes() == b"keep me"
+    assert (out / "BraTS2013_pat0005_tc.nii.gz").read_bytes() == before
+
+
+def _bad_inputs(tmp_path):
+    data = np.asarray(nib.load(str(CASE)).dataobj)
+    nan = data[:40, :40, :20].astype(np.float32)
+    nan[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), str(tmp_path / "nan.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.int16), np.eye(4)), str(tmp_path / "4d.nii.gz"))
+    (tmp_path / "text.nii.gz").write_bytes(gzip.compress(b"not an image" * 10))
+    raw = CASE.read_bytes()
+    (tmp_path / "truncated.nii.gz").write_bytes(raw[: len(raw) // 3])
+    return {"missing.nii.gz": "file not found", "text.nii.gz": "not a NIfTI",
+            "4d.nii.gz": "expected a 3D volume", "truncated.nii.gz": "truncated or corrupt",
+            "nan.nii.gz": "NaN or inf"}
+
+
+def test_predict_rejects_bad_inputs_without_writing(run_dir, tmp_path):
+    for name, problem in _bad_inputs(tmp_path).items():
+        out = tmp_path / f"out_{name}"
+        with pytest.raises(DataError, match=problem) as err:
+            predict_path(run_dir, tmp_path / name, out)
+        assert name in str(err.value) and not out.exists()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_unsafe_model_formats_are_refused(tmp_path):
+    for name in ("model.h5", "model.pkl"):
+        (tmp_path / name).write_bytes(b"x")
+        with pytest.raises(DataError, match="refused"):
+            predict_path(tmp_path / name, CASE, tmp_path / "out.nii.gz")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_export_of_a_baseline_has_only_seg(tmp_path):
+    model = build_model("unet", input_shape=(32, 32, 1), base_filters=4)
+    card = export_model(model, tmp_path / "unet_saved")
+    assert set(card["outputs"]) == {"seg"}
+    shutil.rmtree(tmp_path / "unet_saved")
