@@ -21,6 +21,7 @@ import numpy as np
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import metrics
 from boundary_aware.data import load_prepared, read_manifest
+from boundary_aware.files import atomic_write_text
 
 METRIC_NAMES = ("dice", "jaccard", "hd", "hd95")
 
@@ -88,9 +89,7 @@ def evaluate(workdir, checkpoint="best", split="test", threshold=None):
         "per_slice": summarize(slice_records), "per_case": summarize(case_records),
         "slices": slice_records, "cases": case_records,
     }
-    tmp = workdir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(workdir / "metrics.json")
+    atomic_write_text(workdir / "metrics.json", json.dumps(result, indent=1))
     return result
 
 

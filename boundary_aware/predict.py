@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
+from boundary_aware.files import atomic_write_text
 from boundary_aware.nifti import load_volume, save_like
 
 REFUSED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle", ".npy", ".npz")
@@ -148,9 +149,7 @@ def predict_path(model, input_path, output, threshold=0.5, edge_output=False, ov
             summary["errors"][case_id] = str(err)
             print(f"error: {err}", file=sys.stderr)
     output.mkdir(parents=True, exist_ok=True)
-    tmp = output / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(output / "summary.json")
+    atomic_write_text(output / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 

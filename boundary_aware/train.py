@@ -30,6 +30,7 @@ import numpy as np
 from boundary_aware import losses, metrics
 from boundary_aware.augment import AugmentConfig
 from boundary_aware.data import load_prepared, read_manifest
+from boundary_aware.files import atomic_write_text
 from boundary_aware.models import build_model
 from boundary_aware.version import __version__
 
@@ -71,12 +72,6 @@ def tensorflow_available():
     """Whether TensorFlow is installed (probed without importing it)."""
     import importlib.util
     return importlib.util.find_spec("tensorflow") is not None
-
-
-def atomic_write_text(path, text):
-    tmp = Path(f"{path}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def atomic_save_model(model, path):

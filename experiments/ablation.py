@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments.reproduce_table1 import ROW_NAMES
-from experiments.runner import (define_experiment_flags, prepare_data, run_variant, say,
-                                write_atomic)
+from boundary_aware.files import atomic_write_text as write_atomic
+from experiments.runner import define_experiment_flags, prepare_data, run_variant, say
 from experiments.table1 import ABLATION_ROWS
 
 METRICS = ("dice", "jaccard", "hd", "hd95")

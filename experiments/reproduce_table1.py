@@ -18,8 +18,8 @@ import io
 import json
 from pathlib import Path
 
-from experiments.runner import (define_experiment_flags, prepare_data, run_variant, say,
-                                write_atomic)
+from boundary_aware.files import atomic_write_text as write_atomic
+from experiments.runner import define_experiment_flags, prepare_data, run_variant, say
 from experiments.table1 import TABLE_ROWS
 
 ROW_NAMES = {"unet": "U-Net", "vnet": "V-Net", "ours_no_edge": "Ours (no edge loss)",

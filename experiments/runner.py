@@ -66,12 +66,6 @@ def run_variant(variant, profile, prepared, workdir, overrides=(), seed=None):
     return metrics
 
 
-def write_atomic(path, text):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def define_experiment_flags(default_out):
     """The flags shared by reproduce_table1 and ablation."""
     from absl import flags
