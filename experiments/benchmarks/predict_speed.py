@@ -1,6 +1,6 @@
 """Seconds to segment one 240 x 240 x 155 volume, for each model (paper widths).
 
-    .venv/bin/python -m experiments.benchmarks.predict_speed [--models=ours,unet,vnet] [--repeats=2]
+    .venv/bin/python -m experiments.benchmarks.predict_speed [--models=ours,unet,vnet] [--repeats=1]
 
 Times `boundary_aware.predict.predict_file` end to end on a synthetic volume:
 reading, normalization, the 155 axial slices through the model in batches,
@@ -14,11 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="ours,unet,vnet")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch_size", type=int, default=16)
     args = parser.parse_args(argv)
     import keras
@@ -36,7 +38,7 @@ def main(argv=None):
         for name in args.models.split(","):
             build_model(name, **MODEL_KWARGS["paper"][name]).save(tmp / f"{name}.keras")
             predict, shape = load_predictor(tmp / f"{name}.keras", args.batch_size)
-            predict_file(predict, shape, volume, tmp / "warmup.nii.gz", overwrite=True)
+            predict(np.zeros((args.batch_size,) + shape, np.float32))  # warm-up: compile
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
