@@ -15,6 +15,7 @@ Reference: Hatamizadeh et al. 2019, Sec. 2.3 (Eq. 3) and 3.2 (Eq. 6).
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -170,12 +171,11 @@ class KillSwitch(keras.callbacks.Callback):
 
 def write_history_csv(path, history):
     fields = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-    tmp = Path(f"{path}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def make_inputs(config, images, masks, initial_epoch, with_edge):
