@@ -1,16 +1,24 @@
 """Training augmentation: random flips, small rotations and scalings, intensity
-scale/shift. numpy/scipy only.
+scale/shift. numpy and OpenCV only.
 
 The random parameters of an epoch are drawn here, in numpy, from
-`(seed, epoch)`, and both input pipelines (`data_pipeline` on tf.data,
-`pydataset` on keras.utils.PyDataset) apply the same parameters to the same
-samples: they differ only in their interpolation kernels.
+`(seed, epoch)`, and applied by `augment_numpy`, the one implementation that
+both input pipelines (`data_pipeline` on tf.data, `pydataset` on
+keras.utils.PyDataset) call, so they give identical batches.
+
+Rotation and scaling are each applied to a sample with a probability (0.2
+by default, as in nnU-Net's defaults); flips with probability 0.5. The warp
+is OpenCV's `warpAffine` (bilinear, zero outside the image): about ten times
+faster than TensorFlow's projective-transform op and scipy.ndimage on one CPU
+core; its bilinear weights are quantized to 1/32 pixel, which is immaterial
+for augmentation. A slice that is only flipped is flipped exactly, without a
+warp.
 """
 
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 PARAM_NAMES = ("flip_lr", "flip_ud", "angle_deg", "scale", "intensity_scale", "intensity_shift")
 
@@ -22,8 +30,10 @@ class AugmentConfig:
     enabled: bool = True
     flip_lr: bool = True           # mirror left-right (p = 0.5)
     flip_ud: bool = False          # mirror front-back (p = 0.5); off by default
-    rotate_deg: float = 10.0       # uniform in [-rotate_deg, rotate_deg]
-    scale: float = 0.1             # zoom uniform in [1 - scale, 1 + scale]
+    rotate_deg: float = 10.0       # uniform in [-rotate_deg, rotate_deg] ...
+    rotate_p: float = 0.2          # ... for this fraction of the samples (else 0)
+    scale: float = 0.1             # zoom uniform in [1 - scale, 1 + scale] ...
+    scale_p: float = 0.2           # ... for this fraction of the samples (else 1)
     intensity_scale: float = 0.1   # multiply by uniform [1 - s, 1 + s]
     intensity_shift: float = 0.1   # add uniform [-s, s] (inside the head; background stays 0)
 
@@ -36,25 +46,22 @@ class AugmentConfig:
 
 
 def sample_params(n, seed, epoch, config):
-    """(n, 6) float32 parameters for one epoch's n samples (identity when disabled)."""
+    """(n, 6) float32 parameters (`PARAM_NAMES`) for one epoch's n samples
+    (identity when disabled)."""
     params = np.zeros((n, len(PARAM_NAMES)), np.float32)
     params[:, 3] = params[:, 4] = 1.0
     if not config.enabled:
         return params
     rng = np.random.default_rng([int(seed), int(epoch), 1])
-    u = rng.random((n, len(PARAM_NAMES)))
+    u = rng.random((n, len(PARAM_NAMES) + 2))
+    rotate, zoom = u[:, 6] < config.rotate_p, u[:, 7] < config.scale_p
     params[:, 0] = (u[:, 0] < 0.5) * config.flip_lr
     params[:, 1] = (u[:, 1] < 0.5) * config.flip_ud
-    params[:, 2] = (2 * u[:, 2] - 1) * config.rotate_deg
-    params[:, 3] = 1 + (2 * u[:, 3] - 1) * config.scale
+    params[:, 2] = np.where(rotate, (2 * u[:, 2] - 1) * config.rotate_deg, 0.0)
+    params[:, 3] = np.where(zoom, 1 + (2 * u[:, 3] - 1) * config.scale, 1.0)
     params[:, 4] = 1 + (2 * u[:, 4] - 1) * config.intensity_scale
     params[:, 5] = (2 * u[:, 5] - 1) * config.intensity_shift
     return params
-
-
-def is_identity(params):
-    return bool(np.all(params[:, :3] == 0) and np.all(params[:, 3:5] == 1)
-                and np.all(params[:, 5] == 0))
 
 
 def inverse_affine(params, height, width):
@@ -77,22 +84,57 @@ def inverse_affine(params, height, width):
     return np.concatenate([linear, offset[:, :, None]], axis=-1)
 
 
+def warp_matrices(params, height, width):
+    """Per sample: OpenCV's 2 x 3 inverse map in (x, y) = (col, row) order, or
+    None when the sample is not rotated or scaled (at most flipped)."""
+    maps = inverse_affine(params, height, width)
+    warped = (params[:, 2] != 0) | (params[:, 3] != 1)
+    return [np.concatenate([m[::-1, 1::-1], m[::-1, 2:]], axis=1) if w else None
+            for m, w in zip(maps, warped)]
+
+
+_WARP = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+             borderValue=0)
+
+
+def augment_slice(image, mask, params, matrix, out_image, out_mask):
+    """Augment one (H, W) slice into the preallocated `out_image` (float32) and
+    `out_mask` (uint8).
+
+    The image is warped bilinearly (zero outside), then scaled and shifted
+    inside the head (background stays 0) and clipped to [0, 1]. The {0, 1}
+    mask is warped bilinearly and rounded, i.e. thresholded at 0.5.
+    `matrix` is this slice's entry of `warp_matrices`; None: flips only,
+    done exactly by reversing axes (what the warp gives too, only faster).
+    """
+    h, w = image.shape
+    if matrix is None:
+        flip = (slice(None, None, -1 if params[1] > 0.5 else 1),
+                slice(None, None, -1 if params[0] > 0.5 else 1))
+        np.copyto(out_image, image[flip])
+        np.copyto(out_mask, mask[flip])
+    else:
+        cv2.warpAffine(image, matrix, (w, h), dst=out_image, **_WARP)
+        cv2.warpAffine(mask, matrix, (w, h), dst=out_mask, **_WARP)
+    scale, shift = float(params[4]), float(params[5])
+    if scale != 1.0 or shift != 0.0:
+        # clip(image * scale + shift, 0, 1) inside the head (image > 0), 0 outside;
+        # in OpenCV's single passes, which release the GIL
+        _, shift_in_head = cv2.threshold(out_image, 0.0, shift, cv2.THRESH_BINARY)
+        cv2.addWeighted(out_image, scale, shift_in_head, 1.0, 0.0, dst=out_image)
+        cv2.threshold(out_image, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out_image)
+        cv2.threshold(out_image, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out_image)
+
+
 def augment_numpy(images, masks, params):
-    """Apply `params` to (B, H, W, 1) images and masks (bilinear; masks re-thresholded)."""
-    if is_identity(params):
-        return images, masks
-    _, h, w, _ = images.shape
-    maps = inverse_affine(params, h, w)
-    out_img = np.empty_like(images)
-    out_mask = np.empty_like(masks)
-    for i, m in enumerate(maps):
-        out_img[i, ..., 0] = ndimage.affine_transform(images[i, ..., 0], m[:, :2], m[:, 2],
-                                                      order=1, mode="constant", cval=0.0)
-        warped = ndimage.affine_transform(masks[i, ..., 0].astype(np.float32), m[:, :2], m[:, 2],
-                                          order=1, mode="constant", cval=0.0)
-        out_mask[i, ..., 0] = warped > 0.5
-    head = out_img > 0
-    scale = params[:, 4].reshape(-1, 1, 1, 1)
-    shift = params[:, 5].reshape(-1, 1, 1, 1)
-    out_img = np.where(head, np.clip(out_img * scale + shift, 0.0, 1.0), 0.0).astype(np.float32)
+    """Apply `params` to (B, H, W, 1) images and masks (see `augment_slice`).
+
+    Returns new float32 images and uint8 masks; the inputs are not modified.
+    """
+    images = np.ascontiguousarray(images, np.float32)
+    masks = np.ascontiguousarray(masks, np.uint8)
+    out_img, out_mask = np.empty_like(images), np.empty_like(masks)
+    for i, matrix in enumerate(warp_matrices(params, *images.shape[1:3])):
+        augment_slice(images[i, ..., 0], masks[i, ..., 0], params[i], matrix,
+                      out_img[i, ..., 0], out_mask[i, ..., 0])
     return out_img, out_mask

@@ -2,7 +2,7 @@
 
 Shared by data preparation, training (the `PyDataset` path, which needs no
 TensorFlow) and prediction, so that a volume is normalized the same way
-everywhere. numpy/scipy/keras only.
+everywhere. numpy/scipy/OpenCV/keras only.
 
 Reference: Hatamizadeh et al., "End-to-End Boundary Aware Networks for Medical
 Image Segmentation", 2019, Sec. 3.1-3.2; DESIGN.md section 4.
@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -75,13 +76,42 @@ def select_slices(mask, slices_per_case):
 
 
 def edge_target_numpy(masks, width=2):
-    """numpy twin of `boundary_aware.losses.edge_target` for (B, H, W, 1) masks."""
-    m = np.asarray(masks) > 0.5
+    """numpy/OpenCV twin of `boundary_aware.losses.edge_target` for (B, H, W, 1) masks.
+
+    Returns float32 in {0, 1}; see `edge_band`.
+    """
+    m = (np.asarray(masks) > 0.5).astype(np.uint8)
+    edge = np.empty(m.shape, np.float32)
+    for i in range(m.shape[0]):
+        edge_band(m[i, ..., 0], width, out=edge[i, ..., 0])
+    return edge
+
+
+def edge_band(mask, width=2, out=None):
+    """Boundary band of one uint8 {0, 1} (H, W) mask, written into `out` if given.
+
+    The morphological gradient with square windows: dilation by `width // 2`
+    minus erosion by `width - width // 2` pixels; beyond the image border the
+    mask counts as 0 for the dilation and 1 for the erosion, so the border is
+    not an edge (OpenCV's default border values for both).
+    """
+    width = int(width)
+    if width < 1:
+        raise ValueError(f"edge width must be >= 1, got {width}")
     outer, inner = width // 2, width - width // 2
-    footprint = lambda r: (1, 2 * r + 1, 2 * r + 1, 1)  # noqa: E731
-    dilated = m if outer == 0 else ndimage.maximum_filter(m, footprint(outer), mode="constant", cval=0)
-    eroded = ndimage.minimum_filter(m, footprint(inner), mode="constant", cval=1)
-    return (dilated & ~eroded).astype(np.float32)
+    if outer == inner:
+        band = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, _square(inner))
+    else:
+        dilated = mask if outer == 0 else cv2.dilate(mask, _square(outer))
+        band = cv2.subtract(dilated, cv2.erode(mask, _square(inner)))
+    if out is None:
+        return band
+    np.copyto(out, band, casting="unsafe")
+    return out
+
+
+def _square(radius):
+    return np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
 
 
 def epoch_order(n, seed, epoch):

@@ -3,14 +3,16 @@
 Same semantics as `boundary_aware.data_pipeline` (the tf.data pipeline): the
 epoch's order comes from `data.epoch_order(n, seed, epoch)`, augmentation
 parameters from `augment.sample_params`, the edge target is computed from the
-(augmented) mask. With augmentation off both give identical batches.
+(augmented) mask, and both build a batch with `batches.assemble_batch`: with
+the same seed they give identical batches.
 """
 
 import keras
 import numpy as np
 
-from boundary_aware.augment import AugmentConfig, augment_numpy, sample_params
-from boundary_aware.data import edge_target_numpy, epoch_order, num_batches
+from boundary_aware.augment import AugmentConfig, sample_params
+from boundary_aware.batches import assemble_batch, tune_process
+from boundary_aware.data import epoch_order, num_batches
 
 
 class SliceDataset(keras.utils.PyDataset):
@@ -40,6 +42,7 @@ class SliceDataset(keras.utils.PyDataset):
         self.drop_remainder = bool(drop_remainder)
         self.epoch = int(initial_epoch)
         self.with_edge = bool(with_edge)
+        tune_process()
         self._prepare_epoch()
 
     def _prepare_epoch(self):
@@ -54,14 +57,9 @@ class SliceDataset(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        picked = self.order[rows]
-        images = self.images[picked].astype(np.float32)
-        masks = self.masks[picked].astype(np.float32)
-        images, masks = augment_numpy(images, masks, self.params[rows])
-        masks = masks.astype(np.float32)
-        if not self.with_edge:
-            return images, {"seg": masks}
-        return images, {"seg": masks, "edge": edge_target_numpy(masks, self.edge_width)}
+        image, seg, edge = assemble_batch(self.images, self.masks, self.order[rows],
+                                          self.params[rows], self.edge_width, self.with_edge)
+        return image, ({"seg": seg, "edge": edge} if self.with_edge else {"seg": seg})
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -61,8 +61,8 @@ def get_config(arg="ours,demo"):
     c.data.prepared_dir = "data/prepared" if profile == "paper" else "data/demo_prepared"
     c.data.image_size = 240 if profile == "paper" else 96
     c.data.augment = ml_collections.ConfigDict(dict(
-        enabled=True, flip_lr=True, flip_ud=False, rotate_deg=10.0, scale=0.1,
-        intensity_scale=0.1, intensity_shift=0.1))
+        enabled=True, flip_lr=True, flip_ud=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
+        scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))
     c.data.pipeline = "auto"  # auto (tf.data on the TensorFlow backend, else PyDataset), tf, pydataset
 
     c.train = ml_collections.ConfigDict()

@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 
 from boundary_aware import losses
-from boundary_aware.augment import AugmentConfig, augment_numpy, sample_params
+from scipy import ndimage
+
+from boundary_aware.augment import AugmentConfig, augment_numpy, inverse_affine, sample_params
 from boundary_aware.data import edge_target_numpy, epoch_order
 from boundary_aware.pydataset import SliceDataset
 from tests.conftest import to_numpy
 
 tf = pytest.importorskip("tensorflow")
-from boundary_aware.data_pipeline import edge_target_tf, make_dataset  # noqa: E402
+from boundary_aware.data_pipeline import make_dataset  # noqa: E402
 
 
 def toy_slices(n=13, size=32, seed=0):
@@ -26,11 +28,17 @@ def toy_slices(n=13, size=32, seed=0):
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4])
-def test_three_edge_targets_agree(width):
+def test_pipeline_edge_target_agrees_with_the_loss_and_with_scipy(width):
     masks = (np.random.default_rng(width).random((3, 20, 24, 1)) > 0.6).astype(np.float32)
-    expected = edge_target_numpy(masks, width)
-    np.testing.assert_array_equal(edge_target_tf(masks, width).numpy(), expected)
-    np.testing.assert_array_equal(to_numpy(losses.edge_target(masks, width)), expected)
+    got = edge_target_numpy(masks, width)
+    np.testing.assert_array_equal(to_numpy(losses.edge_target(masks, width)), got)
+    m = masks > 0.5
+    outer, inner = width // 2, width - width // 2
+    box = lambda r: (1, 2 * r + 1, 2 * r + 1, 1)  # noqa: E731
+    dilated = m if outer == 0 else ndimage.maximum_filter(m, box(outer), mode="constant", cval=0)
+    eroded = ndimage.minimum_filter(m, box(inner), mode="constant", cval=1)
+    np.testing.assert_array_equal(got, dilated & ~eroded)
+    assert got.dtype == np.float32 and got.sum() > 0
 
 
 def test_without_augmentation_both_pipelines_give_identical_batches():
@@ -74,8 +82,9 @@ def test_augmented_batches_agree_across_pipelines_and_stay_valid():
     changed = 0
     for i, (x, y) in enumerate(ds):
         px, py_y = py[i]
-        assert np.abs(x.numpy() - px).max() < 1e-4  # same warp, different kernels
-        assert np.mean(y["seg"].numpy() != py_y["seg"]) < 0.002
+        np.testing.assert_array_equal(x.numpy(), px)
+        np.testing.assert_array_equal(y["seg"].numpy(), py_y["seg"])
+        np.testing.assert_array_equal(y["edge"].numpy(), py_y["edge"])
         for value in (x.numpy(), px):
             assert value.min() >= 0 and value.max() <= 1
         assert set(np.unique(y["seg"].numpy())) <= {0.0, 1.0}
@@ -101,3 +110,52 @@ def test_augmentation_geometry_by_hand():
     params[0, 2], params[0, 4], params[0, 5] = 0.0, 0.5, 0.1  # intensity only
     out, _ = augment_numpy(image, mask, params)
     assert out[0, 1, 3, 0] == pytest.approx(0.6) and out[0, 0, 0, 0] == 0.0  # background stays 0
+
+
+@pytest.mark.parametrize("scale,shift", [(1.1, 0.08), (0.9, -0.1), (1.0, 0.1), (1.2, 0.0)])
+def test_intensity_jitter_matches_its_formula(scale, shift):
+    images, masks = toy_slices(n=2)
+    images[0, 5, 5, 0], images[1, 6, 6, 0] = 0.95, 0.02  # exceed 1 / go below 0 after jitter
+    params = sample_params(2, 0, 0, AugmentConfig(enabled=False))
+    params[:, 4], params[:, 5] = scale, shift
+    out, out_mask = augment_numpy(images, masks, params)
+    want = np.where(images > 0, np.clip(images * scale + shift, 0, 1), 0)
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    np.testing.assert_array_equal(out_mask, masks)
+
+
+def test_warp_matches_scipy_bilinear_and_flips_are_exact():
+    """OpenCV's warp (1/32-pixel weights) against scipy's exact bilinear map;
+    slices that are only flipped take a shortcut that must give the same."""
+    images, masks = toy_slices(n=12, size=48, seed=3)
+    images = ndimage.gaussian_filter(images, (0, 1.5, 1.5, 0))  # smooth, so quantization is small
+    config = AugmentConfig(flip_ud=True, rotate_deg=20, rotate_p=0.5, scale=0.2, scale_p=0.5,
+                           intensity_scale=0, intensity_shift=0)
+    params = sample_params(len(images), 4, 0, config)
+    flip_only = (params[:, 2] == 0) & (params[:, 3] == 1)
+    assert 0 < flip_only.sum() < len(images) and params[flip_only, :2].any()
+    out, out_mask = augment_numpy(images, masks, params)
+    for i, m in enumerate(inverse_affine(params, 48, 48)):
+        # grid-constant: zeros beyond the border take part in the interpolation, as in OpenCV
+        want = ndimage.affine_transform(images[i, ..., 0], m[:, :2], m[:, 2], order=1,
+                                        mode="grid-constant")
+        want_mask = ndimage.affine_transform(masks[i, ..., 0].astype(np.float32), m[:, :2],
+                                             m[:, 2], order=1, mode="grid-constant") > 0.5
+        if flip_only[i]:
+            np.testing.assert_allclose(out[i, ..., 0], want, atol=1e-6)
+            np.testing.assert_array_equal(out_mask[i, ..., 0], want_mask)
+        else:
+            np.testing.assert_allclose(out[i, ..., 0], np.clip(want, 0, 1), atol=0.02)
+            assert np.mean(out_mask[i, ..., 0] != want_mask) < 0.01
+    assert out.dtype == np.float32 and out_mask.dtype == np.uint8
+
+
+def test_rotation_and_scaling_happen_with_their_probabilities():
+    params = sample_params(20000, 0, 0, AugmentConfig(rotate_p=0.2, scale_p=0.7))
+    rotated, scaled = params[:, 2] != 0, params[:, 3] != 1
+    assert abs(rotated.mean() - 0.2) < 0.015 and abs(scaled.mean() - 0.7) < 0.015
+    assert abs(np.mean(rotated & scaled) - 0.14) < 0.015  # independent
+    assert np.abs(params[rotated, 2]).max() <= 10 and np.abs(params[:, 3] - 1).max() <= 0.1
+    assert abs(params[:, 0].mean() - 0.5) < 0.015 and not params[:, 1].any()  # flip_ud off
+    none = sample_params(100, 0, 0, AugmentConfig(rotate_p=0, scale_p=0))
+    assert not none[:, 2].any() and (none[:, 3] == 1).all()
