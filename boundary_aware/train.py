@@ -29,7 +29,8 @@ import keras
 import numpy as np
 
 from boundary_aware import losses, metrics
-from boundary_aware.augment import AugmentConfig
+from boundary_aware.augment import AugmentConfig, sample_params
+from boundary_aware.batches import assemble_batch
 from boundary_aware.data import load_prepared, read_manifest
 from boundary_aware.files import atomic_write_text
 from boundary_aware.models import build_model
@@ -232,6 +233,25 @@ def build_and_compile(config, precision):
     return model
 
 
+def build_training_state(model, images, masks, config, with_edge):
+    """Create the optimizer's and the compiled loss's variables now, eagerly.
+
+    Otherwise Keras on TensorFlow creates them while tracing the train step,
+    and tf.function then traces the step a second time: for the
+    boundary-aware network that doubled the first step (~40 s instead of ~20 s
+    on 2 CPU cores). Builds on one unaugmented batch, with training=False, so
+    no weight, statistic or random state changes.
+    """
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    n = min(len(images), int(config.train.batch_size))
+    identity = sample_params(n, 0, 0, AugmentConfig(enabled=False))
+    x, seg, edge = assemble_batch(images, masks, np.arange(n), identity,
+                                  config.loss.edge_width, with_edge)
+    y = {"seg": seg, "edge": edge} if with_edge else {"seg": seg}
+    model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
+
+
 def _verbose(setting):
     if setting == "auto":
         return 1 if sys.stdout.isatty() else 0
@@ -292,8 +312,9 @@ def train(config, workdir):
             print(f"{workdir}: resuming after epoch {state['epoch']}", flush=True)
         else:
             model = build_and_compile(config, precision)
-    # the edge target only where a loss uses it (not for U-Net, V-Net, "no edge loss")
-    with_edge = "edge" in model.output_names and any(config.loss.weights[1:])
+        # the edge target only where a loss uses it (not for U-Net, V-Net, "no edge loss")
+        with_edge = "edge" in model.output_names and any(config.loss.weights[1:])
+        build_training_state(model, images, masks, config, with_edge)
     inputs = make_inputs(config, images, masks, state["epoch"], with_edge)
     checkpoint = EpochCheckpoint(workdir, val_images, val_masks, config.eval.batch_size, state)
     schedule = keras.callbacks.LearningRateScheduler(
