@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare \
-	reproduce-table1 ablation figures export bench-predict clean
+	reproduce-table1 ablation figures export bench-predict bench-train clean
 
 install: $(STAMP)
 
@@ -85,6 +85,11 @@ export: install
 
 bench-predict: install
 	$(PY) -m experiments.benchmarks.predict_speed
+
+# Training throughput; on a CPU: make bench-train BENCH_ARGS="--profile=demo --precisions=float32 --jit=on"
+BENCH_ARGS ?=
+bench-train: install
+	$(PY) -m experiments.benchmarks.train_speed $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
