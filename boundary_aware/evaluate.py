@@ -12,7 +12,6 @@ Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import keras
@@ -20,6 +19,7 @@ import numpy as np
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import metrics
+from boundary_aware.cli import exit_on
 from boundary_aware.data import load_prepared, read_manifest
 from boundary_aware.files import atomic_write_text
 
@@ -97,11 +97,8 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    try:
+    with exit_on(FileNotFoundError):
         result = evaluate(f.workdir, f.checkpoint, f.split, f.threshold)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
     s = result["per_slice"]
     print(f"{f.workdir}: {s['n']} slices; Dice {s['dice']['mean']:.3f} ± {s['dice']['std']:.3f}, "
           f"Jaccard {s['jaccard']['mean']:.3f}, HD {s['hd']['mean']:.2f} mm, "

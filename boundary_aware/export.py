@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 from pathlib import Path
 
 import keras
@@ -30,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
+from boundary_aware.cli import exit_on
 from boundary_aware.version import __version__
 
 
@@ -123,11 +123,8 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    try:
+    with exit_on(ExportError):
         card = export_run(f.workdir, f.out, f.checkpoint, f.overwrite)
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
     print(f"{f.out}: SavedModel of {card['model']} ({card['checkpoint']}), signature 'serve', "
           f"input {card['input']['shape']}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boundary_aware.cli import exit_on
 from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
 from boundary_aware.files import atomic_write_text
 from boundary_aware.nifti import load_volume, save_like
@@ -157,12 +158,9 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    try:
+    with exit_on(DataError):
         result = predict_path(f.model, f.input, f.output, f.threshold, f.edge_output, f.overwrite,
                               f.batch_size, progress=True)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
     if "cases" in result:
         print(f"{f.output}: {len(result['cases'])} masks written, {len(result['errors'])} errors")
         sys.exit(1 if result["errors"] else 0)

@@ -31,6 +31,7 @@ import numpy as np
 from boundary_aware import losses, metrics
 from boundary_aware.augment import AugmentConfig, sample_params
 from boundary_aware.batches import assemble_batch
+from boundary_aware.cli import exit_on
 from boundary_aware.data import load_prepared, read_manifest
 from boundary_aware.files import atomic_write_text
 from boundary_aware.models import build_model
@@ -340,11 +341,8 @@ def train(config, workdir):
 def main(argv):
     from absl import flags
     del argv
-    try:
+    with exit_on(TrainingError):
         train(flags.FLAGS.config, flags.FLAGS.workdir)
-    except TrainingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

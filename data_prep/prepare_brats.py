@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boundary_aware.cli import exit_on
 from boundary_aware.data import (REGIONS, SPLITS, DataError, normalization_range, normalize,
                                  resize_slices, select_slices)
 from boundary_aware.version import __version__
@@ -188,12 +189,9 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    try:
+    with exit_on(DataError):
         prepare(f.brats_dir, f.out_dir, f.region, f.slices_per_case, f.image_size, f.seed,
                 f.split_file, f.on_error, f.workers, f.overwrite, progress=True)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
 
 
 def define_flags():

@@ -72,8 +72,7 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     from boundary_aware.model_stats import forward_flops
     from experiments.table1 import get_config
 
-    variant = {"ours": "ours", "unet": "unet", "vnet": "vnet"}[model_name]
-    config = get_config(f"{variant},{profile}")
+    config = get_config(f"{model_name},{profile}")  # ours, unet, vnet: also Table 1 variants
     with config.unlocked():
         config.train.batch_size = batch_size
         config.train.jit_compile = jit
