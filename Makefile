@@ -54,13 +54,16 @@ prepare: install
 	$(PY) -m data_prep.prepare_brats --brats_dir=$(BRATS_DIR) --out_dir=$(PREPARED_DIR)
 
 # The paper's Table 1. Without BRATS_DIR: synthetic demo data, demo profile.
-# make reproduce-table1 [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo] [OUT=...]
-#                       [OVERRIDES="train.epochs=5 train.batch_size=4"]
+# make reproduce-table1 [SEEDS=0,1,2] [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo]
+#                       [OUT=...] [OVERRIDES="train.epochs=5 train.batch_size=4"]
+# Every row runs once per seed (default 0,1,2).
 OUT ?= results/table1
 PROFILE ?=
 SPLIT ?=
 OVERRIDES ?=
+SEEDS ?=
 TABLE_ARGS = --out=$(OUT) $(if $(BRATS_DIR_SET),--brats_dir=$(BRATS_DIR_SET)) \
+	$(if $(SEEDS),--seeds=$(SEEDS)) \
 	$(if $(SPLIT),--split_file=$(SPLIT)) $(if $(PROFILE),--profile=$(PROFILE)) \
 	$(foreach o,$(OVERRIDES),--override=$(o))
 BRATS_DIR_SET = $(if $(filter command line environment,$(origin BRATS_DIR)),$(BRATS_DIR))
@@ -69,15 +72,15 @@ reproduce-table1: install
 	$(PY) -m experiments.reproduce_table1 $(TABLE_ARGS)
 
 ablation: install
-	$(PY) -m experiments.ablation $(subst --out=$(OUT),--out=$(OUT_ABLATION),$(TABLE_ARGS)) $(if $(SEEDS),--seeds=$(SEEDS))
+	$(PY) -m experiments.ablation $(subst --out=$(OUT),--out=$(OUT_ABLATION),$(TABLE_ARGS))
 
 OUT_ABLATION ?= results/ablation
 
 figures: install
 	$(PY) -m experiments.figures --table_dir=$(OUT) --out=$(OUT)/figures
 
-# SavedModel export of a run: make export WORKDIR=results/table1/runs/ours EXPORT_DIR=exports/ours
-WORKDIR ?= $(OUT)/runs/ours
+# SavedModel export of a run: make export WORKDIR=results/table1/runs/ours_seed0 EXPORT_DIR=exports/ours
+WORKDIR ?= $(OUT)/runs/ours_seed0
 EXPORT_DIR ?= exports/ours
 
 export: install

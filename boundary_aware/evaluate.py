@@ -1,12 +1,25 @@
-"""Evaluation: `python -m boundary_aware.evaluate --workdir=DIR [--checkpoint=best]`.
+"""Evaluation: `python -m boundary_aware.evaluate --workdir=DIR [--checkpoint=final|best]`.
 
-Scores the test split of the run's prepared data (DESIGN.md section 5):
-* per slice (the paper's protocol): Dice, Jaccard, HD and HD95 in mm, then
-  mean and standard deviation over slices, as in Table 1;
-* per case (BraTS's protocol, beyond the paper): the same metrics in 3D on
-  the case's prepared slices stacked in order.
-The empty-mask policy is `boundary_aware.metrics`'; the number of slices and
-cases it applied to is counted. Writes `metrics.json` in the workdir.
+Scores the test split of a run (DESIGN.md section 5) three ways:
+* per slice (the paper's protocol): Dice, Jaccard, HD and HD95 in mm on the
+  prepared test slices, mean and standard deviation over slices, as Table 1;
+* per volume (BraTS's protocol, beyond the paper): every axial slice of each
+  test case's source T1c (the file named in the data manifest, checked
+  against its recorded SHA-256) is segmented through the same code path as
+  `predict`, and the 3D metrics compare the predicted tumor core with the
+  whole label volume at the source spacing. This counts the false positives
+  on slices without tumor core (`fp_slices`), which the paper's protocol
+  never sees;
+* selected slices: the same 3D metrics over each case's prepared slices
+  only (the former "per case" score; not BraTS's protocol).
+Hausdorff means are dominated by slices where one mask is empty (each adds
+the image diagonal), so every summary also has the medians, the means over
+items where both masks are non-empty, and the empty-mask counts.
+
+Both checkpoints of a completed run are scored: the one the run's rule names
+(`config.eval.checkpoint`, "final" by default; see `boundary_aware.checkpoints`)
+with every record, the other as summaries under `checkpoints`. Writes
+`metrics.json` in the workdir.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
@@ -19,11 +32,17 @@ import numpy as np
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import metrics
+from boundary_aware.checkpoints import CHECKPOINTS, checkpoint_path, scored_checkpoint
 from boundary_aware.cli import exit_on
-from boundary_aware.data import load_prepared, read_manifest
-from boundary_aware.files import atomic_write_text
+from boundary_aware.data import DataError, load_prepared, read_manifest, region_mask
+from boundary_aware.files import atomic_write_text, file_sha256
+from boundary_aware.nifti import load_volume
+from boundary_aware.predict import keras_predictor, segment_volume
 
 METRIC_NAMES = ("dice", "jaccard", "hd", "hd95")
+EMPTY_POLICY = ("both empty: Dice = Jaccard = 1, HD = HD95 = 0; exactly one empty: Dice = "
+                "Jaccard = 0, HD = HD95 = the image diagonal in mm (373.13 for a 240 x 240 x 155 "
+                "volume at 1 mm)")
 
 
 def slice_spacing(case_record, image_size):
@@ -32,19 +51,38 @@ def slice_spacing(case_record, image_size):
     return (spacing[0] * shape[0] / image_size, spacing[1] * shape[1] / image_size)
 
 
+def _mean_std(values):
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": float(values.mean()), "std": float(values.std())}
+
+
 def summarize(records):
-    """Mean and standard deviation of each metric, and the empty-mask counts."""
+    """Each metric's mean and standard deviation, and the honest-Hausdorff figures.
+
+    For hd and hd95 also: the median, and the mean and count over records
+    where both masks are non-empty (`nonempty_mean`, `nonempty_n`). `empty`
+    counts the records where both, only the prediction or only the reference
+    are empty. Volume records also add up their false-positive slices.
+    """
     summary = {"n": len(records),
                "empty": {k: sum(r["empty"] == k for r in records) for k in ("both", "pred", "ref")}}
+    nonempty = [r for r in records if r["empty"] == metrics.EMPTY_NONE]
     for name in METRIC_NAMES:
-        values = np.array([r[name] for r in records], dtype=np.float64)
-        summary[name] = {"mean": float(values.mean()) if len(values) else float("nan"),
-                         "std": float(values.std()) if len(values) else float("nan")}
+        summary[name] = _mean_std([r[name] for r in records])
+        if name.startswith("hd"):
+            values = [r[name] for r in records]
+            summary[name]["median"] = float(np.median(values)) if values else float("nan")
+            summary[name]["nonempty_mean"] = _mean_std([r[name] for r in nonempty])["mean"]
+            summary[name]["nonempty_n"] = len(nonempty)
+    if records and "fp_slices" in records[0]:
+        summary["fp_slices"] = int(sum(r["fp_slices"] for r in records))
     return summary
 
 
 def score(predictions, masks, meta, manifest):
-    """Per-slice and per-case records from binary predictions (N, H, W)."""
+    """Per-slice and selected-slices records from binary predictions (N, H, W)."""
     image_size = manifest["options"]["image_size"]
     slice_records, by_case = [], {}
     for pred, ref, info in zip(predictions, masks, meta):
@@ -66,29 +104,96 @@ def score(predictions, masks, meta, manifest):
     return slice_records, case_records
 
 
-def evaluate(workdir, checkpoint="best", split="test", threshold=None):
+def score_volume(pred, ref, spacing):
+    """3D metrics of one whole volume (X, Y, Z), and its axial false-positive slices."""
+    pred_slices, ref_slices = pred.any(axis=(0, 1)), ref.any(axis=(0, 1))
+    return {**metrics.segmentation_metrics(pred, ref, spacing),
+            "slices": int(pred.shape[2]), "tumor_slices": int(ref_slices.sum()),
+            "pred_slices": int(pred_slices.sum()),
+            "fp_slices": int(np.count_nonzero(pred_slices & ~ref_slices))}
+
+
+def source_file(manifest, case_id, kind):
+    """Path of a case's source file ("t1c" or "seg") from the manifest, checked by SHA-256."""
+    root = Path(manifest["options"]["brats_dir"])
+    record = manifest["cases"][case_id]["files"][kind]
+    if "path" in record:
+        path = root / record["path"]
+    else:  # manifests written before the path was recorded: find the file by name
+        found = [p for p in sorted(root.rglob(record["name"])) if p.parent.name == case_id]
+        path = found[0] if found else root / case_id / record["name"]
+    if not path.is_file():
+        raise DataError(f"{path}: source {kind} file of case {case_id} not found (whole-volume "
+                        f"scoring reads the volumes the data was prepared from; pass "
+                        f"--noper_volume to skip it)")
+    if file_sha256(path) != record["sha256"]:
+        raise DataError(f"{path}: differs from the file the data was prepared from "
+                        f"(SHA-256 mismatch)")
+    return path
+
+
+def volume_cases(manifest, split):
+    """(case id, T1c path, tumor-core mask, spacing) of every case of a split."""
+    region = manifest["options"]["region"]
+    for case_id in manifest["split"][split]:
+        volume, _, zooms = load_volume(source_file(manifest, case_id, "t1c"), "image")
+        labels, _, _ = load_volume(source_file(manifest, case_id, "seg"), "seg")
+        mask = region_mask(labels, manifest["cases"][case_id]["convention"], region) > 0
+        yield case_id, volume, mask, zooms[:3]
+
+
+def score_checkpoint(model, images, masks, meta, manifest, volumes, threshold, batch_size):
+    """Every record of one model: slices, selected slices and (if `volumes`) whole volumes."""
+    probs = model.predict(images, batch_size=batch_size, verbose=0)["seg"]
+    slice_records, case_records = score(probs[..., 0] > threshold, masks[..., 0] > 0, meta,
+                                        manifest)
+    volume_records = None
+    if volumes is not None:
+        predict = keras_predictor(model, batch_size)
+        input_shape = tuple(model.input_shape[1:])
+        volume_records = []
+        for case_id, volume, ref, spacing in volumes:
+            pred = segment_volume(predict, input_shape, volume)["seg"] > threshold
+            volume_records.append({"case": case_id, **score_volume(pred, ref, spacing)})
+    return slice_records, case_records, volume_records
+
+
+def evaluate(workdir, checkpoint=None, split="test", threshold=None, per_volume=True):
+    """Score a run's checkpoints on `split` and write `metrics.json` (module docstring)."""
     workdir = Path(workdir)
     config = json.loads((workdir / "config.json").read_text())
     prepared = Path(config["data"]["prepared_dir"])
     manifest = read_manifest(prepared)
-    model_path = workdir / f"{checkpoint}.keras"
+    chosen = checkpoint or scored_checkpoint(config)
+    model_path = checkpoint_path(workdir, chosen)
     if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path}: no such checkpoint (train the run first)")
-    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+        raise FileNotFoundError(f"{model_path}: no such checkpoint (train the run to the end "
+                                f"first, or pass --checkpoint)")
     images, masks, meta = load_prepared(prepared, split)
     threshold = config["eval"]["threshold"] if threshold is None else threshold
-    probs = model.predict(images, batch_size=config["eval"]["batch_size"], verbose=0)["seg"]
-    predictions = probs[..., 0] > threshold
-    slice_records, case_records = score(predictions, masks[..., 0] > 0, meta, manifest)
-    result = {
-        "variant": config["variant"], "profile": config["profile"],
-        "model": config["model"]["name"], "checkpoint": model_path.name, "split": split,
-        "threshold": threshold,
-        "empty_policy": "both empty: Dice = Jaccard = 1, HD = 0; one empty: Dice = Jaccard = 0, "
-                        "HD = image diagonal (mm)",
-        "per_slice": summarize(slice_records), "per_case": summarize(case_records),
-        "slices": slice_records, "cases": case_records,
-    }
+    volumes = list(volume_cases(manifest, split)) if per_volume else None
+    state_path = workdir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    epochs = {"final": state.get("epoch"), "last": state.get("epoch"),
+              "best": state.get("best_epoch")}
+    result = {"variant": config["variant"], "profile": config["profile"],
+              "model": config["model"]["name"], "checkpoint": model_path.name,
+              "checkpoint_rule": chosen, "epoch": epochs[chosen], "split": split,
+              "threshold": threshold, "empty_policy": EMPTY_POLICY, "checkpoints": {}}
+    others = [c for c in CHECKPOINTS[:2] if c != chosen and checkpoint_path(workdir, c).is_file()]
+    for name in [chosen] + others:
+        model = keras.saving.load_model(checkpoint_path(workdir, name), safe_mode=True,
+                                        compile=False)
+        slices, cases, vols = score_checkpoint(model, images, masks, meta, manifest, volumes,
+                                               threshold, config["eval"]["batch_size"])
+        summary = {"epoch": epochs[name], "per_slice": summarize(slices),
+                   "per_volume": summarize(vols) if vols is not None else None,
+                   "selected_slices": summarize(cases)}
+        result["checkpoints"][name] = summary
+        if name == chosen:
+            result.update(params=int(model.count_params()), **{k: v for k, v in summary.items()
+                                                                if k != "epoch"},
+                          slices=slices, volumes=vols, selected_slices_cases=cases)
     atomic_write_text(workdir / "metrics.json", json.dumps(result, indent=1))
     return result
 
@@ -97,19 +202,25 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    with exit_on(FileNotFoundError):
-        result = evaluate(f.workdir, f.checkpoint, f.split, f.threshold)
-    s = result["per_slice"]
-    print(f"{f.workdir}: {s['n']} slices; Dice {s['dice']['mean']:.3f} ± {s['dice']['std']:.3f}, "
-          f"Jaccard {s['jaccard']['mean']:.3f}, HD {s['hd']['mean']:.2f} mm, "
-          f"HD95 {s['hd95']['mean']:.2f} mm")
+    with exit_on(FileNotFoundError, DataError):
+        result = evaluate(f.workdir, f.checkpoint, f.split, f.threshold, f.per_volume)
+    s, v = result["per_slice"], result["per_volume"]
+    print(f"{f.workdir} ({result['checkpoint']}): {s['n']} slices; Dice {s['dice']['mean']:.3f} "
+          f"± {s['dice']['std']:.3f}, Jaccard {s['jaccard']['mean']:.3f}, HD {s['hd']['mean']:.2f} "
+          f"mm, HD95 {s['hd95']['mean']:.2f} mm")
+    if v is not None:
+        print(f"  whole volumes: {v['n']} cases; Dice {v['dice']['mean']:.3f}, HD95 "
+              f"{v['hd95']['mean']:.2f} mm, {v['fp_slices']} slices with tumor predicted where "
+              f"there is none")
 
 
 if __name__ == "__main__":
     from absl import app, flags
     flags.DEFINE_string("workdir", None, "A training run directory.")
-    flags.DEFINE_enum("checkpoint", "best", ["best", "final", "last"], "Which model to score.")
+    flags.DEFINE_enum("checkpoint", None, list(CHECKPOINTS),
+                      "Which model to score (default: the run's eval.checkpoint rule, 'final').")
     flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Which split to score.")
     flags.DEFINE_float("threshold", None, "Probability threshold (default: the config's).")
+    flags.DEFINE_bool("per_volume", True, "Also segment and score the whole source volumes.")
     flags.mark_flag_as_required("workdir")
     app.run(main)

@@ -1,4 +1,4 @@
-"""SavedModel export: `python -m boundary_aware.export --workdir=DIR --out=DIR [--checkpoint=best]`.
+"""SavedModel export: `python -m boundary_aware.export --workdir=DIR --out=DIR [--checkpoint=final]`.
 
 Writes a TensorFlow SavedModel of a run's checkpoint with one serving
 signature, `serve`, over float32 slices of any batch size: input `images`,
@@ -17,7 +17,6 @@ This module imports TensorFlow (with the data pipeline, the only ones that do).
 Reference: Hatamizadeh et al. 2019 (the model); TensorFlow SavedModel format.
 """
 
-import hashlib
 import json
 import os
 import platform
@@ -29,16 +28,14 @@ import numpy as np
 import tensorflow as tf
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
+from boundary_aware.checkpoints import CHECKPOINTS, checkpoint_path
 from boundary_aware.cli import exit_on
+from boundary_aware.files import file_sha256
 from boundary_aware.version import __version__
 
 
 class ExportError(RuntimeError):
     """The export cannot be written (missing checkpoint, existing output, ...)."""
-
-
-def _digest(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def export_model(model, out, card=None, overwrite=False):
@@ -73,7 +70,7 @@ def export_model(model, out, card=None, overwrite=False):
             "versions": {"boundary_aware": __version__, "keras": keras.__version__,
                          "tensorflow": tf.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
-            "files": {str(p.relative_to(tmp)): _digest(p) for p in files},
+            "files": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
         })
         (tmp / "model_card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
         if out.exists():
@@ -84,10 +81,11 @@ def export_model(model, out, card=None, overwrite=False):
     return card
 
 
-def export_run(workdir, out, checkpoint="best", overwrite=False):
-    """Export a training run's checkpoint, with a model card built from the run."""
+def export_run(workdir, out, checkpoint=None, overwrite=False):
+    """Export a training run's checkpoint (default: the one its rule scores, see
+    `boundary_aware.checkpoints`), with a model card built from the run."""
     workdir = Path(workdir)
-    path = workdir / f"{checkpoint}.keras"
+    path = checkpoint_path(workdir, checkpoint)
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint (train the run first)")
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
@@ -97,8 +95,8 @@ def export_run(workdir, out, checkpoint="best", overwrite=False):
     test_metrics = None
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())
-        test_metrics = {"per_slice": m["per_slice"], "per_case": m["per_case"],
-                        "checkpoint": m["checkpoint"]}
+        test_metrics = {key: m.get(key) for key in ("checkpoint", "per_slice", "per_volume",
+                                                     "selected_slices")}
     card = {"model": config["model"]["name"], "variant": config["variant"],
             "checkpoint": path.name, "config": config,
             "data_manifest_sha256": state.get("data_manifest_sha256"),
@@ -133,7 +131,8 @@ if __name__ == "__main__":
     from absl import app, flags
     flags.DEFINE_string("workdir", None, "A training run directory.")
     flags.DEFINE_string("out", None, "Where to write the SavedModel (a new folder).")
-    flags.DEFINE_enum("checkpoint", "best", ["best", "final", "last"], "Which model to export.")
+    flags.DEFINE_enum("checkpoint", None, list(CHECKPOINTS),
+                      "Which model to export (default: the run's eval.checkpoint rule, 'final').")
     flags.DEFINE_bool("overwrite", False, "Replace an existing export.")
     flags.mark_flags_as_required(["workdir", "out"])
     app.run(main)

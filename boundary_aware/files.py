@@ -4,6 +4,7 @@ A reader (or a rerun after a crash) sees either the old file or the new one,
 never a half-written one.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,3 +17,12 @@ def atomic_write_text(path, text):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path):
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

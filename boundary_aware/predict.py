@@ -1,7 +1,8 @@
 """Segment T1c NIfTI volumes: `python -m boundary_aware.predict --model=... --input=... --output=...`.
 
-`--model` is a training workdir (its best.keras), a `.keras` file (loaded with
-safe mode on) or an exported SavedModel folder; `.h5` files and pickles are
+`--model` is a training workdir (the checkpoint its rule scores, final.keras
+by default: `boundary_aware.checkpoints`), a `.keras` file (loaded with safe
+mode on) or an exported SavedModel folder; `.h5` files and pickles are
 refused. `--input` is one T1c volume (any orientation) with `--output` a
 file, or a folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or
 `<case>-t1c.nii.gz`) with `--output` a folder (one mask per case,
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boundary_aware.checkpoints import CHECKPOINTS, checkpoint_path
 from boundary_aware.cli import exit_on
 from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
 from boundary_aware.files import atomic_write_text
@@ -46,18 +48,25 @@ def load_predictor(model_path, batch_size=16):
             parts = [serve(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
             return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         return predict_saved, input_shape
-    if path.is_dir() and (path / "best.keras").is_file():
-        path = path / "best.keras"
+    if path.is_dir() and any((path / f"{c}.keras").is_file() for c in CHECKPOINTS):  # a workdir
+        path = checkpoint_path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such checkpoint in this training workdir (is training "
+                            f"complete?); pass the .keras file to use another one")
     if path.suffix != ".keras" or not path.is_file():
         raise DataError(f"{model_path}: not a .keras file, a training workdir or a SavedModel")
     import keras
 
     import boundary_aware.layers  # noqa: F401  (registers the custom layers)
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    return keras_predictor(model, batch_size), tuple(model.input_shape[1:])
 
+
+def keras_predictor(model, batch_size=16):
+    """`predict_fn(images)` of a Keras model, in the form `segment_volume` takes."""
     def predict(images):
         return model.predict(images, verbose=0, batch_size=batch_size)
-    return predict, tuple(model.input_shape[1:])
+    return predict
 
 
 def segment_volume(predict, input_shape, volume):

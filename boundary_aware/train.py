@@ -14,7 +14,6 @@ Reference: Hatamizadeh et al. 2019, Sec. 2.3 (Eq. 3) and 3.2 (Eq. 6).
 """
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -33,7 +32,7 @@ from boundary_aware.augment import AugmentConfig, sample_params
 from boundary_aware.batches import assemble_batch
 from boundary_aware.cli import exit_on
 from boundary_aware.data import load_prepared, read_manifest
-from boundary_aware.files import atomic_write_text
+from boundary_aware.files import atomic_write_text, file_sha256
 from boundary_aware.models import build_model
 from boundary_aware.version import __version__
 
@@ -90,10 +89,6 @@ def git_commit():
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def mean_slice_dice(model, images, masks, batch_size, threshold=0.5):

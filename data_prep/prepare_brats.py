@@ -12,7 +12,6 @@ dataset made with other options is kept unless `--overwrite` is given.
 Reference: Hatamizadeh et al. 2019, Sec. 3.1-3.2; DESIGN.md section 4.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import numpy as np
 from boundary_aware.cli import exit_on
 from boundary_aware.data import (REGIONS, SPLITS, DataError, normalization_range, normalize,
                                  resize_slices, select_slices)
+from boundary_aware.files import file_sha256
 from boundary_aware.version import __version__
 from data_prep.brats import discover_cases, load_case
 
@@ -64,16 +64,12 @@ def read_split_file(path, case_ids):
     return split
 
 
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def prepare_case(case, region, slices_per_case, image_size, root=None):
+    """Load, validate, select, normalize and resize one case.
 
-
-def prepare_case(case, region, slices_per_case, image_size):
-    """Load, validate, select, normalize and resize one case."""
+    The manifest record names each source file by its path relative to `root`
+    (the BraTS folder), so that evaluation can score the whole volumes.
+    """
     image, mask, zooms = load_case(case, region)
     indices = select_slices(mask, slices_per_case)
     lo, hi = normalization_range(image)
@@ -85,7 +81,9 @@ def prepare_case(case, region, slices_per_case, image_size):
         "shape": list(image.shape), "spacing": list(zooms[:3]),
         "normalization": {"lo": lo, "hi": hi, "percentiles": [0.5, 99.5]},
         "files": {kind: {"name": path.name, "bytes": path.stat().st_size,
-                         "sha256": file_digest(path)}
+                         "sha256": file_sha256(path),
+                         **({"path": str(path.resolve().relative_to(Path(root).resolve()))}
+                            if root else {})}
                   for kind, path in (("t1c", case.image), ("seg", case.seg))},
     }
     return np.clip(images, 0, 1)[..., None].astype(np.float32), masks[..., None].astype(np.uint8), record
@@ -95,7 +93,7 @@ def _prepare_one(args):
     case, options = args
     try:
         return case.case_id, prepare_case(case, options["region"], options["slices_per_case"],
-                                          options["image_size"]), None
+                                          options["image_size"], options["brats_dir"]), None
     except DataError as err:
         return case.case_id, None, str(err)
 

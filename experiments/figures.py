@@ -1,11 +1,13 @@
 """The paper's Figures 2 and 3 from trained Table 1 runs: `make figures`.
 
-    python -m experiments.figures --table_dir=results/table1 --out=results/table1/figures
+    python -m experiments.figures --table_dir=results/table1 --out=results/table1/figures [--seed=0]
 
 Figure 2: a test slice and the outputs of the three attention layers of the
 boundary-aware network (mean absolute activation over channels).
 Figure 3: input, label, ours, V-Net and U-Net on a few test slices, with the
 label's contour (green) and the prediction's contour (red).
+The runs drawn are those of one training seed (`--seed`), at the checkpoint
+the table scores.
 """
 
 import json
@@ -15,11 +17,18 @@ import keras
 import numpy as np
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers)
+from boundary_aware.checkpoints import checkpoint_path
 from boundary_aware.data import load_prepared
+from experiments.runner import run_dir
 
 
 def _load(run):
-    return keras.saving.load_model(Path(run) / "best.keras", safe_mode=True, compile=False)
+    """The checkpoint a run's rule scores (final.keras by default), as the table does."""
+    return keras.saving.load_model(checkpoint_path(run), safe_mode=True, compile=False)
+
+
+def _threshold(run):
+    return json.loads((Path(run) / "config.json").read_text())["eval"]["threshold"]
 
 
 def pick_slices(masks, meta, count):
@@ -33,9 +42,9 @@ def pick_slices(masks, meta, count):
     return picked[:count]
 
 
-def figure2(table_dir, images, masks, meta, out):
+def figure2(table_dir, images, masks, meta, out, seed=0):
     import matplotlib.pyplot as plt
-    model = _load(Path(table_dir) / "runs" / "ours")
+    model = _load(run_dir(table_dir, "ours", seed))
     probe = keras.Model(model.input, [model.get_layer(f"attention{k}").output for k in (1, 2, 3)])
     index = pick_slices(masks, meta, 1)[0]
     maps = probe.predict(images[index:index + 1], verbose=0)
@@ -52,11 +61,12 @@ def figure2(table_dir, images, masks, meta, out):
     plt.close(fig)
 
 
-def figure3(table_dir, images, masks, meta, out, count=4):
+def figure3(table_dir, images, masks, meta, out, count=4, seed=0):
     import matplotlib.pyplot as plt
     columns = [("ours", "(c) Ours"), ("vnet", "(d) V-Net"), ("unet", "(e) U-Net")]
-    preds = {name: _load(Path(table_dir) / "runs" / name).predict(images, verbose=0)["seg"] > 0.5
-             for name, _ in columns}
+    runs = {name: run_dir(table_dir, name, seed) for name, _ in columns}
+    preds = {name: _load(run).predict(images, verbose=0)["seg"] > _threshold(run)
+             for name, run in runs.items()}
     rows = pick_slices(masks, meta, count)
     fig, axes = plt.subplots(len(rows), 5, figsize=(12.5, 2.6 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
@@ -78,26 +88,27 @@ def figure3(table_dir, images, masks, meta, out, count=4):
     plt.close(fig)
 
 
-def figures(table_dir, out):
+def figures(table_dir, out, seed=0):
     import matplotlib
     matplotlib.use("Agg")
     table_dir, out = Path(table_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = json.loads((table_dir / "runs" / "ours" / "config.json").read_text())
+    config = json.loads((run_dir(table_dir, "ours", seed) / "config.json").read_text())
     images, masks, meta = load_prepared(config["data"]["prepared_dir"], "test")
-    figure2(table_dir, images, masks, meta, out)
-    figure3(table_dir, images, masks, meta, out)
+    figure2(table_dir, images, masks, meta, out, seed)
+    figure3(table_dir, images, masks, meta, out, seed=seed)
     print(f"wrote {out / 'figure2_attention.png'} and {out / 'figure3_comparison.png'}")
 
 
 def main(argv):
     from absl import flags
     del argv
-    figures(flags.FLAGS.table_dir, flags.FLAGS.out)
+    figures(flags.FLAGS.table_dir, flags.FLAGS.out, flags.FLAGS.seed)
 
 
 if __name__ == "__main__":
     from absl import app, flags
     flags.DEFINE_string("table_dir", "results/table1", "Output folder of reproduce-table1.")
     flags.DEFINE_string("out", "results/table1/figures", "Where to write the PNG files.")
+    flags.DEFINE_integer("seed", 0, "Which training seed's runs to draw.")
     app.run(main)

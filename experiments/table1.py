@@ -80,4 +80,5 @@ def get_config(arg="ours,demo"):
     c.eval = ml_collections.ConfigDict()
     c.eval.threshold = 0.5
     c.eval.batch_size = 16
+    c.eval.checkpoint = "final"  # the scored checkpoint: final or best (boundary_aware.checkpoints)
     return c

@@ -29,6 +29,7 @@ def fake_run(workdir, precision="float32"):
     keras.config.set_dtype_policy("float32")
     workdir.mkdir(parents=True)
     model.save(workdir / "best.keras")
+    model.save(workdir / "final.keras")
     (workdir / "config.json").write_text(json.dumps({"model": {"name": "ours"}, "variant": "ours"}))
     (workdir / "state.json").write_text(json.dumps({"epoch": 1, "data_manifest_sha256": "ab" * 32,
                                                     "precision": precision}))
@@ -57,7 +58,7 @@ def test_model_card_and_existing_output_protection(exported):
     with pytest.raises(ExportError, match="already exists"):
         export_run(root / "run", root / "saved")
     with pytest.raises(ExportError, match="no such checkpoint"):
-        export_run(root / "run", root / "other", checkpoint="final")
+        export_run(root / "run", root / "other", checkpoint="last")
     assert not (root / "other").exists()
 
 

@@ -1,41 +1,114 @@
-"""Every number in the Table 1 files comes from the runs' metrics.json."""
+"""Every number in the seeded tables comes from the runs' metrics.json."""
 
 import csv
 import json
 
+import numpy as np
 import pytest
 
-from experiments.reproduce_table1 import PAPER, table_rows, write_table
+from experiments.reproduce_table1 import PAPER
+from experiments.runner import parse_seeds, run_dir
+from experiments.seeded_table import comparisons, load_runs, write_tables
 from experiments.table1 import TABLE_ROWS, get_config
 
+CASES = ("c1", "c2", "c3")
 
-def fake_metrics(path, seed):
-    def block(offset):
-        return {"n": 10 + seed, "empty": {"both": 1, "pred": seed, "ref": 0},
-                **{name: {"mean": offset + seed / 100 + i / 10, "std": 0.01 * (i + 1)}
-                   for i, name in enumerate(("dice", "jaccard", "hd", "hd95"))}}
-    path.write_text(json.dumps({"per_slice": block(0.5), "per_case": block(0.25)}))
+
+def fake_metrics(path, offset, seed):
+    """A metrics.json as evaluate writes it, with known per-slice and per-volume values."""
+    rng = np.random.default_rng(seed)
+    slices = [{"case": c, "slice": z, "empty": "pred" if (c, z, seed) == ("c1", 0, 1) else "none",
+               "dice": offset + 0.01 * z + 0.001 * seed, "jaccard": 0.5, "hd": 2.0 + z,
+               "hd95": 1.0 + z + rng.random()} for c in CASES for z in range(4)]
+    volumes = [{"case": c, "empty": "none", "dice": offset + 0.02 * i, "jaccard": 0.4,
+                "hd": 10.0, "hd95": 5.0 - i + seed, "fp_slices": i + seed}
+               for i, c in enumerate(CASES)]
+
+    def summary(records):
+        out = {"n": len(records), "empty": {"both": 0, "ref": 0,
+                                            "pred": sum(r["empty"] == "pred" for r in records)}}
+        for name in ("dice", "jaccard", "hd", "hd95"):
+            values = [r[name] for r in records]
+            out[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                         "median": float(np.median(values)), "nonempty_mean": float(np.mean(values))}
+        if "fp_slices" in records[0]:
+            out["fp_slices"] = sum(r["fp_slices"] for r in records)
+        return out
+    per_slice, per_volume = summary(slices), summary(volumes)
+    path.write_text(json.dumps({
+        "checkpoint": "final.keras", "checkpoint_rule": "final", "epoch": 12, "params": 1234,
+        "per_slice": per_slice, "per_volume": per_volume, "selected_slices": summary(volumes),
+        "slices": slices, "volumes": volumes,
+        "checkpoints": {"final": {"epoch": 12, "per_slice": per_slice, "per_volume": per_volume},
+                        "best": {"epoch": 4, "per_slice": summary(slices[:3]),
+                                 "per_volume": per_volume}}}))
     return path
 
 
-def test_table_numbers_come_from_metrics_json(tmp_path):
-    files = {row: fake_metrics(tmp_path / f"{row}.json", i) for i, row in enumerate(TABLE_ROWS)}
-    rows = table_rows(files)
-    write_table(tmp_path, rows, "Test table", ["a note"])
+def test_seeded_table_numbers_come_from_metrics_json(tmp_path):
+    files = {row: {seed: fake_metrics(tmp_path / f"{row}_{seed}.json", 0.5 + 0.1 * i, seed)
+                   for seed in (0, 1)} for i, row in enumerate(TABLE_ROWS)}
+    runs = load_runs(files)
+    rows, comps = write_tables(tmp_path, "table1", "Test table", runs, ["a note"], paper=PAPER)
     data = json.loads((tmp_path / "table1.json").read_text())
     table_csv = list(csv.DictReader((tmp_path / "table1.csv").open()))
+    runs_csv = list(csv.DictReader((tmp_path / "table1_runs.csv").open()))
     markdown = (tmp_path / "table1.md").read_text()
-    for row, from_json, from_csv in zip(rows, data["rows"], table_csv):
-        metrics = json.loads(files[row["variant"]].read_text())
+    assert data["rows"] == rows and data["comparisons"] == comps and len(runs_csv) == 8
+    for row, from_csv in zip(data["rows"], table_csv):
+        per_seed = [runs[row["variant"]][s] for s in (0, 1)]
         for name in ("dice", "jaccard", "hd", "hd95"):
-            assert from_json[f"{name}_mean"] == metrics["per_slice"][name]["mean"]
-            assert from_json[f"{name}_std"] == metrics["per_slice"][name]["std"]
-            assert from_json[f"case_{name}_mean"] == metrics["per_case"][name]["mean"]
-            assert float(from_csv[f"{name}_mean"]) == pytest.approx(metrics["per_slice"][name]["mean"])
-        assert from_json["slices"] == metrics["per_slice"]["n"]
-        assert from_json["paper_dice_mean"] == PAPER[row["variant"]]["dice"][0]
-        assert f"{metrics['per_slice']['dice']['mean']:.3f} ± " in markdown
-    assert "Test table" in markdown and "a note" in markdown
+            means = [m["per_slice"][name]["mean"] for m in per_seed]
+            assert row[f"{name}_mean"] == pytest.approx(np.mean(means))
+            assert row[f"{name}_std"] == pytest.approx(np.std(means))
+            assert row[f"{name}_per_seed"] == means
+            pooled = [r[name] for m in per_seed for r in m["slices"]]
+            assert row[f"{name}_pooled_mean"] == pytest.approx(np.mean(pooled))
+            assert row[f"{name}_pooled_std"] == pytest.approx(np.std(pooled))
+            assert float(from_csv[f"{name}_mean"]) == pytest.approx(row[f"{name}_mean"])
+        assert row["volume_dice_mean"] == pytest.approx(
+            np.mean([m["per_volume"]["dice"]["mean"] for m in per_seed]))
+        assert row["volume_hd95_mean"] == pytest.approx(
+            np.mean([m["per_volume"]["hd95"]["mean"] for m in per_seed]))
+        assert row["fp_slices"] == pytest.approx(np.mean([3, 6]))  # 0+1+2, then 1+2+3
+        assert row["empty_pred_slices"] == 0.5 and row["empty_pred_slices_per_seed"] == [0, 1]
+        assert row["hd95_median"] == pytest.approx(
+            np.mean([m["per_slice"]["hd95"]["median"] for m in per_seed]))
+        for key in ("hd_median", "hd_nonempty_mean", "hd95_nonempty_mean", "params"):
+            assert key in row
+        assert row["checkpoint"] == "final" and row["params"] == 1234 and row["seeds"] == [0, 1]
+        assert row["paper_dice_mean"] == PAPER[row["variant"]]["dice"][0]
+        assert from_csv["dice_per_seed"] == ";".join(map(str, row["dice_per_seed"]))
+        assert f"{row['dice_mean']:.3f} ± {row['dice_std']:.3f}" in markdown
+    assert runs_csv[0]["best_epoch"] == "4" and "best_dice_mean" in runs_csv[0]
+    assert "Test table" in markdown and "a note" in markdown and "Wilcoxon" in markdown
+
+
+def test_comparisons_average_seeds_per_item_then_pair(tmp_path):
+    runs = load_runs({"ours": {s: fake_metrics(tmp_path / f"o{s}.json", 0.8, s) for s in (0, 1)},
+                      "unet": {s: fake_metrics(tmp_path / f"u{s}.json", 0.6, s) for s in (0, 1)}})
+    comps = comparisons(runs)
+    assert {(c["level"], c["metric"]) for c in comps} == {
+        ("case", "dice"), ("case", "hd95"), ("slice", "dice"), ("slice", "hd95")}
+    for c in comps:
+        assert set(c) == {"a", "b", "level", "metric", "mean_diff", "ci95", "p_wilcoxon", "n"}
+        assert (c["a"], c["b"]) == ("ours", "unet")
+    by = {(c["level"], c["metric"]): c for c in comps}
+    assert by["case", "dice"]["n"] == 3 and by["slice", "dice"]["n"] == 12
+    assert by["case", "dice"]["mean_diff"] == pytest.approx(0.2)  # every volume 0.2 higher
+    assert by["case", "dice"]["ci95"] == pytest.approx([0.2, 0.2])
+    assert by["slice", "dice"]["mean_diff"] == pytest.approx(0.2)
+    # every one of the 12 slices favours Ours: the normal approximation of Wilcoxon's test
+    assert by["slice", "dice"]["p_wilcoxon"] < 0.01
+    assert by["case", "hd95"]["mean_diff"] == pytest.approx(0.0)
+
+
+def test_seeds_and_run_directories():
+    assert parse_seeds("0,1,2") == (0, 1, 2) and parse_seeds("7") == (7,)
+    for bad in ("", "a,b", "1,1"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+    assert run_dir("out", "ours", 2).as_posix() == "out/runs/ours_seed2"
 
 
 def test_configs_of_every_row_and_profile():
@@ -43,6 +116,7 @@ def test_configs_of_every_row_and_profile():
         for profile in ("paper", "demo"):
             config = get_config(f"{row},{profile}")
             assert config.variant == row and config.profile == profile
+            assert config.eval.checkpoint == "final"
     paper = get_config("ours,paper")
     assert (paper.train.batch_size, paper.train.learning_rate, paper.train.poly_power) == (8, 1e-3, 0.9)
     assert paper.data.image_size == 240 and tuple(paper.loss.weights) == (1.0, 0.5, 0.1)

@@ -1,0 +1,137 @@
+"""Evaluation: whole-volume scoring, honest Hausdorff summaries, the checkpoint rule."""
+
+import json
+import shutil
+
+import keras
+import nibabel as nib
+import numpy as np
+import pytest
+
+from boundary_aware import metrics
+from boundary_aware.evaluate import evaluate, score_volume, summarize
+from boundary_aware.predict import predict_path
+from data_prep import synthetic
+from data_prep.prepare_brats import prepare
+from tests.conftest import run_python
+
+TINY_RUN = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
+            "--config.train.batch_size=4", "--config.train.epochs=30", "--config.eval.batch_size=8",
+            "--config.train.jit_compile=off", "--config.train.learning_rate=0.01"]
+
+
+def test_whole_volume_metrics_count_a_false_positive_slice():
+    ref = np.zeros((20, 20, 10), bool)
+    ref[5:10, 5:10, 2:5] = True  # tumor on slices 2, 3, 4
+    pred = ref.copy()
+    pred[15:17, 15:17, 8] = True  # a 2 x 2 false positive on slice 8, which has no tumor
+    record = score_volume(pred, ref, (1.0, 1.0, 2.0))
+    assert (record["fp_slices"], record["tumor_slices"], record["pred_slices"]) == (1, 3, 4)
+    assert record["slices"] == 10 and record["empty"] == "none"
+    assert record["dice"] == pytest.approx(2 * 75 / (75 + 79))
+    # the blob's farthest voxel (16, 16, 8) to the nearest tumor voxel (9, 9, 4): 7, 7, 4 * 2 mm
+    assert record["hd"] == pytest.approx(np.sqrt(7 ** 2 + 7 ** 2 + 8 ** 2))
+    empty = score_volume(np.zeros((240, 240, 155), bool), np.pad(ref, ((0, 220), (0, 220), (0, 145))),
+                         (1.0, 1.0, 1.0))
+    assert empty["hd"] == empty["hd95"] == pytest.approx(373.13, abs=0.01)
+    assert empty["dice"] == 0.0 and empty["fp_slices"] == 0 and empty["empty"] == "pred"
+
+
+def test_honest_hausdorff_summary_by_hand():
+    records = [{"empty": "none", "dice": 0.8, "jaccard": 0.7, "hd": 2.0, "hd95": 1.0},
+               {"empty": "none", "dice": 0.6, "jaccard": 0.4, "hd": 4.0, "hd95": 3.0},
+               {"empty": "pred", "dice": 0.0, "jaccard": 0.0, "hd": 339.4, "hd95": 339.4},
+               {"empty": "none", "dice": 0.9, "jaccard": 0.8, "hd": 6.0, "hd95": 5.0}]
+    s = summarize(records)
+    assert s["n"] == 4 and s["empty"] == {"both": 0, "pred": 1, "ref": 0}
+    assert s["hd"]["mean"] == pytest.approx((2 + 4 + 339.4 + 6) / 4)
+    assert s["hd"]["median"] == pytest.approx(5.0) and s["hd95"]["median"] == pytest.approx(4.0)
+    assert s["hd"]["nonempty_mean"] == pytest.approx(4.0) and s["hd"]["nonempty_n"] == 3
+    assert s["hd95"]["nonempty_mean"] == pytest.approx(3.0)
+    assert s["dice"]["std"] == pytest.approx(np.std([0.8, 0.6, 0.0, 0.9]))
+    assert "fp_slices" not in s
+    assert summarize([{**r, "fp_slices": 2} for r in records])["fp_slices"] == 8
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny U-Net trained for 30 epochs (with batch norm) on synthetic data."""
+    root = tmp_path_factory.mktemp("evaluate")
+    synthetic.generate(root / "brats", 5, seed=3, shape=(48, 48, 24))
+    prepare(root / "brats", root / "prepared", slices_per_case=4, image_size=32, log=lambda *a: None)
+    args = ["--config=experiments/table1.py:unet,demo", f"--workdir={root / 'run'}",
+            f"--config.data.prepared_dir={root / 'prepared'}", *TINY_RUN]
+    code = ("import sys; from absl import app, flags; from ml_collections import config_flags\n"
+            "import boundary_aware.train as t\n"
+            "config_flags.DEFINE_config_file('config', None, '')\n"
+            "flags.DEFINE_string('workdir', None, '')\n"
+            f"sys.argv = ['train'] + {args!r}\napp.run(t.main)\n")
+    result = run_python(code, env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def test_evaluate_scores_slices_whole_volumes_and_both_checkpoints(trained_run, tmp_path):
+    run = trained_run / "run"
+    result = evaluate(run)
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(result))
+    assert result["checkpoint"] == "final.keras" and result["checkpoint_rule"] == "final"
+    assert set(result["checkpoints"]) == {"final", "best"} and result["epoch"] == 30
+    model = keras.saving.load_model(run / "final.keras", compile=False)
+    assert result["params"] == model.count_params()
+    manifest = json.loads((trained_run / "prepared" / "manifest.json").read_text())
+    test_cases = manifest["split"]["test"]
+    assert [v["case"] for v in result["volumes"]] == test_cases
+    assert result["per_volume"]["n"] == len(test_cases) and result["per_slice"]["n"] == 4 * len(test_cases)
+    assert result["selected_slices"]["n"] == len(test_cases) and "per_case" not in result
+    assert result["per_volume"]["fp_slices"] == sum(v["fp_slices"] for v in result["volumes"])
+    # the whole-volume score is predict's mask against the whole label volume
+    case = test_cases[0]
+    t1c = trained_run / "brats" / case / f"{case}_t1ce.nii.gz"
+    predict_path(run, t1c, tmp_path / "mask.nii.gz")
+    mask = np.asanyarray(nib.load(tmp_path / "mask.nii.gz").dataobj) > 0
+    labels = np.asanyarray(nib.load(trained_run / "brats" / case / f"{case}_seg.nii.gz").dataobj)
+    expected = metrics.segmentation_metrics(mask, np.isin(labels, (1, 4)), (1.0, 1.0, 1.0))
+    for name in ("dice", "hd", "hd95"):
+        assert result["volumes"][0][name] == pytest.approx(expected[name])
+    assert result["volumes"][0]["slices"] == 24
+
+
+def test_the_rule_does_not_pick_an_early_checkpoint_with_unsettled_statistics(trained_run):
+    """best.keras from an early epoch whose batch-norm statistics are still the initial ones
+    (mean 0, variance 1) but whose validation Dice happened to be the highest."""
+    run = trained_run / "run"
+    early = keras.saving.load_model(run / "final.keras", compile=False)
+    for layer in early.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
+            layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
+    early.save(run / "best.keras")
+    state = json.loads((run / "state.json").read_text())
+    state.update(best_epoch=1, best_val_dice=0.99)
+    (run / "state.json").write_text(json.dumps(state))
+    result = evaluate(run, per_volume=False)
+    assert result["checkpoint"] == "final.keras" and result["epoch"] == 30
+    best = result["checkpoints"]["best"]
+    assert best["epoch"] == 1
+    assert best["per_slice"]["dice"]["mean"] < result["per_slice"]["dice"]["mean"] - 0.05
+    assert result["per_volume"] is None and result["volumes"] is None
+    # the other rule stays available
+    assert evaluate(run, checkpoint="best", per_volume=False)["checkpoint"] == "best.keras"
+
+
+def test_whole_volume_scoring_checks_the_source_files(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run / "run", copy)
+    config = json.loads((copy / "config.json").read_text())
+    prepared = tmp_path / "prepared"
+    shutil.copytree(trained_run / "prepared", prepared)
+    config["data"]["prepared_dir"] = str(prepared)
+    (copy / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    case = manifest["split"]["test"][0]
+    manifest["cases"][case]["files"]["seg"]["sha256"] = "0" * 64
+    (prepared / "manifest.json").write_text(json.dumps(manifest))
+    from boundary_aware.data import DataError
+    with pytest.raises(DataError, match=f"{case}_seg.nii.gz: differs from the file"):
+        evaluate(copy)
