@@ -138,6 +138,7 @@ def _p(value):
 
 def render(title, rows, comps, notes, paper=None):
     """The markdown of a seeded table and its comparison table."""
+    paper_columns = ["paper Dice", "paper Jaccard", "paper HD"] if paper else []
     paper = paper or {}
     seeds = sorted({s for r in rows for s in r["seeds"]})
     lines = [f"# {title}", "",
@@ -145,14 +146,14 @@ def render(title, rows, comps, notes, paper=None):
              "deviation across seeds of each run's per-slice mean; \"pooled\" is the mean ± std "
              "over every test slice of every seed. Whole-volume columns (BraTS's protocol): 3D "
              "metrics of every axial slice of each test volume, mean across seeds. HD in mm.", "",
-             "| Model | params | Dice | Dice pooled | Jaccard | HD | HD95 | HD95 median | HD95 "
-             "non-empty | empty preds | volume Dice | volume HD95 | FP slices | paper Dice | "
-             "paper Jaccard | paper HD |",
-             "| --- " * 16 + "|"]
+             "| " + " | ".join(["Model", "params", "Dice", "Dice pooled", "Jaccard", "HD", "HD95",
+                                "HD95 median", "HD95 non-empty", "empty preds", "volume Dice",
+                                "volume HD95", "FP slices"] + paper_columns) + " |",
+             "| --- " * (13 + len(paper_columns)) + "|"]
     for r in rows:
         p = paper.get(r["variant"], {})
         paper_cells = [f"{p[k][0]:.3f} ± {p[k][1]:.3f}" if k in p else "—"
-                       for k in ("dice", "jaccard", "hd")]
+                       for k in ("dice", "jaccard", "hd")] if paper_columns else []
         cells = [r["model"], f"{r['params']:,}" if r.get("params") else "—", _pm(r, "dice"),
                  _pm(r, "dice_pooled"), _pm(r, "jaccard"), _pm(r, "hd", 2), _pm(r, "hd95", 2),
                  _num(r["hd95_median"], 2), _num(r["hd95_nonempty_mean"], 2),
