@@ -7,7 +7,11 @@ both input pipelines (`data_pipeline` on tf.data, `pydataset` on
 keras.utils.PyDataset) call, so they give identical batches.
 
 Rotation and scaling are each applied to a sample with a probability (0.2
-by default, as in nnU-Net's defaults); flips with probability 0.5. The warp
+by default, as in nnU-Net's defaults); flips with probability 0.5. Flips are
+named by anatomy: slices are in the BraTS (LPS) axis order, so in an axial
+slice `array[i, j]` the first axis runs right to left and the second anterior
+to posterior; `flip_lr` mirrors the first axis (it exchanges the
+hemispheres), `flip_ap` the second. The warp
 is OpenCV's `warpAffine` (bilinear, zero outside the image): about ten times
 faster than TensorFlow's projective-transform op and scipy.ndimage on one CPU
 core; its bilinear weights are quantized to 1/32 pixel, which is immaterial
@@ -20,7 +24,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-PARAM_NAMES = ("flip_lr", "flip_ud", "angle_deg", "scale", "intensity_scale", "intensity_shift")
+PARAM_NAMES = ("flip_lr", "flip_ap", "angle_deg", "scale", "intensity_scale", "intensity_shift")
+FLIP_AXES = {"flip_lr": 0, "flip_ap": 1}  # the slice axis each flip reverses (LPS order)
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,8 @@ class AugmentConfig:
     """Ranges of the random augmentation (all off with `enabled=False`)."""
 
     enabled: bool = True
-    flip_lr: bool = True           # mirror left-right (p = 0.5)
-    flip_ud: bool = False          # mirror front-back (p = 0.5); off by default
+    flip_lr: bool = True           # mirror left-right: reverse axis 0 (p = 0.5)
+    flip_ap: bool = False          # mirror anterior-posterior: reverse axis 1 (p = 0.5); off
     rotate_deg: float = 10.0       # uniform in [-rotate_deg, rotate_deg] ...
     rotate_p: float = 0.2          # ... for this fraction of the samples (else 0)
     scale: float = 0.1             # zoom uniform in [1 - scale, 1 + scale] ...
@@ -39,7 +44,12 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values):
-        return cls(**dict(values or {}))
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            hint = " (flip_ud is now flip_ap, named by anatomy)" if "flip_ud" in unknown else ""
+            raise ValueError(f"unknown augmentation settings {unknown}{hint}")
+        return cls(**values)
 
     def to_dict(self):
         return asdict(self)
@@ -56,7 +66,7 @@ def sample_params(n, seed, epoch, config):
     u = rng.random((n, len(PARAM_NAMES) + 2))
     rotate, zoom = u[:, 6] < config.rotate_p, u[:, 7] < config.scale_p
     params[:, 0] = (u[:, 0] < 0.5) * config.flip_lr
-    params[:, 1] = (u[:, 1] < 0.5) * config.flip_ud
+    params[:, 1] = (u[:, 1] < 0.5) * config.flip_ap
     params[:, 2] = np.where(rotate, (2 * u[:, 2] - 1) * config.rotate_deg, 0.0)
     params[:, 3] = np.where(zoom, 1 + (2 * u[:, 3] - 1) * config.scale, 1.0)
     params[:, 4] = 1 + (2 * u[:, 4] - 1) * config.intensity_scale
@@ -77,8 +87,8 @@ def inverse_affine(params, height, width):
     cos, sin = np.cos(theta) * inv_scale, np.sin(theta) * inv_scale
     rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
     flips = np.ones((n, 2))
-    flips[params[:, 1] > 0.5, 0] = -1
-    flips[params[:, 0] > 0.5, 1] = -1
+    for name, axis in FLIP_AXES.items():
+        flips[params[:, PARAM_NAMES.index(name)] > 0.5, axis] = -1
     linear = rotation * flips[:, None, :]  # flip the output axes first, then rotate
     offset = center - np.einsum("nij,j->ni", linear, center)
     return np.concatenate([linear, offset[:, :, None]], axis=-1)
@@ -109,8 +119,11 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
     """
     h, w = image.shape
     if matrix is None:
-        flip = (slice(None, None, -1 if params[1] > 0.5 else 1),
-                slice(None, None, -1 if params[0] > 0.5 else 1))
+        flip = [slice(None)] * 2
+        for name, axis in FLIP_AXES.items():
+            if params[PARAM_NAMES.index(name)] > 0.5:
+                flip[axis] = slice(None, None, -1)
+        flip = tuple(flip)
         np.copyto(out_image, image[flip])
         np.copyto(out_mask, mask[flip])
     else:

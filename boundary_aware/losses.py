@@ -15,6 +15,9 @@ from keras import ops
 DICE_EPS = 1e-5
 PROB_EPS = 1e-7
 PAPER_WEIGHTS = (1.0, 0.5, 0.1)  # (lambda1, lambda2, lambda3) of Sec. 3.2
+BCE_REDUCTIONS = ("mean", "sum", "scaled_mean")
+GATED_SCNN_SCALE = 20.0
+DEFAULT_BCE_REDUCTION = "mean"
 
 
 def _f32(x):
@@ -56,22 +59,53 @@ def generalized_dice_loss(y_true, y_pred, eps=DICE_EPS):
     return 1.0 - 2.0 * ops.sum(w * inter) / (ops.sum(w * (ref + pred)) + eps)
 
 
-def edge_bce_loss(y_true, y_pred, eps=PROB_EPS):
-    """Class-balanced binary cross entropy of Eq. 5, as a mean over pixels.
+def edge_bce_loss(y_true, y_pred, reduction="mean", from_logits=False, eps=PROB_EPS):
+    """Class-balanced binary cross entropy of Eq. 5.
 
     Edge pixels (y = 1) are weighted by beta = (non-edge pixels) / (all
     pixels), non-edge pixels by 1 - beta; beta is counted over the whole
-    batch. Probabilities are clipped to [eps, 1 - eps] so predictions of
-    exactly 0 or 1 give a finite loss. (The paper's text swaps the names of
-    y+ and y-; the formula, followed here, is HED's.)
+    batch. (The paper's text swaps the names of y+ and y-; the formula,
+    followed here, is HED's.)
 
-    Reference: Hatamizadeh et al. 2019, Eq. 5; Xie & Tu 2015.
+    Args:
+        y_true: the boundary target, (B, H, W, 1) in {0, 1}.
+        y_pred: boundary probabilities, or logits with `from_logits=True`.
+            From logits the log-probabilities are exact (`-softplus`), so a
+            saturated pixel keeps its gradient; probabilities are clipped to
+            [eps, 1 - eps] (finite, but with no gradient beyond the clip).
+        reduction: how Eq. 5's pixel terms become one number (DESIGN.md
+            section 3 leaves it open): "mean" over all pixels of the batch,
+            "sum" over the pixels of each image (Eq. 5 as written) then the mean
+            over the batch, or "scaled_mean", 20 x the mean (Gated-SCNN's scale).
+
+    Reference: Hatamizadeh et al. 2019, Eq. 5; Xie & Tu 2015; Takikawa et al.
+    2019 (Gated-SCNN) for the scaled mean.
     """
+    if reduction not in BCE_REDUCTIONS:
+        raise ValueError(f"edge BCE reduction must be one of {BCE_REDUCTIONS}, got {reduction!r}")
     y = _f32(y_true)
-    p = ops.clip(_f32(y_pred), eps, 1.0 - eps)
+    if from_logits:
+        z = _f32(y_pred)
+        log_p, log_not_p = -ops.softplus(-z), -ops.softplus(z)
+    else:
+        p = ops.clip(_f32(y_pred), eps, 1.0 - eps)
+        log_p, log_not_p = ops.log(p), ops.log(1.0 - p)
     beta = ops.mean(1.0 - y)
-    loss = -(beta * y * ops.log(p) + (1.0 - beta) * (1.0 - y) * ops.log(1.0 - p))
-    return ops.mean(loss)
+    loss = -(beta * y * log_p + (1.0 - beta) * (1.0 - y) * log_not_p)
+    if reduction == "sum":
+        return ops.mean(ops.sum(ops.reshape(loss, (ops.shape(loss)[0], -1)), axis=1))
+    scale = GATED_SCNN_SCALE if reduction == "scaled_mean" else 1.0
+    return scale * ops.mean(loss)
+
+
+def sigmoid_logits(y_pred):
+    """The logits behind a sigmoid output, where the backend keeps them, else None.
+
+    Keras's TensorFlow backend records them on the output of a sigmoid
+    activation (as it does for its own cross entropies); JAX and PyTorch do
+    not, and the loss then works from the clipped probabilities.
+    """
+    return getattr(y_pred, "_keras_logits", None)
 
 
 def edge_target(mask, width=2):
@@ -98,25 +132,37 @@ def edge_target(mask, width=2):
     return dilated - eroded
 
 
-def boundary_aware_loss(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2):
-    """Total loss of Eq. 3 on dicts of outputs.
+def loss_terms(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2,
+               bce_reduction=DEFAULT_BCE_REDUCTION):
+    """The three weighted terms of Eq. 3, `(l1 Dice(seg), l2 Dice(edge), l3 EdgeBCE(edge))`.
 
     `y_true` holds "seg" (the mask) and optionally "edge" (else it is computed
-    with `edge_target`); `y_pred` holds "seg" and "edge" probabilities.
-    Returns `l1 Dice(seg) + l2 Dice(edge) + l3 EdgeBCE(edge)`.
-
-    Reference: Hatamizadeh et al. 2019, Eq. 3.
+    with `edge_target`); `y_pred` holds "seg" and "edge" probabilities (and,
+    optionally, "edge_logits", which the BCE then uses).
     """
     l1, l2, l3 = weights
     edge_true = y_true.get("edge")
     if edge_true is None:
         edge_true = edge_target(y_true["seg"], edge_width)
-    total = l1 * dice_loss(y_true["seg"], y_pred["seg"])
-    if l2:
-        total = total + l2 * dice_loss(edge_true, y_pred["edge"])
-    if l3:
-        total = total + l3 * edge_bce_loss(edge_true, y_pred["edge"])
-    return total
+    logits = y_pred.get("edge_logits")
+    if logits is None:
+        logits = sigmoid_logits(y_pred["edge"])
+    bce = (edge_bce_loss(edge_true, logits, bce_reduction, from_logits=True) if logits is not None
+           else edge_bce_loss(edge_true, y_pred["edge"], bce_reduction))
+    return (l1 * dice_loss(y_true["seg"], y_pred["seg"]),
+            l2 * dice_loss(edge_true, y_pred["edge"]), l3 * bce)
+
+
+def boundary_aware_loss(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2,
+                        bce_reduction=DEFAULT_BCE_REDUCTION):
+    """Total loss of Eq. 3 on dicts of outputs (see `loss_terms`).
+
+    Returns `l1 Dice(seg) + l2 Dice(edge) + l3 EdgeBCE(edge)`.
+
+    Reference: Hatamizadeh et al. 2019, Eq. 3.
+    """
+    seg, edge_dice, edge_bce = loss_terms(y_true, y_pred, weights, edge_width, bce_reduction)
+    return seg + edge_dice + edge_bce
 
 
 @keras.saving.register_keras_serializable(package="boundary_aware")
@@ -151,35 +197,51 @@ class EdgeAwareLoss(keras.losses.Loss):
     Args:
         dice_weight: lambda2 (0.5 in the paper).
         bce_weight: lambda3 (0.1 in the paper).
+        bce_reduction: the reduction of Eq. 5 (see `edge_bce_loss`).
     """
 
     def __init__(self, dice_weight=PAPER_WEIGHTS[1], bce_weight=PAPER_WEIGHTS[2],
-                 name="edge_aware", **kwargs):
+                 bce_reduction=DEFAULT_BCE_REDUCTION, name="edge_aware", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(name=name, **kwargs)
+        if bce_reduction not in BCE_REDUCTIONS:
+            raise ValueError(f"bce_reduction must be one of {BCE_REDUCTIONS}, got {bce_reduction!r}")
         self.dice_weight = float(dice_weight)
         self.bce_weight = float(bce_weight)
+        self.bce_reduction = bce_reduction
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Keras converts y_pred before `call`; keep the sigmoid's logits for the BCE
+        self._logits = sigmoid_logits(y_pred)
+        try:
+            return super().__call__(y_true, y_pred, sample_weight)
+        finally:
+            self._logits = None
 
     def call(self, y_true, y_pred):
-        loss = self.dice_weight * dice_loss(y_true, y_pred)
-        return loss + self.bce_weight * edge_bce_loss(y_true, y_pred)
+        _, edge_dice, edge_bce = loss_terms(
+            {"seg": y_true, "edge": y_true}, {"seg": y_pred, "edge": y_pred,
+                                              "edge_logits": getattr(self, "_logits", None)},
+            (0.0, self.dice_weight, self.bce_weight), bce_reduction=self.bce_reduction)
+        return edge_dice + edge_bce
 
     def get_config(self):
         return {**super().get_config(), "dice_weight": self.dice_weight,
-                "bce_weight": self.bce_weight}
+                "bce_weight": self.bce_weight, "bce_reduction": self.bce_reduction}
 
 
-def compile_losses(outputs, weights=PAPER_WEIGHTS, generalized=False):
+def compile_losses(outputs, weights=PAPER_WEIGHTS, generalized=False,
+                   bce_reduction=DEFAULT_BCE_REDUCTION):
     """Loss dict for `model.compile` over a model's output names (Eq. 3).
 
     The "seg" output gets `l1 * Dice`; an "edge" output gets `EdgeAwareLoss`
-    with (l2, l3), or no loss at all when both are 0 (the shape stream is then
-    unsupervised, the paper's "no edge loss" row).
+    with (l2, l3) and the BCE reduction, or no loss at all when both are 0
+    (the shape stream is then unsupervised, the paper's "no edge loss" row).
     """
     l1, l2, l3 = weights
     losses = {"seg": DiceLoss(generalized=generalized)}
     loss_weights = {"seg": float(l1)}
     if "edge" in outputs and (l2 or l3):
-        losses["edge"] = EdgeAwareLoss(l2, l3)
+        losses["edge"] = EdgeAwareLoss(l2, l3, bce_reduction)
         loss_weights["edge"] = 1.0
     return losses, loss_weights

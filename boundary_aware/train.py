@@ -222,7 +222,8 @@ def build_and_compile(config, precision):
                         input_shape=(config.data.image_size, config.data.image_size, 1),
                         **config.model.kwargs.to_dict())
     loss, loss_weights = losses.compile_losses(model.output_names, tuple(config.loss.weights),
-                                               config.loss.generalized_dice)
+                                               config.loss.generalized_dice,
+                                               config.loss.edge_bce_reduction)
     model.compile(keras.optimizers.Adam(config.train.learning_rate), loss=loss,
                   loss_weights=loss_weights, jit_compile=jit_compile_setting(config.train.jit_compile),
                   steps_per_execution=config.train.steps_per_execution)

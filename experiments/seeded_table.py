@@ -29,7 +29,8 @@ from boundary_aware.files import atomic_write_text
 METRICS = ("dice", "jaccard", "hd", "hd95")
 COMPARED_METRICS = ("dice", "hd95")
 ROW_NAMES = {"unet": "U-Net", "vnet": "V-Net", "ours_no_edge": "Ours (no edge loss)",
-             "ours": "Ours", "ours_no_edge_bce": "Ours (no edge BCE)"}
+             "ours": "Ours", "ours_no_edge_bce": "Ours (no edge BCE)",
+             "ours_bilinear_fusion": "Ours (bilinear fusion)"}
 HD_NOTE = ("The paper gives no unit and no empty-mask policy for HD; ours is in mm, and a slice "
            "where exactly one mask is empty scores the image diagonal, so HD means are dominated "
            "by empty predictions: see the medians, the means over non-empty pairs and the count "

@@ -4,7 +4,8 @@
 
 Variants (one per table row, plus the finer ablation):
     unet, vnet, ours_no_edge (l2 = l3 = 0: the shape stream is unsupervised),
-    ours, ours_no_edge_bce (l3 = 0 only).
+    ours, ours_no_edge_bce (l3 = 0 only), ours_bilinear_fusion (the shape
+    stream reduced bilinearly, not by area, before the fusion).
 Profiles:
     paper: 240 x 240, batch 8, Adam lr0 = 1e-3, Eq. 6 poly decay per epoch
            (power 0.9), 100 epochs (the paper does not give the number), DESIGN
@@ -18,21 +19,23 @@ Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 
 import ml_collections
 
-VARIANTS = {  # variant: (model, (l1, l2, l3))
-    "unet": ("unet", (1.0, 0.0, 0.0)),
-    "vnet": ("vnet", (1.0, 0.0, 0.0)),
-    "ours_no_edge": ("ours", (1.0, 0.0, 0.0)),
-    "ours": ("ours", (1.0, 0.5, 0.1)),
-    "ours_no_edge_bce": ("ours", (1.0, 0.5, 0.0)),
+VARIANTS = {  # variant: (model, (l1, l2, l3), model options beyond the profile's)
+    "unet": ("unet", (1.0, 0.0, 0.0), {}),
+    "vnet": ("vnet", (1.0, 0.0, 0.0), {}),
+    "ours_no_edge": ("ours", (1.0, 0.0, 0.0), {}),
+    "ours": ("ours", (1.0, 0.5, 0.1), {}),
+    "ours_no_edge_bce": ("ours", (1.0, 0.5, 0.0), {}),
+    "ours_bilinear_fusion": ("ours", (1.0, 0.5, 0.1), {"fusion": "bilinear"}),
 }
 TABLE_ROWS = ("unet", "vnet", "ours_no_edge", "ours")
-ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge")
+ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion")
 PROFILES = ("paper", "demo")
 
 MODEL_KWARGS = {
-    "paper": {"ours": dict(base_filters=32, shape_filters=32, dspp_rates=(6, 12, 18)),
+    "paper": {"ours": dict(base_filters=32, shape_filters=32, dspp_rates=(6, 12, 18),
+                           fusion="area"),
               "unet": dict(base_filters=64), "vnet": dict(base_filters=16)},
-    "demo": {"ours": dict(base_filters=8, shape_filters=8, dspp_rates=(2, 4, 6)),
+    "demo": {"ours": dict(base_filters=8, shape_filters=8, dspp_rates=(2, 4, 6), fusion="area"),
              "unet": dict(base_filters=8), "vnet": dict(base_filters=4)},
 }
 
@@ -44,24 +47,25 @@ def get_config(arg="ours,demo"):
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    model_name, weights = VARIANTS[variant]
+    model_name, weights, options = VARIANTS[variant]
     c = ml_collections.ConfigDict()
     c.variant, c.profile = variant, profile
 
     c.model = ml_collections.ConfigDict()
     c.model.name = model_name
-    c.model.kwargs = dict(MODEL_KWARGS[profile][model_name], norm="batch")
+    c.model.kwargs = dict(MODEL_KWARGS[profile][model_name], norm="batch", **options)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.weights = weights  # (lambda1, lambda2, lambda3) of Eq. 3
     c.loss.generalized_dice = False
     c.loss.edge_width = 2
+    c.loss.edge_bce_reduction = "scaled_mean"  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
 
     c.data = ml_collections.ConfigDict()
     c.data.prepared_dir = "data/prepared" if profile == "paper" else "data/demo_prepared"
     c.data.image_size = 240 if profile == "paper" else 96
     c.data.augment = ml_collections.ConfigDict(dict(
-        enabled=True, flip_lr=True, flip_ud=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
+        enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
         scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))
     c.data.pipeline = "auto"  # auto (tf.data on the TensorFlow backend, else PyDataset), tf, pydataset
 

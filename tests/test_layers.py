@@ -73,11 +73,29 @@ def test_resize_like_is_identity_at_equal_size_and_bilinear_otherwise():
     assert y.min() >= 0 and y.max() <= 15 and abs(y.mean() - 7.5) < 1e-4
 
 
+def test_area_resize_is_an_explicit_average_pooling():
+    x = np.random.default_rng(2).random((2, 24, 16, 3)).astype("float32")
+    y = to_numpy(ResizeLike(interpolation="area")([x, np.zeros((2, 3, 4, 1))]))
+    want = x.reshape(2, 3, 8, 4, 4, 3).mean(axis=(2, 4))  # 8 x 4 blocks
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+    pooled = to_numpy(keras.layers.AveragePooling2D((8, 4))(x))
+    np.testing.assert_allclose(y, pooled, rtol=1e-6)
+    # a one-pixel line survives an 8x area reduction; bilinear sampling can miss it
+    line = np.zeros((1, 16, 16, 1), "float32")
+    line[0, :, 5] = 1.0
+    target = np.zeros((1, 2, 2, 1))
+    assert to_numpy(ResizeLike(interpolation="area")([line, target]))[0, :, 0, 0] == \
+        pytest.approx([1 / 8, 1 / 8])
+    with pytest.raises(ValueError, match="integer"):
+        ResizeLike(interpolation="area")([np.zeros((1, 10, 10, 1)), np.zeros((1, 3, 3, 1))])
+
+
 @pytest.mark.parametrize("layer", [
     AttentionLayer(residual_gate=True),
     DilatedSpatialPyramidPooling(8, branch_filters=4, rates=(1, 2), norm="group", groups=4),
     ResidualBlock(16, kernel_size=5, norm="group", groups=4),
     ResizeLike(interpolation="nearest"),
+    ResizeLike(interpolation="area"),
 ], ids=lambda layer: type(layer).__name__)
 def test_layers_round_trip_through_their_config(layer):
     restored = keras.layers.deserialize(keras.layers.serialize(layer))

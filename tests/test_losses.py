@@ -95,6 +95,62 @@ def test_edge_bce_is_finite_for_confidently_wrong_predictions():
     assert value == pytest.approx(0.5 * (at_zero + at_one) / 2, rel=1e-5)
 
 
+def _bce_numpy(y, z=None, p=None, reduction="mean", eps=losses.PROB_EPS):
+    """Eq. 5 in numpy (float64): from logits z (exact) or from probabilities p (clipped)."""
+    y = y.astype(np.float64)
+    if z is not None:
+        z = z.astype(np.float64)
+        log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+    else:
+        p = np.clip(p.astype(np.float64), np.float32(eps), np.float32(1 - eps))
+        log_p, log_not_p = np.log(p), np.log(1 - p)
+    beta = (1 - y).mean()
+    terms = -(beta * y * log_p + (1 - beta) * (1 - y) * log_not_p)
+    if reduction == "sum":
+        return terms.reshape(len(y), -1).sum(axis=1).mean()
+    return terms.mean() * (20.0 if reduction == "scaled_mean" else 1.0)
+
+
+@pytest.mark.parametrize("reduction", losses.BCE_REDUCTIONS)
+def test_edge_bce_reductions_against_numpy_from_logits_and_probabilities(reduction):
+    rng = np.random.default_rng(4)
+    y = (rng.random((3, 8, 8, 1)) > 0.8).astype("float32")
+    z = rng.normal(0, 3, y.shape).astype("float32")
+    z[0, 0, :4, 0] = [40.0, -40.0, 60.0, -60.0]  # saturated pixels
+    y[0, 0, :4, 0] = [0.0, 1.0, 1.0, 0.0]  # two confidently wrong, two confidently right
+    p = (1 / (1 + np.exp(-z.astype(np.float64)))).astype("float32")
+    from_logits = float(losses.edge_bce_loss(y, z, reduction, from_logits=True))
+    from_probs = float(losses.edge_bce_loss(y, p, reduction))
+    assert from_logits == pytest.approx(_bce_numpy(y, z=z, reduction=reduction), rel=1e-5)
+    assert from_probs == pytest.approx(_bce_numpy(y, p=p, reduction=reduction), rel=1e-5)
+    # the clip caps a confidently wrong pixel at -log(eps) ~ 16; the logits do not
+    assert from_logits > from_probs
+
+
+def test_edge_bce_reductions_differ_by_their_scales():
+    rng = np.random.default_rng(5)
+    y = (rng.random((2, 6, 10, 1)) > 0.7).astype("float32")
+    p = rng.random(y.shape).astype("float32")
+    mean = float(losses.edge_bce_loss(y, p, "mean"))
+    assert float(losses.edge_bce_loss(y, p, "sum")) == pytest.approx(60 * mean, rel=1e-5)
+    assert float(losses.edge_bce_loss(y, p, "scaled_mean")) == pytest.approx(20 * mean, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        losses.edge_bce_loss(y, p, "median")
+    with pytest.raises(ValueError, match="bce_reduction"):
+        losses.EdgeAwareLoss(bce_reduction="median")
+
+
+def test_edge_bce_from_logits_keeps_the_gradient_of_saturated_pixels():
+    y = batch([[1, 0], [0, 0]])
+    z = batch([[-30.0, 0.0], [0.0, 0.0]])  # the edge pixel is confidently missed
+    _, grad_logits = value_and_grad(lambda t: losses.edge_bce_loss(y, t, from_logits=True), z)
+    probs = (1 / (1 + np.exp(-z))).astype("float32")
+    _, grad_probs = value_and_grad(lambda t: losses.edge_bce_loss(y, t), probs)
+    # d/dz of -beta log sigmoid(z) / 4 at z = -30 is -beta / 4 (beta = 3/4)
+    assert grad_logits[0, 0, 0, 0] == pytest.approx(-3 / 16, rel=1e-4)
+    assert grad_probs[0, 0, 0, 0] == 0.0  # clipped: no gradient
+
+
 # ---- edge target --------------------------------------------------------
 
 def test_edge_target_square_band_is_two_pixels_wide():
@@ -157,7 +213,7 @@ def test_compile_losses_drops_the_edge_loss_when_unsupervised():
 
 
 def test_loss_wrappers_serialize():
-    for loss in (losses.DiceLoss(generalized=True), losses.EdgeAwareLoss(0.3, 0.2)):
+    for loss in (losses.DiceLoss(generalized=True), losses.EdgeAwareLoss(0.3, 0.2, "sum")):
         restored = keras.losses.deserialize(keras.losses.serialize(loss))
         assert restored.get_config() == loss.get_config()
 

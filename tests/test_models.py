@@ -8,7 +8,7 @@ import pytest
 
 from boundary_aware import build_model, losses
 from boundary_aware.models import MODELS
-from tests.conftest import run_python, to_numpy
+from tests.conftest import ROOT, run_python, to_numpy
 
 pytestmark = pytest.mark.backend
 TINY = {"ours": dict(base_filters=4, shape_filters=8, dspp_rates=(1, 2, 3)),
@@ -118,3 +118,42 @@ print(json.dumps(keras.backend.backend()))
         assert set(loaded.files) == set(out)
         for key in out:
             np.testing.assert_array_equal(loaded[key], out[key])
+
+
+def test_checkpoint_saved_before_the_area_fusion_loads_and_gives_its_old_outputs():
+    """A tiny boundary-aware model saved by the version before the `fusion` option
+    (bilinear fusion), with its outputs on a fixed input, as files."""
+    import boundary_aware.layers  # noqa: F401
+    data = ROOT / "tests" / "data" / "checkpoints"
+    model = keras.saving.load_model(data / "ours_before_area_fusion.keras", safe_mode=True,
+                                    compile=False)
+    saved = np.load(data / "ours_before_area_fusion_io.npz")
+    out = model.predict(saved["x"], verbose=0)
+    for name in ("seg", "edge"):
+        np.testing.assert_allclose(out[name], saved[name], atol=1e-6)
+    assert model.get_layer("fusion_resize").interpolation == "bilinear"
+    # built today with the old setting, with the same weights: the same outputs
+    rebuilt = build_model("ours", input_shape=(32, 32, 1), fusion="bilinear", **TINY["ours"])
+    rebuilt.set_weights(model.get_weights())
+    out = rebuilt.predict(saved["x"], verbose=0)
+    for name in ("seg", "edge"):
+        np.testing.assert_allclose(out[name], saved[name], atol=1e-6)
+    assert build_model("ours", input_shape=(32, 32, 1), **TINY["ours"]).get_layer(
+        "fusion_resize").interpolation == "area"
+    with pytest.raises(ValueError, match="fusion"):
+        build_model("ours", input_shape=(32, 32, 1), fusion="nearest", **TINY["ours"])
+
+
+def test_mixed_float16_training_step_with_xla_on_tensorflow():
+    """The TensorFlow backend's XLA rejected the float16/float32 mix in the gradient of a
+    bilinear resize (the GPU default: mixed_float16 and XLA); resizes now run in float32."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("a TensorFlow/XLA issue")
+    keras.config.set_dtype_policy("mixed_float16")
+    model = build_model("ours", input_shape=(32, 32, 1), fusion="bilinear", **TINY["ours"])
+    loss, weights = losses.compile_losses(model.output_names)
+    model.compile(keras.optimizers.Adam(1e-3), loss=loss, loss_weights=weights, jit_compile=True)
+    images, masks = fixed_batch()
+    edges = to_numpy(losses.edge_target(masks))
+    history = model.fit(images, {"seg": masks, "edge": edges}, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

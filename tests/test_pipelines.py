@@ -9,7 +9,7 @@ from scipy import ndimage
 from boundary_aware.augment import AugmentConfig, augment_numpy, inverse_affine, sample_params
 from boundary_aware.data import edge_target_numpy, epoch_order
 from boundary_aware.pydataset import SliceDataset
-from tests.conftest import to_numpy
+from tests.conftest import ROOT, to_numpy
 
 tf = pytest.importorskip("tensorflow")
 from boundary_aware.data_pipeline import make_dataset  # noqa: E402
@@ -76,7 +76,7 @@ def test_shuffle_is_seeded_and_changes_per_epoch():
 
 def test_augmented_batches_agree_across_pipelines_and_stay_valid():
     images, masks = toy_slices()
-    config = AugmentConfig(flip_ud=True, rotate_deg=15, scale=0.15)
+    config = AugmentConfig(flip_ap=True, rotate_deg=15, scale=0.15)
     ds = make_dataset(images, masks, 4, seed=5, augment=config)
     py = SliceDataset(images, masks, 4, seed=5, augment=config)
     changed = 0
@@ -99,9 +99,13 @@ def test_augmentation_geometry_by_hand():
     image[0, 1, 3, 0] = 1.0
     mask = image.astype(np.uint8)
     params = sample_params(1, 0, 0, AugmentConfig(enabled=False))
-    params[0, 0] = 1  # left-right flip only
+    params[0, 0] = 1  # left-right flip only: reverses the first (right-to-left) axis
     out, out_mask = augment_numpy(image, mask, params)
-    assert out[0, 1, 1, 0] == 1.0 and out.sum() == 1.0 and out_mask[0, 1, 1, 0] == 1
+    assert out[0, 3, 3, 0] == 1.0 and out.sum() == 1.0 and out_mask[0, 3, 3, 0] == 1
+    params[0, 0], params[0, 1] = 0, 1  # anterior-posterior flip only: the second axis
+    out, _ = augment_numpy(image, mask, params)
+    assert out[0, 1, 1, 0] == 1.0 and out.sum() == 1.0
+    params[0, 1] = 0
     params[0, 0], params[0, 2] = 0, 90.0  # quarter turn about the centre
     out, _ = augment_numpy(image, mask, params)
     # output (r, c) samples input A (r, c) with A = [[0, -1], [1, 0]] about the
@@ -129,7 +133,7 @@ def test_warp_matches_scipy_bilinear_and_flips_are_exact():
     slices that are only flipped take a shortcut that must give the same."""
     images, masks = toy_slices(n=12, size=48, seed=3)
     images = ndimage.gaussian_filter(images, (0, 1.5, 1.5, 0))  # smooth, so quantization is small
-    config = AugmentConfig(flip_ud=True, rotate_deg=20, rotate_p=0.5, scale=0.2, scale_p=0.5,
+    config = AugmentConfig(flip_ap=True, rotate_deg=20, rotate_p=0.5, scale=0.2, scale_p=0.5,
                            intensity_scale=0, intensity_shift=0)
     params = sample_params(len(images), 4, 0, config)
     flip_only = (params[:, 2] == 0) & (params[:, 3] == 1)
@@ -156,6 +160,37 @@ def test_rotation_and_scaling_happen_with_their_probabilities():
     assert abs(rotated.mean() - 0.2) < 0.015 and abs(scaled.mean() - 0.7) < 0.015
     assert abs(np.mean(rotated & scaled) - 0.14) < 0.015  # independent
     assert np.abs(params[rotated, 2]).max() <= 10 and np.abs(params[:, 3] - 1).max() <= 0.1
-    assert abs(params[:, 0].mean() - 0.5) < 0.015 and not params[:, 1].any()  # flip_ud off
+    assert abs(params[:, 0].mean() - 0.5) < 0.015 and not params[:, 1].any()  # flip_ap off
     none = sample_params(100, 0, 0, AugmentConfig(rotate_p=0, scale_p=0))
     assert not none[:, 2].any() and (none[:, 3] == 1).all()
+
+
+def test_left_right_flip_exchanges_the_hemispheres_of_a_real_scan():
+    """BraTS stores volumes LPS: in an axial slice the first axis runs right to left. The brain
+    is narrower left-right than front-back, so the flip named left-right must reverse the
+    axis along which the brain is narrower, and move the tumor to the other hemisphere."""
+    from boundary_aware.data import normalization_range, normalize
+    from boundary_aware.nifti import load_volume
+    case = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005"
+    volume, _, _ = load_volume(case / "BraTS2013_pat0005_t1ce.nii.gz", "image")
+    labels, _, _ = load_volume(case / "BraTS2013_pat0005_seg.nii.gz", "seg")
+    z = int(np.argmax((labels > 0).sum(axis=(0, 1))))
+    image = normalize(volume, *normalization_range(volume))[:, :, z]
+    mask = (labels[:, :, z] > 0).astype(np.uint8)
+    brain = image > 0
+    extent = [np.ptp(np.flatnonzero(brain.any(axis=1 - a))) for a in (0, 1)]
+    assert extent[0] < 0.9 * extent[1]  # narrower along axis 0: left-right
+    params = sample_params(1, 0, 0, AugmentConfig(enabled=False))
+    params[0, 0] = 1
+    out, out_mask = augment_numpy(image[None, ..., None], mask[None, ..., None], params)
+    np.testing.assert_array_equal(out[0, ..., 0], image[::-1, :])
+    rows = np.flatnonzero(brain.any(axis=1))
+    midline = (rows[0] + rows[-1]) / 2
+    before = np.argwhere(mask)[:, 0].mean() - midline
+    after = np.argwhere(out_mask[0, ..., 0])[:, 0].mean() - (len(image) - 1 - midline)
+    assert abs(before) > 5 and np.sign(after) != np.sign(before)  # the other hemisphere
+
+
+def test_old_augmentation_names_are_refused_clearly():
+    with pytest.raises(ValueError, match="flip_ud is now flip_ap"):
+        AugmentConfig.from_dict({"flip_ud": True})

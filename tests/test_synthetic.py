@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from data_prep import synthetic
 
@@ -52,3 +53,31 @@ def test_generate_writes_the_brats_2018_layout(tmp_path):
     first = np.asarray(img.dataobj)
     second = np.asarray(nib.load(str(again / "Synth_0001" / "Synth_0001_t1ce.nii.gz")).dataobj)
     np.testing.assert_array_equal(first, second)
+
+
+def test_distractors_are_deterministic_bright_unlabelled_and_keep_labels_exact():
+    shape = (96, 96, 48)
+    with_d, again = synthetic.make_case(11, shape), synthetic.make_case(11, shape)
+    assert all(np.array_equal(x, y) for x, y in zip(with_d, again))
+    plain = synthetic.make_case(11, shape, distractors=False)
+    t1c, seg = with_d
+    # the same anatomy and labels; distractors only paint unlabelled voxels
+    moved = not np.array_equal(seg, plain[1])
+    if not moved:
+        np.testing.assert_array_equal(seg, plain[1])
+    rim = t1c[seg == 4].mean()
+    tumor = np.isin(seg, (1, 2, 4))
+    far = ndimage.distance_transform_edt(~tumor) > 10
+    bright_far = far & (t1c > 0.7 * rim)
+    plain_bright_far = far & (plain[0] > 0.7 * plain[0][plain[1] == 4].mean())
+    assert bright_far.sum() > 5 * max(plain_bright_far.sum(), 1)  # rim look-alikes far away
+    assert not np.any(bright_far & tumor)
+
+
+def test_some_tumors_touch_a_ventricle():
+    """About a third of the cases place the tumor beside a ventricle (its dark CSF)."""
+    shape = (64, 64, 32)
+    moved = sum(not np.array_equal(synthetic.make_case(s, shape)[1],
+                                   synthetic.make_case(s, shape, distractors=False)[1])
+                for s in range(12))
+    assert 1 <= moved <= 8

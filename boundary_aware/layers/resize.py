@@ -1,8 +1,11 @@
-"""Bilinear resize of one feature map to the spatial size of another.
+"""Resize of one feature map to the spatial size of another.
 
 Used by the shape stream (main-stream maps up to full resolution, the edge map
 to the input size) and by the fusion (shape-stream output down to the encoder
-output's size). Identity when the sizes already agree.
+output's size). Identity when the sizes already agree. Bilinear by default;
+"area" averages each block of input pixels (an integer reduction factor per
+axis): the anti-aliased reduction of the fusion, which keeps every pixel of a
+thin boundary, whereas bilinear 8x downsizing samples about 6% of them.
 
 Reference: Hatamizadeh et al., "End-to-End Boundary Aware Networks for Medical
 Image Segmentation", 2019, Sec. 2.1 ("resized to the original image size").
@@ -17,7 +20,8 @@ class ResizeLike(keras.layers.Layer):
     """Called on `[x, reference]`: resize `x` to `reference`'s height and width.
 
     Args:
-        interpolation: "bilinear" (default) or any mode of `keras.ops.image.resize`.
+        interpolation: "bilinear" (default), "area" (block average; integer
+            reduction factors only) or any mode of `keras.ops.image.resize`.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
@@ -34,10 +38,21 @@ class ResizeLike(keras.layers.Layer):
         target = tuple(reference.shape[1:3])
         if None not in size and size == target:
             return x
+        if self.interpolation == "area":
+            factors = self._area_factors(size, target)
+            return ops.average_pool(x, factors, strides=factors, padding="valid")
         if None in target:
             target = ops.shape(reference)[1:3]
-        y = ops.image.resize(x, target, interpolation=self.interpolation)
+        # resize in float32 and cast back explicitly: TensorFlow's resize returns float32
+        # for float16 input, and XLA rejects the implicit mix in the gradient
+        y = ops.image.resize(ops.cast(x, "float32"), target, interpolation=self.interpolation)
         return ops.cast(y, x.dtype)
+
+    def _area_factors(self, size, target):
+        if None in size or None in target or any(s % t for s, t in zip(size, target)):
+            raise ValueError(f"{self.name}: area resize needs static sizes that are integer "
+                             f"multiples of the target, got {size} -> {target}")
+        return tuple(s // t for s, t in zip(size, target))
 
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape

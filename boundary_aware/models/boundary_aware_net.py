@@ -12,11 +12,12 @@ from boundary_aware.layers import (AttentionLayer, DilatedSpatialPyramidPooling,
 from boundary_aware.models.common import check_input_shape, probability_head
 
 LEVELS = 4  # resolutions 1, 1/2, 1/4, 1/8
+FUSIONS = ("area", "bilinear")
 
 
 def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters=32,
                        dspp_rates=(6, 12, 18), norm="batch", groups=8,
-                       residual_gate=False, name="boundary_aware_net"):
+                       residual_gate=False, fusion="area", name="boundary_aware_net"):
     """Build the boundary-aware network; outputs `{"seg": ..., "edge": ...}`.
 
     Args:
@@ -27,6 +28,10 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
         dspp_rates: dilation rates of DSPP's 3x3 branches.
         norm, groups: normalization of every block ("batch", "group", "none").
         residual_gate: Gated-SCNN's `s * (alpha + 1)` instead of Eq. 2's product.
+        fusion: how the shape stream is reduced to the encoder output's size
+            before the concatenation: "area" (the mean of each 8 x 8 block, so
+            every boundary pixel reaches DSPP; the default) or "bilinear" (the
+            models before this option, which sample ~6% of the pixels).
         name: model name.
 
     Returns:
@@ -36,6 +41,8 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
     Reference: Hatamizadeh et al. 2019, Sec. 2.1-2.2.
     """
     input_shape = check_input_shape(input_shape, 2 ** (LEVELS - 1), name)
+    if fusion not in FUSIONS:
+        raise ValueError(f"{name}: fusion must be one of {FUSIONS}, got {fusion!r}")
     if shape_filters % 4:
         raise ValueError(f"{name}: shape_filters must be divisible by 4, got {shape_filters}")
     f = base_filters
@@ -76,7 +83,7 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
     # Fusion: "The output of the last attention layer is concatenated with the
     # output of the encoder in the main stream and fed into a dilated spatial
     # pyramid pooling layer."
-    fused = ResizeLike(name="fusion_resize")([s, encoder[-1]])
+    fused = ResizeLike(interpolation=fusion, name="fusion_resize")([s, encoder[-1]])
     x = keras.layers.Concatenate(name="fusion")([encoder[-1], fused])
     x = DilatedSpatialPyramidPooling(f * 2 ** (LEVELS - 1), rates=dspp_rates, **block,
                                      name="dspp")(x)
