@@ -144,13 +144,23 @@ def loss_terms(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2,
     edge_true = y_true.get("edge")
     if edge_true is None:
         edge_true = edge_target(y_true["seg"], edge_width)
-    logits = y_pred.get("edge_logits")
-    if logits is None:
-        logits = sigmoid_logits(y_pred["edge"])
-    bce = (edge_bce_loss(edge_true, logits, bce_reduction, from_logits=True) if logits is not None
-           else edge_bce_loss(edge_true, y_pred["edge"], bce_reduction))
     return (l1 * dice_loss(y_true["seg"], y_pred["seg"]),
-            l2 * dice_loss(edge_true, y_pred["edge"]), l3 * bce)
+            *edge_terms(edge_true, y_pred["edge"], l2, l3, bce_reduction,
+                        y_pred.get("edge_logits")))
+
+
+def edge_terms(edge_true, edge_pred, dice_weight, bce_weight,
+               bce_reduction=DEFAULT_BCE_REDUCTION, logits=None):
+    """The shape-stream terms of Eq. 3, `(l2 Dice(edge), l3 EdgeBCE(edge))`.
+
+    The BCE uses `logits` if given, else those the backend kept on the
+    sigmoid output (`sigmoid_logits`), else the clipped probabilities.
+    """
+    if logits is None:
+        logits = sigmoid_logits(edge_pred)
+    bce = (edge_bce_loss(edge_true, logits, bce_reduction, from_logits=True) if logits is not None
+           else edge_bce_loss(edge_true, edge_pred, bce_reduction))
+    return dice_weight * dice_loss(edge_true, edge_pred), bce_weight * bce
 
 
 def boundary_aware_loss(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2,
@@ -219,10 +229,8 @@ class EdgeAwareLoss(keras.losses.Loss):
             self._logits = None
 
     def call(self, y_true, y_pred):
-        _, edge_dice, edge_bce = loss_terms(
-            {"seg": y_true, "edge": y_true}, {"seg": y_pred, "edge": y_pred,
-                                              "edge_logits": getattr(self, "_logits", None)},
-            (0.0, self.dice_weight, self.bce_weight), bce_reduction=self.bce_reduction)
+        edge_dice, edge_bce = edge_terms(y_true, y_pred, self.dice_weight, self.bce_weight,
+                                         self.bce_reduction, getattr(self, "_logits", None))
         return edge_dice + edge_bce
 
     def get_config(self):
