@@ -142,20 +142,16 @@ def volume_cases(manifest, split):
         yield case_id, volume, mask, zooms[:3]
 
 
-def score_checkpoint(model, images, masks, meta, manifest, volumes, threshold, batch_size):
-    """Every record of one model: slices, selected slices and (if `volumes`) whole volumes."""
-    probs = model.predict(images, batch_size=batch_size, verbose=0)["seg"]
-    slice_records, case_records = score(probs[..., 0] > threshold, masks[..., 0] > 0, meta,
-                                        manifest)
-    volume_records = None
-    if volumes is not None:
-        predict = keras_predictor(model, batch_size)
-        input_shape = tuple(model.input_shape[1:])
-        volume_records = []
-        for case_id, volume, ref, spacing in volumes:
+def score_volumes(models, manifest, split, threshold, batch_size):
+    """{name: whole-volume records} of several models; each source volume is read once."""
+    predictors = {name: (keras_predictor(m, batch_size), tuple(m.input_shape[1:]))
+                  for name, m in models.items()}
+    records = {name: [] for name in models}
+    for case_id, volume, ref, spacing in volume_cases(manifest, split):
+        for name, (predict, input_shape) in predictors.items():
             pred = segment_volume(predict, input_shape, volume)["seg"] > threshold
-            volume_records.append({"case": case_id, **score_volume(pred, ref, spacing)})
-    return slice_records, case_records, volume_records
+            records[name].append({"case": case_id, **score_volume(pred, ref, spacing)})
+    return records
 
 
 def evaluate(workdir, checkpoint=None, split="test", threshold=None, per_volume=True):
@@ -171,21 +167,24 @@ def evaluate(workdir, checkpoint=None, split="test", threshold=None, per_volume=
                                 f"first, or pass --checkpoint)")
     images, masks, meta = load_prepared(prepared, split)
     threshold = config["eval"]["threshold"] if threshold is None else threshold
-    volumes = list(volume_cases(manifest, split)) if per_volume else None
+    batch_size = config["eval"]["batch_size"]
     state_path = workdir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     epochs = {"final": state.get("epoch"), "last": state.get("epoch"),
               "best": state.get("best_epoch")}
+    others = [c for c in CHECKPOINTS[:2] if c != chosen and checkpoint_path(workdir, c).is_file()]
+    models = {name: keras.saving.load_model(checkpoint_path(workdir, name), safe_mode=True,
+                                            compile=False) for name in [chosen] + others}
+    volumes = (score_volumes(models, manifest, split, threshold, batch_size) if per_volume
+               else dict.fromkeys(models))
     result = {"variant": config["variant"], "profile": config["profile"],
               "model": config["model"]["name"], "checkpoint": model_path.name,
               "checkpoint_rule": chosen, "epoch": epochs[chosen], "split": split,
               "threshold": threshold, "empty_policy": EMPTY_POLICY, "checkpoints": {}}
-    others = [c for c in CHECKPOINTS[:2] if c != chosen and checkpoint_path(workdir, c).is_file()]
-    for name in [chosen] + others:
-        model = keras.saving.load_model(checkpoint_path(workdir, name), safe_mode=True,
-                                        compile=False)
-        slices, cases, vols = score_checkpoint(model, images, masks, meta, manifest, volumes,
-                                               threshold, config["eval"]["batch_size"])
+    for name, model in models.items():
+        probs = model.predict(images, batch_size=batch_size, verbose=0)["seg"]
+        slices, cases = score(probs[..., 0] > threshold, masks[..., 0] > 0, meta, manifest)
+        vols = volumes[name]
         summary = {"epoch": epochs[name], "per_slice": summarize(slices),
                    "per_volume": summarize(vols) if vols is not None else None,
                    "selected_slices": summarize(cases)}

@@ -84,13 +84,12 @@ def term_gradients(model, x, seg, edge):
                               f"not {backend}")
 
 
-def measure(model, images, masks, weights, edge_width=2, batch_size=8):
+def measure(model, images, masks, edge_width=2, batch_size=8):
     """Unit-weight term values and gradient norms on the shared weights, per batch averaged.
 
     Returns {"values": (3,), "norms": (3,), "shared": [variable paths], "parameters": n},
     unweighted and for the pixel-mean BCE; `shares` applies weights and reductions.
     """
-    del weights  # the weights scale the norms; see `shares`
     grads_sum, values_sum, n_batches = None, np.zeros(3), 0
     for start in range(0, len(images) - batch_size + 1, batch_size):
         x = images[start:start + batch_size]
@@ -142,7 +141,7 @@ def loss_balance(config, workdir=None, batches=4):
     for name, model in models.items():
         if "edge" not in model.output_names:
             raise ValueError(f"{config.model.name}: no edge output, so no Eq. 3 terms to balance")
-        measured = measure(model, images, masks, weights, config.loss.edge_width, batch_size)
+        measured = measure(model, images, masks, config.loss.edge_width, batch_size)
         report["models"][name] = {
             "shared_tensors": len(measured["shared"]), "shared_parameters": measured["parameters"],
             "reductions": {r: shares(measured, weights, r, size) for r in losses.BCE_REDUCTIONS}}

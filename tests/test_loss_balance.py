@@ -51,7 +51,7 @@ def test_norms_are_the_weighted_gradient_norms_on_the_shared_weights(config):
     images = rng.random((4, 32, 32, 1)).astype("float32")
     masks = np.zeros((4, 32, 32, 1), np.uint8)
     masks[:, 8:20, 10:24] = 1
-    measured = measure(model, images, masks, (1.0, 0.5, 0.1), batch_size=4)
+    measured = measure(model, images, masks, batch_size=4)
     weighted = shares(measured, (1.0, 0.5, 0.1), "mean", (32, 32))
     assert weighted["norms"] == pytest.approx(measured["norms"] * np.array([1.0, 0.5, 0.1]))
     assert weighted["values"][0] == pytest.approx(measured["values"][0])
