@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: the suite is dominated by single-threaded graph compiles.
 TEST_WORKERS ?= 2
 
-.PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare \
+.PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare demo-data \
 	reproduce-table1 ablation figures export bench-predict bench-train clean
 
 install: $(STAMP)
@@ -52,6 +52,10 @@ synthetic: install
 
 prepare: install
 	$(PY) -m data_prep.prepare_brats --brats_dir=$(BRATS_DIR) --out_dir=$(PREPARED_DIR)
+
+# The demo profile's data in its default place (data/demo_prepared), for training by hand.
+demo-data: install
+	$(PY) -m experiments.demo_data
 
 # The paper's Table 1. Without BRATS_DIR: synthetic demo data, demo profile.
 # make reproduce-table1 [SEEDS=0,1,2] [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo]

@@ -2,9 +2,11 @@
 scale/shift. numpy and OpenCV only.
 
 The random parameters of an epoch are drawn here, in numpy, from
-`(seed, epoch)`, and applied by `augment_numpy`, the one implementation that
-both input pipelines (`data_pipeline` on tf.data, `pydataset` on
-keras.utils.PyDataset) call, so they give identical batches.
+`(seed, epoch)` (`sample_params`), and applied slice by slice by
+`augment_slice`. Both input pipelines (`data_pipeline` on tf.data,
+`pydataset` on keras.utils.PyDataset) build every batch with
+`batches.assemble_batch`, which calls it, so they give identical batches.
+`augment_numpy` applies the same to whole arrays (the tests use it).
 
 Rotation and scaling are each applied to a sample with a probability (0.2
 by default, as in nnU-Net's defaults); flips with probability 0.5. Flips are

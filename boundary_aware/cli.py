@@ -12,3 +12,10 @@ def exit_on(*errors):
     except errors as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def run_absl(define_flags, main) -> None:
+    """Define a tool's absl flags, then run its `main`: the body of every console entry point."""
+    from absl import app
+    define_flags()
+    app.run(main)

@@ -12,8 +12,10 @@ Several training seeds of one row are averaged per item first
 A small sample limits what can be shown: with 5 test volumes the smallest
 possible two-sided Wilcoxon p-value is 2 / 2^5 = 0.0625.
 
-Reference: DESIGN.md section 5 (statistics); Wilcoxon 1945; Efron & Tibshirani 1993.
+Reference: docs/design.md ("Statistics"); Wilcoxon 1945; Efron & Tibshirani 1993.
 """
+
+from __future__ import annotations
 
 import math
 
@@ -24,7 +26,7 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 
 
-def average_over_seeds(per_seed):
+def average_over_seeds(per_seed: list[dict]) -> dict:
     """{item: mean over seeds} from a list of {item: value} dicts, one per seed.
 
     Only items present in every seed are kept (all seeds score the same test
@@ -36,7 +38,7 @@ def average_over_seeds(per_seed):
     return {key: float(np.mean([seed[key] for seed in per_seed])) for key in sorted(common)}
 
 
-def paired_comparison(a, b, seed=0, n_resamples=N_RESAMPLES):
+def paired_comparison(a: dict, b: dict, seed: int = 0, n_resamples: int = N_RESAMPLES) -> dict:
     """Mean difference a - b over the items both dicts score, with its 95% CI and p-value.
 
     Returns {"mean_diff", "ci95": [low, high], "p_wilcoxon", "n"}. Where the
@@ -56,7 +58,7 @@ def paired_comparison(a, b, seed=0, n_resamples=N_RESAMPLES):
     return result
 
 
-def bootstrap_ci(values, seed=0, n_resamples=N_RESAMPLES):
+def bootstrap_ci(values, seed: int = 0, n_resamples: int = N_RESAMPLES) -> tuple[float, float]:
     """95% percentile bootstrap interval of the mean of `values` ([low, high])."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 1 or np.all(values == values[0]):

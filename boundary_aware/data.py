@@ -5,11 +5,14 @@ TensorFlow) and prediction, so that a volume is normalized the same way
 everywhere. numpy/scipy/OpenCV/keras only.
 
 Reference: Hatamizadeh et al., "End-to-End Boundary Aware Networks for Medical
-Image Segmentation", 2019, Sec. 3.1-3.2; DESIGN.md section 4.
+Image Segmentation", 2019, Sec. 3.1-3.2; docs/data.md.
 """
+
+from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -123,14 +126,108 @@ def num_batches(n, batch_size, drop_remainder):
     return n // batch_size if drop_remainder else math.ceil(n / batch_size)
 
 
-def read_manifest(out_dir):
-    path = Path(out_dir) / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"{path}: no prepared dataset here (run python -m data_prep.prepare_brats)")
-    return json.loads(path.read_text())
+MANIFEST = "manifest.json"
 
 
-def load_prepared(out_dir, split):
+class Manifest(dict):
+    """A prepared dataset's `manifest.json`: the one place that spells its keys.
+
+    Written by `data_prep.prepare_brats` (`Manifest.create`), read by
+    training, evaluation and `load_prepared`. A dict underneath (so it
+    serializes as it is), with named accessors above.
+    """
+
+    @classmethod
+    def create(cls, package_version: str, options: dict, split: dict, skipped: dict,
+               cases: dict) -> "Manifest":
+        """A new manifest; `cases` maps case ids to `case_record` dicts."""
+        return cls(package_version=package_version, options=options, split=split,
+                   skipped=skipped, cases=cases,
+                   slices={name: [{"case": c, "slice": z} for c in split[name]
+                                  for z in cases[c]["slices"]] for name in SPLITS})
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "Manifest":
+        path = manifest_path(folder)
+        if not path.is_file():
+            raise DataError(f"{path}: no prepared dataset here (run python -m data_prep.prepare_brats)")
+        return cls(json.loads(path.read_text()))
+
+    def write(self, folder: str | os.PathLike) -> None:
+        manifest_path(folder).write_text(json.dumps(self, indent=1, sort_keys=True))
+
+    @property
+    def options(self) -> dict:
+        """The preparation options (brats_dir, region, slices_per_case, image_size, ...)."""
+        return self["options"]
+
+    @property
+    def image_size(self) -> int:
+        return int(self["options"]["image_size"])
+
+    @property
+    def region(self) -> str:
+        return self["options"]["region"]
+
+    def split(self, name: str) -> list[str]:
+        """The case ids of split `name`."""
+        return self["split"][name]
+
+    def slices(self, name: str) -> list[dict]:
+        """One {"case", "slice"} record per prepared slice of split `name`, in array order."""
+        return self["slices"][name]
+
+    def convention(self, case_id: str) -> str:
+        return self["cases"][case_id]["convention"]
+
+    def spacing(self, case_id: str) -> tuple[float, float, float]:
+        """The source volume's voxel spacing (mm)."""
+        return tuple(self["cases"][case_id]["spacing"][:3])
+
+    def slice_spacing(self, case_id: str) -> tuple[float, float]:
+        """In-plane spacing (mm) of a prepared slice: the source spacing times the resize factor."""
+        shape, spacing = self["cases"][case_id]["shape"], self["cases"][case_id]["spacing"]
+        size = self.image_size
+        return (spacing[0] * shape[0] / size, spacing[1] * shape[1] / size)
+
+    def source_file(self, case_id: str, kind: str) -> tuple[Path, str]:
+        """(path, recorded SHA-256) of a case's source file, "t1c" or "seg"."""
+        root = Path(self["options"]["brats_dir"])
+        record = self["cases"][case_id]["files"][kind]
+        if "path" in record:
+            return root / record["path"], record["sha256"]
+        # manifests written before the path was recorded: find the file by name
+        found = [p for p in sorted(root.rglob(record["name"])) if p.parent.name == case_id]
+        return (found[0] if found else root / case_id / record["name"]), record["sha256"]
+
+
+def case_record(case_id: str, convention: str, slices: list[int], shape, spacing, lo: float,
+                hi: float, files: dict) -> dict:
+    """A manifest's record of one prepared case; `files` maps "t1c"/"seg" to
+    (path, path relative to the BraTS folder or None, SHA-256)."""
+    return {"case": case_id, "convention": convention, "slices": list(slices),
+            "shape": list(shape), "spacing": list(spacing),
+            "normalization": {"lo": lo, "hi": hi, "percentiles": list(CLIP_PERCENTILES)},
+            "files": {kind: {"name": path.name, "bytes": path.stat().st_size, "sha256": sha,
+                             **({"path": str(relative)} if relative is not None else {})}
+                      for kind, (path, relative, sha) in files.items()}}
+
+
+def manifest_path(folder: str | os.PathLike) -> Path:
+    return Path(folder) / MANIFEST
+
+
+def split_paths(folder: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """(images, masks) .npy paths of one split of a prepared dataset."""
+    return Path(folder) / f"{split}_images.npy", Path(folder) / f"{split}_masks.npy"
+
+
+def read_manifest(out_dir: str | os.PathLike) -> Manifest:
+    return Manifest.read(out_dir)
+
+
+def load_prepared(out_dir: str | os.PathLike,
+                  split: str) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Load one split of a prepared dataset.
 
     Returns `(images, masks, meta)`: images float32 (N, H, W, 1) in [0, 1],
@@ -140,10 +237,10 @@ def load_prepared(out_dir, split):
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     out_dir = Path(out_dir)
-    manifest = read_manifest(out_dir)
-    images = np.load(out_dir / f"{split}_images.npy")
-    masks = np.load(out_dir / f"{split}_masks.npy")
-    meta = manifest["slices"][split]
+    manifest = Manifest.read(out_dir)
+    images_path, masks_path = split_paths(out_dir, split)
+    images, masks = np.load(images_path), np.load(masks_path)
+    meta = manifest.slices(split)
     if not (len(images) == len(masks) == len(meta)):
         raise DataError(f"{out_dir}: {split} arrays and manifest disagree "
                         f"({len(images)} images, {len(masks)} masks, {len(meta)} records)")

@@ -1,6 +1,5 @@
-"""tf.data input pipeline over prepared slices, and the TensorFlow side of
-training (distribution strategy, op determinism). This module imports
-TensorFlow (with the exporter, the only ones that do).
+"""tf.data input pipeline over prepared slices. This module imports TensorFlow
+(with the exporter and `boundary_aware.runtime`, the only ones that do).
 
 Per epoch: the order `data.epoch_order(n, seed, epoch)` and the augmentation
 parameters `augment.sample_params(...)` are drawn in numpy (so the PyDataset
@@ -75,14 +74,3 @@ def _cores():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def distribution_strategy():
-    """The default strategy on one device; MirroredStrategy when several GPUs are visible."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
-def enable_determinism():
-    """TensorFlow op determinism: the same command twice gives the same numbers on CPU."""
-    tf.config.experimental.enable_op_determinism()

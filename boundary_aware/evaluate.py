@@ -1,6 +1,6 @@
-"""Evaluation: `python -m boundary_aware.evaluate --workdir=DIR [--checkpoint=final|best]`.
+"""Evaluation: `boundary-aware-evaluate --workdir=DIR [--checkpoint=final|best]`.
 
-Scores the test split of a run (DESIGN.md section 5) three ways:
+Scores the test split of a run (docs/design.md, "Evaluation") three ways:
 * per slice (the paper's protocol): Dice, Jaccard, HD and HD95 in mm on the
   prepared test slices, mean and standard deviation over slices, as Table 1;
 * per volume (BraTS's protocol, beyond the paper): every axial slice of each
@@ -17,14 +17,16 @@ the image diagonal), so every summary also has the medians, the means over
 items where both masks are non-empty, and the empty-mask counts.
 
 Both checkpoints of a completed run are scored: the one the run's rule names
-(`config.eval.checkpoint`, "final" by default; see `boundary_aware.checkpoints`)
+(`config.eval.checkpoint`, "final" by default; see `boundary_aware.run_directory`)
 with every record, the other as summaries under `checkpoints`. Writes
 `metrics.json` in the workdir.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
 
-import json
+from __future__ import annotations
+
+import os
 from pathlib import Path
 
 import keras
@@ -32,23 +34,16 @@ import numpy as np
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import metrics
-from boundary_aware.checkpoints import CHECKPOINTS, checkpoint_path, scored_checkpoint
-from boundary_aware.cli import exit_on
-from boundary_aware.data import DataError, load_prepared, read_manifest, region_mask
-from boundary_aware.files import atomic_write_text, file_sha256
+from boundary_aware.cli import exit_on, run_absl
+from boundary_aware.data import DataError, Manifest, load_prepared, read_manifest, region_mask
+from boundary_aware.files import file_sha256
+from boundary_aware.metrics import METRIC_NAMES
 from boundary_aware.nifti import load_volume
 from boundary_aware.predict import keras_predictor, segment_volume
-
-METRIC_NAMES = ("dice", "jaccard", "hd", "hd95")
+from boundary_aware.run_directory import CHECKPOINTS, RunDirectory, scored_checkpoint
 EMPTY_POLICY = ("both empty: Dice = Jaccard = 1, HD = HD95 = 0; exactly one empty: Dice = "
                 "Jaccard = 0, HD = HD95 = the image diagonal in mm (373.13 for a 240 x 240 x 155 "
                 "volume at 1 mm)")
-
-
-def slice_spacing(case_record, image_size):
-    """In-plane spacing (mm) of a prepared slice: the source spacing times the resize factor."""
-    shape, spacing = case_record["shape"], case_record["spacing"]
-    return (spacing[0] * shape[0] / image_size, spacing[1] * shape[1] / image_size)
 
 
 def _mean_std(values):
@@ -81,13 +76,11 @@ def summarize(records):
     return summary
 
 
-def score(predictions, masks, meta, manifest):
+def score(predictions, masks, meta, manifest: Manifest):
     """Per-slice and selected-slices records from binary predictions (N, H, W)."""
-    image_size = manifest["options"]["image_size"]
     slice_records, by_case = [], {}
     for pred, ref, info in zip(predictions, masks, meta):
-        case = manifest["cases"][info["case"]]
-        spacing = slice_spacing(case, image_size)
+        spacing = manifest.slice_spacing(info["case"])
         record = {"case": info["case"], "slice": info["slice"],
                   **metrics.segmentation_metrics(pred, ref, spacing)}
         slice_records.append(record)
@@ -97,8 +90,7 @@ def score(predictions, masks, meta, manifest):
         items.sort(key=lambda item: item[0])
         pred = np.stack([p for _, p, _ in items], axis=-1)
         ref = np.stack([r for _, _, r in items], axis=-1)
-        spacing = slice_spacing(manifest["cases"][case_id], image_size) + \
-            (manifest["cases"][case_id]["spacing"][2],)
+        spacing = manifest.slice_spacing(case_id) + manifest.spacing(case_id)[2:]
         case_records.append({"case": case_id, "slices": len(items),
                              **metrics.segmentation_metrics(pred, ref, spacing)})
     return slice_records, case_records
@@ -113,32 +105,25 @@ def score_volume(pred, ref, spacing):
             "fp_slices": int(np.count_nonzero(pred_slices & ~ref_slices))}
 
 
-def source_file(manifest, case_id, kind):
+def source_file(manifest: Manifest, case_id: str, kind: str) -> Path:
     """Path of a case's source file ("t1c" or "seg") from the manifest, checked by SHA-256."""
-    root = Path(manifest["options"]["brats_dir"])
-    record = manifest["cases"][case_id]["files"][kind]
-    if "path" in record:
-        path = root / record["path"]
-    else:  # manifests written before the path was recorded: find the file by name
-        found = [p for p in sorted(root.rglob(record["name"])) if p.parent.name == case_id]
-        path = found[0] if found else root / case_id / record["name"]
+    path, sha256 = manifest.source_file(case_id, kind)
     if not path.is_file():
         raise DataError(f"{path}: source {kind} file of case {case_id} not found (whole-volume "
                         f"scoring reads the volumes the data was prepared from; pass "
                         f"--noper_volume to skip it)")
-    if file_sha256(path) != record["sha256"]:
+    if file_sha256(path) != sha256:
         raise DataError(f"{path}: differs from the file the data was prepared from "
                         f"(SHA-256 mismatch)")
     return path
 
 
-def volume_cases(manifest, split):
-    """(case id, T1c path, tumor-core mask, spacing) of every case of a split."""
-    region = manifest["options"]["region"]
-    for case_id in manifest["split"][split]:
+def volume_cases(manifest: Manifest, split: str):
+    """(case id, T1c volume, tumor-core mask, spacing) of every case of a split."""
+    for case_id in manifest.split(split):
         volume, _, zooms = load_volume(source_file(manifest, case_id, "t1c"), "image")
         labels, _, _ = load_volume(source_file(manifest, case_id, "seg"), "seg")
-        mask = region_mask(labels, manifest["cases"][case_id]["convention"], region) > 0
+        mask = region_mask(labels, manifest.convention(case_id), manifest.region) > 0
         yield case_id, volume, mask, zooms[:3]
 
 
@@ -154,26 +139,26 @@ def score_volumes(models, manifest, split, threshold, batch_size):
     return records
 
 
-def evaluate(workdir, checkpoint=None, split="test", threshold=None, per_volume=True):
+def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: str = "test",
+             threshold: float | None = None, per_volume: bool = True) -> dict:
     """Score a run's checkpoints on `split` and write `metrics.json` (module docstring)."""
-    workdir = Path(workdir)
-    config = json.loads((workdir / "config.json").read_text())
+    run = RunDirectory(workdir)
+    config = run.read_config()
     prepared = Path(config["data"]["prepared_dir"])
     manifest = read_manifest(prepared)
     chosen = checkpoint or scored_checkpoint(config)
-    model_path = checkpoint_path(workdir, chosen)
+    model_path = run.checkpoint(chosen)
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such checkpoint (train the run to the end "
                                 f"first, or pass --checkpoint)")
     images, masks, meta = load_prepared(prepared, split)
     threshold = config["eval"]["threshold"] if threshold is None else threshold
     batch_size = config["eval"]["batch_size"]
-    state_path = workdir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = run.read_state() or {}
     epochs = {"final": state.get("epoch"), "last": state.get("epoch"),
               "best": state.get("best_epoch")}
-    others = [c for c in CHECKPOINTS[:2] if c != chosen and checkpoint_path(workdir, c).is_file()]
-    models = {name: keras.saving.load_model(checkpoint_path(workdir, name), safe_mode=True,
+    others = [c for c in CHECKPOINTS[:2] if c != chosen and run.checkpoint(c).is_file()]
+    models = {name: keras.saving.load_model(run.checkpoint(name), safe_mode=True,
                                             compile=False) for name in [chosen] + others}
     volumes = (score_volumes(models, manifest, split, threshold, batch_size) if per_volume
                else dict.fromkeys(models))
@@ -193,7 +178,7 @@ def evaluate(workdir, checkpoint=None, split="test", threshold=None, per_volume=
             result.update(params=int(model.count_params()), **{k: v for k, v in summary.items()
                                                                 if k != "epoch"},
                           slices=slices, volumes=vols, selected_slices_cases=cases)
-    atomic_write_text(workdir / "metrics.json", json.dumps(result, indent=1))
+    run.write_metrics(result)
     return result
 
 
@@ -213,8 +198,8 @@ def main(argv):
               f"there is none")
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
     flags.DEFINE_string("workdir", None, "A training run directory.")
     flags.DEFINE_enum("checkpoint", None, list(CHECKPOINTS),
                       "Which model to score (default: the run's eval.checkpoint rule, 'final').")
@@ -222,4 +207,12 @@ if __name__ == "__main__":
     flags.DEFINE_float("threshold", None, "Probability threshold (default: the config's).")
     flags.DEFINE_bool("per_volume", True, "Also segment and score the whole source volumes.")
     flags.mark_flag_as_required("workdir")
-    app.run(main)
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-evaluate`."""
+    run_absl(define_flags, main)
+
+
+if __name__ == "__main__":
+    cli()

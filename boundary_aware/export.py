@@ -1,4 +1,4 @@
-"""SavedModel export: `python -m boundary_aware.export --workdir=DIR --out=DIR [--checkpoint=final]`.
+"""SavedModel export: `boundary-aware-export --workdir=DIR --out=DIR [--checkpoint=final]`.
 
 Writes a TensorFlow SavedModel of a run's checkpoint with one serving
 signature, `serve`, over float32 slices of any batch size: input `images`,
@@ -12,25 +12,28 @@ metrics, input specification, package and library versions, and a SHA-256 of
 every exported file. Written to a temporary folder and renamed into place; an
 existing export is never replaced unless --overwrite.
 
-This module imports TensorFlow (with the data pipeline, the only ones that do).
+This module imports TensorFlow (with the data pipeline and `boundary_aware.runtime`, the
+only ones that do).
 
 Reference: Hatamizadeh et al. 2019 (the model); TensorFlow SavedModel format.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import platform
-import shutil
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
-from boundary_aware.checkpoints import CHECKPOINTS, checkpoint_path
-from boundary_aware.cli import exit_on
-from boundary_aware.files import file_sha256
+from boundary_aware.cli import exit_on, run_absl
+from boundary_aware.files import atomic_folder, file_sha256
+from boundary_aware.run_directory import CHECKPOINTS, RunDirectory
 from boundary_aware.version import __version__
 
 
@@ -38,7 +41,8 @@ class ExportError(RuntimeError):
     """The export cannot be written (missing checkpoint, existing output, ...)."""
 
 
-def export_model(model, out, card=None, overwrite=False):
+def export_model(model, out: str | os.PathLike, card: dict | None = None,
+                 overwrite: bool = False) -> dict:
     """Export `model` as a SavedModel with a `serve` signature; returns the card."""
     out = Path(out)
     if out.exists() and not overwrite:
@@ -52,9 +56,7 @@ def export_model(model, out, card=None, overwrite=False):
         return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
     archive.add_endpoint("serve", serve, input_signature=[
         tf.TensorSpec((None, height, width, channels), tf.float32, name="images")])
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out, replace=overwrite) as tmp:
         archive.write_out(str(tmp), verbose=False)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         card = dict(card or {})
@@ -73,28 +75,23 @@ def export_model(model, out, card=None, overwrite=False):
             "files": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
         })
         (tmp / "model_card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return card
 
 
-def export_run(workdir, out, checkpoint=None, overwrite=False):
+def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: str | None = None,
+               overwrite: bool = False) -> dict:
     """Export a training run's checkpoint (default: the one its rule scores, see
-    `boundary_aware.checkpoints`), with a model card built from the run."""
-    workdir = Path(workdir)
-    path = checkpoint_path(workdir, checkpoint)
+    `boundary_aware.run_directory`), with a model card built from the run."""
+    run = RunDirectory(workdir)
+    path = run.checkpoint(checkpoint)
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint (train the run first)")
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    config = json.loads((workdir / "config.json").read_text())
-    state = json.loads((workdir / "state.json").read_text())
-    metrics_path = workdir / "metrics.json"
+    config = run.read_config()
+    state = run.read_state() or {}
+    m = run.read_metrics()
     test_metrics = None
-    if metrics_path.is_file():
-        m = json.loads(metrics_path.read_text())
+    if m is not None:
         test_metrics = {key: m.get(key) for key in ("checkpoint", "per_slice", "per_volume",
                                                      "selected_slices")}
     card = {"model": config["model"]["name"], "variant": config["variant"],
@@ -105,7 +102,7 @@ def export_run(workdir, out, checkpoint=None, overwrite=False):
     return export_model(model, out, card, overwrite)
 
 
-def load_saved_model(path):
+def load_saved_model(path: str | os.PathLike) -> tuple[Callable, tuple[int, ...]]:
     """Load an exported SavedModel; returns a function images -> dict of numpy arrays."""
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures["serve"]
@@ -127,12 +124,20 @@ def main(argv):
           f"input {card['input']['shape']}")
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
     flags.DEFINE_string("workdir", None, "A training run directory.")
     flags.DEFINE_string("out", None, "Where to write the SavedModel (a new folder).")
     flags.DEFINE_enum("checkpoint", None, list(CHECKPOINTS),
                       "Which model to export (default: the run's eval.checkpoint rule, 'final').")
     flags.DEFINE_bool("overwrite", False, "Replace an existing export.")
     flags.mark_flags_as_required(["workdir", "out"])
-    app.run(main)
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-export`."""
+    run_absl(define_flags, main)
+
+
+if __name__ == "__main__":
+    cli()

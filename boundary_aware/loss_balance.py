@@ -16,11 +16,10 @@ so one gradient gives all three. The BCE is computed from the edge logits.
 
 TensorFlow and JAX backends (the gradient is backend code, like a trainer's).
 
-Reference: Hatamizadeh et al. 2019, Eq. 3-5; DESIGN.md section 3.
+Reference: Hatamizadeh et al. 2019, Eq. 3-5; docs/design.md ("Losses").
 """
 
 import json
-import sys
 from pathlib import Path
 
 import keras
@@ -28,9 +27,9 @@ import numpy as np
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import losses
-from boundary_aware.checkpoints import checkpoint_path
 from boundary_aware.data import edge_target_numpy, epoch_order, load_prepared
 from boundary_aware.models import build_model
+from boundary_aware.run_directory import RunDirectory
 
 TERMS = ("l1 Dice(seg)", "l2 Dice(edge)", "l3 BCE(edge)")
 
@@ -132,7 +131,7 @@ def loss_balance(config, workdir=None, batches=4):
     models = {"initialization": build_model(config.model.name, input_shape=size + (1,),
                                             **config.model.kwargs.to_dict())}
     if workdir is not None:
-        path = checkpoint_path(workdir)
+        path = RunDirectory(workdir).checkpoint()
         models[f"trained ({path})"] = keras.saving.load_model(path, safe_mode=True, compile=False)
     report = {"config": f"{config.variant},{config.profile}", "weights": list(weights),
               "configured_reduction": config.loss.edge_bce_reduction,
@@ -178,12 +177,21 @@ def main(argv):
         Path(f.json).write_text(json.dumps(report, indent=1))
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
     from ml_collections import config_flags
     config_flags.DEFINE_config_file("config", None, "Experiment config file (and variant).")
     flags.DEFINE_string("workdir", None, "A trained run: also measure its scored checkpoint.")
     flags.DEFINE_integer("batches", 4, "Training batches to average over.")
     flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
     flags.mark_flags_as_required(["config"])
-    sys.exit(app.run(main))
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-loss-balance`."""
+    from boundary_aware.cli import run_absl
+    run_absl(define_flags, main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,8 +9,15 @@ ref. [7]); Xie & Tu, "Holistically-Nested Edge Detection", 2015 (class-balanced
 cross entropy); Sudre et al. 2017 (generalized Dice).
 """
 
+from __future__ import annotations
+
+from typing import Any, Sequence
+
 import keras
 from keras import ops
+
+Tensor = Any  # a backend tensor or a numpy array
+Weights = Sequence[float]  # (lambda1, lambda2, lambda3) of Eq. 3
 
 DICE_EPS = 1e-5
 PROB_EPS = 1e-7
@@ -24,7 +31,7 @@ def _f32(x):
     return ops.cast(ops.convert_to_tensor(x), "float32")
 
 
-def dice_loss(y_true, y_pred, eps=DICE_EPS):
+def dice_loss(y_true: Tensor, y_pred: Tensor, eps: float = DICE_EPS) -> Tensor:
     """Soft Dice loss of Eq. 4, summed over the whole batch and all pixels.
 
     `1 - 2 sum(y p) / (sum(y^2) + sum(p^2) + eps)`. As Eq. 4 is written, a
@@ -39,7 +46,7 @@ def dice_loss(y_true, y_pred, eps=DICE_EPS):
     return 1.0 - numerator / denominator
 
 
-def generalized_dice_loss(y_true, y_pred, eps=DICE_EPS):
+def generalized_dice_loss(y_true: Tensor, y_pred: Tensor, eps: float = DICE_EPS) -> Tensor:
     """Generalized Dice loss (Sudre et al. 2017) over foreground and background.
 
     Class weights `w_c = 1 / (sum_n r_cn)^2` over the whole batch; an absent
@@ -59,7 +66,8 @@ def generalized_dice_loss(y_true, y_pred, eps=DICE_EPS):
     return 1.0 - 2.0 * ops.sum(w * inter) / (ops.sum(w * (ref + pred)) + eps)
 
 
-def edge_bce_loss(y_true, y_pred, reduction="mean", from_logits=False, eps=PROB_EPS):
+def edge_bce_loss(y_true: Tensor, y_pred: Tensor, reduction: str = "mean",
+                  from_logits: bool = False, eps: float = PROB_EPS) -> Tensor:
     """Class-balanced binary cross entropy of Eq. 5.
 
     Edge pixels (y = 1) are weighted by beta = (non-edge pixels) / (all
@@ -73,8 +81,8 @@ def edge_bce_loss(y_true, y_pred, reduction="mean", from_logits=False, eps=PROB_
             From logits the log-probabilities are exact (`-softplus`), so a
             saturated pixel keeps its gradient; probabilities are clipped to
             [eps, 1 - eps] (finite, but with no gradient beyond the clip).
-        reduction: how Eq. 5's pixel terms become one number (DESIGN.md
-            section 3 leaves it open): "mean" over all pixels of the batch,
+        reduction: how Eq. 5's pixel terms become one number (docs/design.md,
+            "Losses"; the paper leaves it open): "mean" over all pixels of the batch,
             "sum" over the pixels of each image (Eq. 5 as written) then the mean
             over the batch, or "scaled_mean", 20 x the mean (Gated-SCNN's scale).
 
@@ -108,7 +116,7 @@ def sigmoid_logits(y_pred):
     return getattr(y_pred, "_keras_logits", None)
 
 
-def edge_target(mask, width=2):
+def edge_target(mask: Tensor, width: int = 2) -> Tensor:
     """Boundary band of a binary mask batch (B, H, W, 1): Sec. 2.3's s_true.
 
     The "spatial gradient of y_true" as a morphological gradient: a pixel is
@@ -118,7 +126,7 @@ def edge_target(mask, width=2):
     outside and `width - width // 2` pixels inside. The image border is not an
     edge. Returns float32 in {0, 1}.
 
-    Reference: Hatamizadeh et al. 2019, Sec. 2.3; DESIGN.md section 3.
+    Reference: Hatamizadeh et al. 2019, Sec. 2.3; docs/design.md ("Losses").
     """
     width = int(width)
     if width < 1:
@@ -132,7 +140,7 @@ def edge_target(mask, width=2):
     return dilated - eroded
 
 
-def loss_terms(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2,
+def loss_terms(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS, edge_width: int = 2,
                bce_reduction=DEFAULT_BCE_REDUCTION):
     """The three weighted terms of Eq. 3, `(l1 Dice(seg), l2 Dice(edge), l3 EdgeBCE(edge))`.
 
@@ -163,7 +171,8 @@ def edge_terms(edge_true, edge_pred, dice_weight, bce_weight,
     return dice_weight * dice_loss(edge_true, edge_pred), bce_weight * bce
 
 
-def boundary_aware_loss(y_true, y_pred, weights=PAPER_WEIGHTS, edge_width=2,
+def boundary_aware_loss(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS,
+                        edge_width: int = 2,
                         bce_reduction=DEFAULT_BCE_REDUCTION):
     """Total loss of Eq. 3 on dicts of outputs (see `loss_terms`).
 
@@ -238,7 +247,15 @@ class EdgeAwareLoss(keras.losses.Loss):
                 "bce_weight": self.bce_weight, "bce_reduction": self.bce_reduction}
 
 
-def compile_losses(outputs, weights=PAPER_WEIGHTS, generalized=False,
+def trains_edge(outputs: Sequence[str], weights: Weights) -> bool:
+    """Whether Eq. 3 supervises the edge output: the model has one ("edge" in
+    its output names `outputs`) and l2 or l3 of `weights` is non-zero. Where
+    it does not, training needs no edge target and the edge head stays at its
+    initial weights."""
+    return "edge" in outputs and any(float(w) != 0.0 for w in tuple(weights)[1:])
+
+
+def compile_losses(outputs: Sequence[str], weights: Weights = PAPER_WEIGHTS, generalized: bool = False,
                    bce_reduction=DEFAULT_BCE_REDUCTION):
     """Loss dict for `model.compile` over a model's output names (Eq. 3).
 
@@ -249,7 +266,7 @@ def compile_losses(outputs, weights=PAPER_WEIGHTS, generalized=False,
     l1, l2, l3 = weights
     losses = {"seg": DiceLoss(generalized=generalized)}
     loss_weights = {"seg": float(l1)}
-    if "edge" in outputs and (l2 or l3):
+    if trains_edge(outputs, weights):
         losses["edge"] = EdgeAwareLoss(l2, l3, bce_reduction)
         loss_weights["edge"] = 1.0
     return losses, loss_weights

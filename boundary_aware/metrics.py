@@ -6,7 +6,7 @@ with the voxel spacing), so `hd`/`hd95` agree with medpy's to float precision.
 They are computed on the masks' joint bounding box (plus a one-voxel margin),
 which gives the same distances far faster than the whole image.
 
-Empty masks (DESIGN.md section 5, as the BraTS challenge scores them): both
+Empty masks (docs/design.md, "Evaluation"; as the BraTS challenge scores them): both
 empty -> Dice = Jaccard = 1, HD = HD95 = 0; exactly one empty -> Dice =
 Jaccard = 0, HD = HD95 = the image diagonal in mm.
 
@@ -14,8 +14,15 @@ Reference: Hatamizadeh et al., "End-to-End Boundary Aware Networks for Medical
 Image Segmentation", 2019, Sec. 3.2 and Table 1; medpy.metric.binary.
 """
 
+from __future__ import annotations
+
+from typing import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
+
+Spacing = Sequence[float] | None  # voxel size in mm per axis; None: 1
 
 EMPTY_NONE, EMPTY_BOTH, EMPTY_PRED, EMPTY_REF = "none", "both", "pred", "ref"
 
@@ -39,7 +46,7 @@ def _spacing(spacing, ndim):
     return spacing
 
 
-def image_diagonal(shape, spacing=None):
+def image_diagonal(shape: Sequence[int], spacing: Spacing = None) -> float:
     """Length of the image diagonal in mm (the one-empty-mask Hausdorff value)."""
     extent = np.asarray(shape, dtype=np.float64) * _spacing(spacing, len(shape))
     return float(np.sqrt(np.sum(extent ** 2)))
@@ -71,7 +78,7 @@ def _status(pred, ref):
     return EMPTY_BOTH if not (p or r) else EMPTY_PRED if not p else EMPTY_REF
 
 
-def empty_status(pred, ref):
+def empty_status(pred: ArrayLike, ref: ArrayLike) -> str:
     """"none", "both", "pred" (only the prediction is empty) or "ref"."""
     return _status(*_binary_pair(pred, ref))
 
@@ -85,13 +92,13 @@ def _overlap(pred, ref):
     return 2.0 * inter / total, inter / (total - inter)
 
 
-def dice_score(pred, ref):
+def dice_score(pred: ArrayLike, ref: ArrayLike) -> float:
     """Dice coefficient 2|P & R| / (|P| + |R|); 1.0 when both are empty."""
     pred, ref = _crop_to_union(*_binary_pair(pred, ref))
     return 1.0 if pred is None else _overlap(pred, ref)[0]
 
 
-def jaccard_index(pred, ref):
+def jaccard_index(pred: ArrayLike, ref: ArrayLike) -> float:
     """Jaccard index |P & R| / |P | R|; 1.0 when both are empty."""
     pred, ref = _crop_to_union(*_binary_pair(pred, ref))
     return 1.0 if pred is None else _overlap(pred, ref)[1]
@@ -110,7 +117,7 @@ def _surface_distances(pred, ref, spacing):
     return to_ref[pred_border], to_pred[ref_border]
 
 
-def surface_distances(pred, ref, spacing=None):
+def surface_distances(pred: ArrayLike, ref: ArrayLike, spacing: Spacing = None):
     """Both directed surface-distance arrays (pred->ref, ref->pred), as medpy.
 
     Both masks must be non-empty.
@@ -122,7 +129,8 @@ def surface_distances(pred, ref, spacing=None):
     return _surface_distances(*_crop_to_union(pred, ref), spacing)
 
 
-def hausdorff_distance(pred, ref, spacing=None, percentile=100):
+def hausdorff_distance(pred: ArrayLike, ref: ArrayLike, spacing: Spacing = None,
+                       percentile: float = 100) -> float:
     """Symmetric Hausdorff distance in mm (voxels without `spacing`).
 
     `percentile=100` is the maximum (medpy's `hd`); `percentile=95` is HD95
@@ -141,7 +149,11 @@ def _hausdorff(d_pr, d_rp, percentile):
     return float(np.percentile(np.hstack((d_pr, d_rp)), percentile))
 
 
-def segmentation_metrics(pred, ref, spacing=None, percentiles=(100, 95)):
+METRIC_NAMES = ("dice", "jaccard", "hd", "hd95")  # what `segmentation_metrics` returns
+
+
+def segmentation_metrics(pred: ArrayLike, ref: ArrayLike, spacing: Spacing = None,
+                         percentiles: Sequence[float] = (100, 95)) -> dict:
     """All metrics at once: the crop and the surface distances are computed once.
 
     Returns a dict with dice, jaccard, `empty` (see `empty_status`) and one

@@ -6,7 +6,6 @@ the file's orientation, and written back in the file's own orientation.
 """
 
 import gzip
-import os
 import zlib
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from nibabel import orientations
 
 from boundary_aware.data import BRATS_ORIENTATION, DataError
+from boundary_aware.files import atomic_file
 
 MAX_VOXELS = 512 ** 3  # a header asking for more is rejected before any read
 
@@ -73,11 +73,5 @@ def save_like(array_lps, reference_path, out_path, dtype):
     img.set_sform(reference.affine, code=int(reference.header["sform_code"]) or 1)
     img.set_qform(reference.affine, code=int(reference.header["qform_code"]) or 1)
     img.header.set_slope_inter(1, 0)
-    out_path = Path(out_path)
-    suffix = ".nii.gz" if out_path.name.endswith(".nii.gz") else ".nii"
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}{suffix}")
-    try:
+    with atomic_file(out_path) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
-"""Segment T1c NIfTI volumes: `python -m boundary_aware.predict --model=... --input=... --output=...`.
+"""Segment T1c NIfTI volumes: `boundary-aware-predict --model=... --input=... --output=...`.
 
 `--model` is a training workdir (the checkpoint its rule scores, final.keras
-by default: `boundary_aware.checkpoints`), a `.keras` file (loaded with safe
+by default: `boundary_aware.run_directory`), a `.keras` file (loaded with safe
 mode on) or an exported SavedModel folder; `.h5` files and pickles are
 refused. `--input` is one T1c volume (any orientation) with `--output` a
 file, or a folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or
@@ -14,23 +14,30 @@ the boundary probability (float32, `<name>_edge.nii.gz`). Outputs are written
 atomically and never replace existing files unless `--overwrite`.
 """
 
+from __future__ import annotations
+
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from boundary_aware.checkpoints import CHECKPOINTS, checkpoint_path
-from boundary_aware.cli import exit_on
+from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
 from boundary_aware.files import atomic_write_text
 from boundary_aware.nifti import load_volume, save_like
+from boundary_aware.run_directory import RunDirectory
+
+Predictor = Callable[[np.ndarray], dict]  # (N, H, W, C) float32 -> {output: (N, H, W, 1)}
 
 REFUSED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle", ".npy", ".npz")
 T1C_SUFFIXES = ("_t1ce.nii.gz", "-t1c.nii.gz")
 
 
-def load_predictor(model_path, batch_size=16):
+def load_predictor(model_path: str | os.PathLike,
+                   batch_size: int = 16) -> tuple[Predictor, tuple[int, ...]]:
     """`(predict_fn, (H, W, C))` for a workdir, a .keras file or a SavedModel folder.
 
     `predict_fn(images)` takes (N, H, W, C) float32 and returns a dict of
@@ -48,8 +55,8 @@ def load_predictor(model_path, batch_size=16):
             parts = [serve(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
             return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         return predict_saved, input_shape
-    if path.is_dir() and any((path / f"{c}.keras").is_file() for c in CHECKPOINTS):  # a workdir
-        path = checkpoint_path(path)
+    if RunDirectory.looks_like_one(path):
+        path = RunDirectory(path).checkpoint()
         if not path.is_file():
             raise DataError(f"{path}: no such checkpoint in this training workdir (is training "
                             f"complete?); pass the .keras file to use another one")
@@ -62,14 +69,15 @@ def load_predictor(model_path, batch_size=16):
     return keras_predictor(model, batch_size), tuple(model.input_shape[1:])
 
 
-def keras_predictor(model, batch_size=16):
+def keras_predictor(model, batch_size: int = 16) -> Predictor:
     """`predict_fn(images)` of a Keras model, in the form `segment_volume` takes."""
     def predict(images):
         return model.predict(images, verbose=0, batch_size=batch_size)
     return predict
 
 
-def segment_volume(predict, input_shape, volume):
+def segment_volume(predict: Predictor, input_shape: tuple[int, ...],
+                   volume: np.ndarray) -> dict[str, np.ndarray]:
     """Probabilities (X, Y, Z) of every output for an LPS-ordered T1c volume."""
     size = input_shape[0]
     lo, hi = normalization_range(volume)
@@ -93,8 +101,9 @@ def _edge_path(output):
     return output.with_name(f"{stem}_edge.nii.gz")
 
 
-def predict_file(predict, input_shape, image_path, output, threshold=0.5, edge_output=False,
-                 overwrite=False):
+def predict_file(predict: Predictor, input_shape: tuple[int, ...], image_path: str | os.PathLike,
+                 output: str | os.PathLike, threshold: float = 0.5, edge_output: bool = False,
+                 overwrite: bool = False) -> dict:
     """Segment one volume and write its mask (and edge map); returns a summary dict."""
     output = Path(output)
     if not (output.name.endswith(".nii.gz") or output.name.endswith(".nii")):
@@ -116,7 +125,7 @@ def predict_file(predict, input_shape, image_path, output, threshold=0.5, edge_o
             "slices_with_tumor": int(np.count_nonzero(mask.any(axis=(0, 1))))}
 
 
-def find_t1c(folder):
+def find_t1c(folder: str | os.PathLike) -> list[tuple[str, Path]]:
     """(case id, T1c path) of every case in a BraTS-layout folder."""
     found = []
     for suffix in T1C_SUFFIXES:
@@ -130,8 +139,9 @@ def find_t1c(folder):
     return sorted(found)
 
 
-def predict_path(model, input_path, output, threshold=0.5, edge_output=False, overwrite=False,
-                 batch_size=16, progress=False):
+def predict_path(model: str | os.PathLike, input_path: str | os.PathLike,
+                 output: str | os.PathLike, threshold: float = 0.5, edge_output: bool = False,
+                 overwrite: bool = False, batch_size: int = 16, progress: bool = False) -> dict:
     """Segment a file or a BraTS folder (see the module docstring)."""
     input_path, output = Path(input_path), Path(output)
     if not input_path.exists():
@@ -177,8 +187,8 @@ def main(argv):
           f"{result['slices_with_tumor']} slices")
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
     flags.DEFINE_string("model", None, "Workdir, .keras file or SavedModel folder.")
     flags.DEFINE_string("input", None, "A T1c NIfTI file, or a folder in BraTS layout.")
     flags.DEFINE_string("output", None, "Output .nii.gz file (or folder for a folder input).")
@@ -187,4 +197,12 @@ if __name__ == "__main__":
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
     flags.DEFINE_integer("batch_size", 16, "Slices per forward pass.")
     flags.mark_flags_as_required(["model", "input", "output"])
-    app.run(main)
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-predict`."""
+    run_absl(define_flags, main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,6 +1,6 @@
 """Find BraTS cases on disk and read them, validating every file.
 
-Layouts (DESIGN.md section 4):
+Layouts (docs/data.md):
 * BraTS 2018-2021: `<root>/**/<case>/<case>_t1ce.nii.gz` + `<case>_seg.nii.gz`,
   labels {0, 1, 2, 4};
 * BraTS 2023+:     `<root>/**/<case>/<case>-t1c.nii.gz` + `<case>-seg.nii.gz`,

@@ -9,22 +9,22 @@ to a temporary folder beside `out_dir` and renamed into place at the end, so
 a failed or interrupted run leaves no half-written dataset; an existing
 dataset made with other options is kept unless `--overwrite` is given.
 
-Reference: Hatamizadeh et al. 2019, Sec. 3.1-3.2; DESIGN.md section 4.
+Reference: Hatamizadeh et al. 2019, Sec. 3.1-3.2; docs/data.md.
 """
 
 import json
 import os
-import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.cli import exit_on
-from boundary_aware.data import (REGIONS, SPLITS, DataError, normalization_range, normalize,
-                                 resize_slices, select_slices)
-from boundary_aware.files import file_sha256
+from boundary_aware.cli import exit_on, run_absl
+from boundary_aware.data import (REGIONS, SPLITS, DataError, Manifest, case_record,
+                                 manifest_path, normalization_range, normalize, resize_slices,
+                                 select_slices, split_paths)
+from boundary_aware.files import atomic_folder, file_sha256
 from boundary_aware.version import __version__
 from data_prep.brats import discover_cases, load_case
 
@@ -76,16 +76,11 @@ def prepare_case(case, region, slices_per_case, image_size, root=None):
     norm = normalize(image[:, :, indices], lo, hi)
     images = resize_slices(np.moveaxis(norm, 2, 0), image_size, order=1)
     masks = resize_slices(np.moveaxis(mask[:, :, indices], 2, 0), image_size, order=0)
-    record = {
-        "case": case.case_id, "convention": case.convention, "slices": indices,
-        "shape": list(image.shape), "spacing": list(zooms[:3]),
-        "normalization": {"lo": lo, "hi": hi, "percentiles": [0.5, 99.5]},
-        "files": {kind: {"name": path.name, "bytes": path.stat().st_size,
-                         "sha256": file_sha256(path),
-                         **({"path": str(path.resolve().relative_to(Path(root).resolve()))}
-                            if root else {})}
-                  for kind, path in (("t1c", case.image), ("seg", case.seg))},
-    }
+    files = {kind: (path, path.resolve().relative_to(Path(root).resolve()) if root else None,
+                    file_sha256(path))
+             for kind, path in (("t1c", case.image), ("seg", case.seg))}
+    record = case_record(case.case_id, case.convention, indices, image.shape, zooms[:3], lo, hi,
+                         files)
     return np.clip(images, 0, 1)[..., None].astype(np.float32), masks[..., None].astype(np.uint8), record
 
 
@@ -120,14 +115,14 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
                "slices_per_case": slices_per_case, "image_size": image_size, "seed": seed,
                "split_file": str(Path(split_file).resolve()) if split_file else None,
                "on_error": on_error}
-    if (out_dir / "manifest.json").is_file() and not overwrite:
-        existing = json.loads((out_dir / "manifest.json").read_text())
-        if existing.get("options") == options:
+    if manifest_path(out_dir).is_file() and not overwrite:
+        existing = Manifest.read(out_dir)
+        if existing.options == options:
             log(f"{out_dir}: already prepared with these options; nothing to do")
             return existing
         raise DataError(f"{out_dir}: holds a dataset prepared with other options "
-                        f"({existing.get('options')}); pass --overwrite to replace it")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+                        f"({existing.options}); pass --overwrite to replace it")
+    if out_dir.exists() and any(out_dir.iterdir()) and not manifest_path(out_dir).is_file():
         raise DataError(f"{out_dir}: exists, is not empty and is not a prepared dataset")
 
     cases = discover_cases(brats_dir)
@@ -153,32 +148,19 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
             log(f"skipped case {case_id}: {error}")
 
     split = {name: [c for c in split[name] if c in prepared] for name in SPLITS}
-    manifest = {"package_version": __version__, "options": options, "split": split,
-                "skipped": skipped, "cases": {c: prepared[c][2] for c in sorted(prepared)},
-                "slices": {name: [{"case": c, "slice": z} for c in split[name]
-                                  for z in prepared[c][2]["slices"]] for name in SPLITS}}
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    manifest = Manifest.create(__version__, options, split, skipped,
+                               {c: prepared[c][2] for c in sorted(prepared)})
+    with atomic_folder(out_dir, replace=True) as tmp:
         for name in SPLITS:
             parts = [prepared[c] for c in split[name]]
             size = (0, image_size, image_size, 1)
             images = np.concatenate([p[0] for p in parts]) if parts else np.zeros(size, np.float32)
             masks = np.concatenate([p[1] for p in parts]) if parts else np.zeros(size, np.uint8)
-            np.save(tmp / f"{name}_images.npy", images)
-            np.save(tmp / f"{name}_masks.npy", masks)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    counts = {name: len(manifest["slices"][name]) for name in SPLITS}
+            images_path, masks_path = split_paths(tmp, name)
+            np.save(images_path, images)
+            np.save(masks_path, masks)
+        manifest.write(tmp)
+    counts = {name: len(manifest.slices(name)) for name in SPLITS}
     log(f"{out_dir}: {len(prepared)} cases prepared ({len(skipped)} skipped); slices {counts}")
     return manifest
 
@@ -207,7 +189,10 @@ def define_flags():
     flags.mark_flags_as_required(["brats_dir", "out_dir"])
 
 
+def cli() -> None:
+    """Console entry point `boundary-aware-prepare`."""
+    run_absl(define_flags, main)
+
+
 if __name__ == "__main__":
-    from absl import app
-    define_flags()
-    app.run(main)
+    cli()

@@ -223,12 +223,21 @@ def main(argv):
     print(f"{f.out_dir}: wrote {len(ids)} synthetic cases of shape {shape}")
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
     flags.DEFINE_string("out_dir", None, "Output folder (BraTS 2018 layout).")
     flags.DEFINE_integer("num_cases", 10, "Number of cases.")
     flags.DEFINE_integer("seed", 0, "Seed: the same seed gives the same files.")
     flags.DEFINE_string("shape", "240,240,155", "Volume shape X,Y,Z.")
     flags.DEFINE_bool("distractors", True, "Add bright unlabelled look-alikes of the tumor rim.")
     flags.mark_flag_as_required("out_dir")
-    app.run(main)
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-synthetic`."""
+    from boundary_aware.cli import run_absl
+    run_absl(define_flags, main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,25 +10,20 @@ The runs drawn are those of one training seed (`--seed`), at the checkpoint
 the table scores.
 """
 
-import json
 from pathlib import Path
 
 import keras
 import numpy as np
 
 import boundary_aware.layers  # noqa: F401  (registers the custom layers)
-from boundary_aware.checkpoints import checkpoint_path
 from boundary_aware.data import load_prepared
+from boundary_aware.run_directory import RunDirectory
 from experiments.runner import run_dir
 
 
 def _load(run):
     """The checkpoint a run's rule scores (final.keras by default), as the table does."""
-    return keras.saving.load_model(checkpoint_path(run), safe_mode=True, compile=False)
-
-
-def _threshold(run):
-    return json.loads((Path(run) / "config.json").read_text())["eval"]["threshold"]
+    return keras.saving.load_model(RunDirectory(run).checkpoint(), safe_mode=True, compile=False)
 
 
 def pick_slices(masks, meta, count):
@@ -65,7 +60,7 @@ def figure3(table_dir, images, masks, meta, out, count=4, seed=0):
     import matplotlib.pyplot as plt
     columns = [("ours", "(c) Ours"), ("vnet", "(d) V-Net"), ("unet", "(e) U-Net")]
     runs = {name: run_dir(table_dir, name, seed) for name, _ in columns}
-    preds = {name: _load(run).predict(images, verbose=0)["seg"] > _threshold(run)
+    preds = {name: _load(run).predict(images, verbose=0)["seg"] > RunDirectory(run).threshold()
              for name, run in runs.items()}
     rows = pick_slices(masks, meta, count)
     fig, axes = plt.subplots(len(rows), 5, figsize=(12.5, 2.6 * len(rows)), squeeze=False)
@@ -93,7 +88,7 @@ def figures(table_dir, out, seed=0):
     matplotlib.use("Agg")
     table_dir, out = Path(table_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = json.loads((run_dir(table_dir, "ours", seed) / "config.json").read_text())
+    config = RunDirectory(run_dir(table_dir, "ours", seed)).read_config()
     images, masks, meta = load_prepared(config["data"]["prepared_dir"], "test")
     figure2(table_dir, images, masks, meta, out, seed)
     figure3(table_dir, images, masks, meta, out, seed=seed)
@@ -106,9 +101,18 @@ def main(argv):
     figures(flags.FLAGS.table_dir, flags.FLAGS.out, flags.FLAGS.seed)
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
     flags.DEFINE_string("table_dir", "results/table1", "Output folder of reproduce-table1.")
     flags.DEFINE_string("out", "results/table1/figures", "Where to write the PNG files.")
     flags.DEFINE_integer("seed", 0, "Which training seed's runs to draw.")
-    app.run(main)
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-figures`."""
+    from boundary_aware.cli import run_absl
+    run_absl(define_flags, main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,6 +1,6 @@
 """The paper's Table 1 in one command: `make reproduce-table1`.
 
-    python -m experiments.reproduce_table1 --out=results/table1 [--seeds=0,1,2] [--brats_dir=DIR]
+    boundary-aware-table1 --out=results/table1 [--seeds=0,1,2] [--brats_dir=DIR]
         [--split_file=F] [--profile=demo|paper] [--override=train.epochs=5 ...]
 
 Without --brats_dir it generates synthetic BraTS-like data and runs the demo
@@ -15,12 +15,14 @@ and resumes interrupted ones.
 Reference: Hatamizadeh et al. 2019, Table 1.
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-from boundary_aware.cli import exit_on
-from experiments.runner import (define_experiment_flags, parse_seeds, prepare_data, run_sweep,
-                                say)
-from experiments.seeded_table import HD_NOTE, load_runs, write_tables
+import os
+from pathlib import Path
+from typing import Sequence
+
+from boundary_aware.cli import run_absl
+from experiments.runner import define_experiment_flags, experiment_main, seeded_experiment
 from experiments.table1 import TABLE_ROWS
 
 PAPER = {  # Table 1 of the paper: (mean, std) per slice
@@ -34,55 +36,26 @@ JACCARD_NOTE = ("In the paper's Table 1 every Jaccard mean is above its Dice mea
                 "Jaccard index of the same predictions; ours shows Jaccard <= Dice.")
 
 
-def experiment_notes(synthetic, runs, overrides=()):
-    """The notes every seeded table carries: data, checkpoint, metrics policies."""
-    checkpoints = sorted({m.get("checkpoint") for seeds in runs.values() for m in seeds.values()})
-    notes = ["Paper values are on BraTS 2018 T1c slices; " +
-             ("ours here are on SYNTHETIC data and are not comparable to them." if synthetic
-              else "ours are on the data named in the title."),
-             f"Checkpoint scored: {', '.join(checkpoints)} (the weights after the last epoch; "
-             "the paper names no selection rule; see the README).", HD_NOTE,
-             "Empty masks: both empty gives Dice = Jaccard = 1 and HD = 0; exactly one empty "
-             "gives Dice = Jaccard = 0 and HD = the image diagonal (2D: of the slice; 3D: of the "
-             "volume). \"empty preds\": slices where the model predicts nothing, mean per seed "
-             "over the test slices.",
-             "Whole volume: every axial slice of the source volume is segmented (as `predict` "
-             "does) and scored in 3D at the source spacing; \"FP slices\": slices without tumor "
-             "core on which the model predicts tumor (per seed, summed over the test volumes)."]
-    if overrides:
-        notes.append("Config overrides: " + ", ".join(overrides))
-    return notes
+def reproduce(out: str | os.PathLike, brats_dir: str | None = None, split_file: str | None = None,
+              profile: str | None = None, overrides: Sequence[str] = (),
+              seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] = TABLE_ROWS) -> None:
+    """Table 1's rows over `seeds` into OUT/table1.* (module docstring)."""
+    seeded_experiment(out, "table1", "Table 1 reproduction", rows, seeds, brats_dir, split_file,
+                      profile, overrides, notes=[JACCARD_NOTE], paper=PAPER)
 
 
-def reproduce(out, brats_dir=None, split_file=None, profile=None, overrides=(), seeds=(0, 1, 2),
-              rows=TABLE_ROWS):
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    profile = profile or ("paper" if brats_dir else "demo")
-    synthetic = brats_dir is None
-    if synthetic:
-        say("no BRATS_DIR given: running the DEMO on SYNTHETIC data; these are NOT BraTS numbers")
-    prepared = prepare_data(out, profile, brats_dir, split_file)
-    runs = load_runs(run_sweep(out, rows, seeds, profile, prepared, overrides))
-    data = "synthetic BraTS-like data (NOT BraTS)" if synthetic else f"BraTS data in {brats_dir}"
-    title = f"Table 1 reproduction: {profile} profile on {data}"
-    notes = [JACCARD_NOTE] + experiment_notes(synthetic, runs, overrides)
-    write_tables(out, "table1", title, runs, notes, paper=PAPER)
-    say(f"wrote {out / 'table1.md'}, table1.csv, table1.json, table1_runs.csv")
-    print((out / "table1.md").read_text())
+def main(argv) -> None:
+    experiment_main(reproduce)
 
 
-def main(argv):
-    from absl import flags
-    del argv
-    f = flags.FLAGS
-    with exit_on(ValueError):
-        seeds = parse_seeds(f.seeds)
-    reproduce(f.out, f.brats_dir or None, f.split_file or None, f.profile or None, f.override,
-              seeds)
+def define_flags() -> None:
+    define_experiment_flags("results/table1")
+
+
+def cli() -> None:
+    """Console entry point `boundary-aware-table1`."""
+    run_absl(define_flags, main)
 
 
 if __name__ == "__main__":
-    from absl import app
-    define_experiment_flags("results/table1")
-    app.run(main)
+    cli()

@@ -1,96 +1,95 @@
 """Shared steps of the experiment scripts: data, runs (train + evaluate) over seeds."""
 
-import json
+from __future__ import annotations
+
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
-from boundary_aware.checkpoints import checkpoint_path
+from boundary_aware.run_directory import RunDirectory
+from experiments.table1 import PROFILE_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / "experiments" / "table1.py"
-DEMO_SYNTHETIC = {"num_cases": 24, "shape": "160,160,96", "seed": 0}
-PREPARE_OPTIONS = {"demo": {"image_size": 96, "slices_per_case": 12},
-                   "paper": {"image_size": 240, "slices_per_case": 20}}
 DEFAULT_SEEDS = (0, 1, 2)
 
 
-def say(message):
+def say(message: str) -> None:
     print(f"[boundary-aware] {message}", flush=True)
 
 
-def _python(args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    subprocess.run([sys.executable, *args], check=True, env=env, cwd=ROOT)
+def python_env(extra: dict | None = None) -> dict:
+    """The environment for a child Python process that imports this checkout's packages."""
+    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            **(extra or {})}
 
 
-def prepare_data(out, profile, brats_dir=None, split_file=None):
-    """Synthetic cases (no BraTS folder) or the user's BraTS, prepared into OUT/prepared."""
+def run_python(args, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """`python *args` in a child process, from the repository root, with `python_env`."""
+    env = python_env(kwargs.pop("env", None))
+    return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT, **kwargs)
+
+
+def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None) -> Path:
+    """Synthetic cases (no BraTS folder; demo profile) or the user's BraTS, prepared with the
+    profile's options (`table1.PROFILE_DATA`) into `prepared` (default OUT/prepared)."""
     out = Path(out)
+    options = PROFILE_DATA[profile]
     if brats_dir is None:
+        synthetic = options["synthetic"] or PROFILE_DATA["demo"]["synthetic"]
         brats_dir = out / "synthetic_brats"
         done = brats_dir / ".complete"
         if not done.exists():
-            say(f"generating {DEMO_SYNTHETIC['num_cases']} synthetic BraTS-like cases in {brats_dir} "
+            say(f"generating {synthetic['num_cases']} synthetic BraTS-like cases in {brats_dir} "
                 f"(NOT BraTS data)")
-            _python(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
-                     f"--num_cases={DEMO_SYNTHETIC['num_cases']}", f"--seed={DEMO_SYNTHETIC['seed']}",
-                     f"--shape={DEMO_SYNTHETIC['shape']}"])
+            run_python(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
+                        f"--num_cases={synthetic['num_cases']}", f"--seed={synthetic['seed']}",
+                        f"--shape={synthetic['shape']}"])
             done.write_text("ok\n")
-    prepared = out / "prepared"
-    options = PREPARE_OPTIONS[profile]
+    prepared = Path(prepared) if prepared else out / "prepared"
     args = ["-m", "data_prep.prepare_brats", f"--brats_dir={brats_dir}", f"--out_dir={prepared}",
             f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
     if split_file:
         args.append(f"--split_file={Path(split_file).resolve()}")
-    _python(args)
+    run_python(args)
     return prepared
 
 
-def _needs_evaluation(workdir):
-    metrics = workdir / "metrics.json"
-    if not metrics.exists():
-        return True
-    scored = checkpoint_path(workdir)
-    if scored.exists() and metrics.stat().st_mtime < scored.stat().st_mtime:
-        return True
-    return "per_volume" not in json.loads(metrics.read_text())  # written by an older version
-
-
-def run_variant(variant, profile, prepared, workdir, overrides=(), seed=None):
+def run_variant(variant: str, profile: str, prepared, workdir, overrides=(),
+                seed: int | None = None) -> Path:
     """Train (resuming if needed) and evaluate one variant; returns its metrics.json path."""
-    workdir = Path(workdir)
-    args = [f"--config={CONFIG_FILE}:{variant},{profile}", f"--workdir={workdir}",
+    run = RunDirectory(workdir)
+    args = [f"--config={CONFIG_FILE}:{variant},{profile}", f"--workdir={run.path}",
             f"--config.data.prepared_dir={Path(prepared).resolve()}"]
     if seed is not None:
         args.append(f"--config.train.seed={seed}")
     args += [f"--config.{o}" for o in overrides]
-    state = workdir / "state.json"
-    if state.exists() and json.loads(state.read_text()).get("completed"):
-        say(f"{workdir.name}: training already complete in {workdir}")
+    if run.is_complete():
+        say(f"{run.path.name}: training already complete in {run.path}")
     else:
-        say(f"{workdir.name}: training in {workdir}")
-        _python(["-m", "boundary_aware.train", *args])
-    if _needs_evaluation(workdir):
-        say(f"{workdir.name}: evaluating")
-        _python(["-m", "boundary_aware.evaluate", f"--workdir={workdir}"])
-    return workdir / "metrics.json"
+        say(f"{run.path.name}: training in {run.path}")
+        run_python(["-m", "boundary_aware.train", *args])
+    if run.needs_evaluation():
+        say(f"{run.path.name}: evaluating")
+        run_python(["-m", "boundary_aware.evaluate", f"--workdir={run.path}"])
+    return run.metrics_path
 
 
-def run_dir(out, variant, seed):
+def run_dir(out, variant: str, seed: int) -> Path:
     """Where a run (variant, seed) lives: OUT/runs/VARIANT_seedSEED."""
     return Path(out) / "runs" / f"{variant}_seed{seed}"
 
 
-def run_sweep(out, variants, seeds, profile, prepared, overrides=()):
+def run_sweep(out, variants, seeds, profile: str, prepared, overrides=()) -> dict:
     """Every variant over every seed, one after another; {variant: {seed: metrics.json}}."""
     return {variant: {seed: run_variant(variant, profile, prepared, run_dir(out, variant, seed),
                                         overrides, seed=seed) for seed in seeds}
             for variant in variants}
 
 
-def parse_seeds(text):
+def parse_seeds(text: str) -> tuple[int, ...]:
     """"0,1,2" -> (0, 1, 2); a clear error for anything else."""
     try:
         seeds = tuple(int(s) for s in str(text).split(",") if s.strip())
@@ -101,7 +100,42 @@ def parse_seeds(text):
     return seeds
 
 
-def define_experiment_flags(default_out):
+def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Sequence[int],
+                      brats_dir=None, split_file=None, profile: str | None = None,
+                      overrides: Sequence[str] = (), notes: Sequence[str] = (),
+                      paper: dict | None = None) -> None:
+    """Prepare the data, run every row over every seed, write OUT/STEM.{md,json,csv} and
+    STEM_runs.csv (`seeded_table.write_tables`). Without `brats_dir`: synthetic demo data."""
+    from experiments.seeded_table import experiment_notes, load_runs, write_tables
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    profile = profile or ("paper" if brats_dir else "demo")
+    synthetic = brats_dir is None
+    if synthetic:
+        say(f"no BRATS_DIR given: {title} on SYNTHETIC data; these are NOT BraTS numbers")
+    prepared = prepare_data(out, profile, brats_dir, split_file)
+    runs = load_runs(run_sweep(out, rows, seeds, profile, prepared, overrides))
+    data = "synthetic BraTS-like data (NOT BraTS)" if synthetic else f"BraTS data in {brats_dir}"
+    write_tables(out, stem, f"{title}: {profile} profile on {data}", runs,
+                 list(notes) + experiment_notes(synthetic, runs, overrides), paper=paper)
+    say(f"wrote {out / (stem + '.md')}, {stem}.csv, {stem}.json, {stem}_runs.csv")
+    print((out / f"{stem}.md").read_text())
+
+
+def experiment_main(experiment) -> None:
+    """Run `experiment(out, brats_dir, split_file, profile, overrides, seeds)` from the flags
+    of `define_experiment_flags`."""
+    from absl import flags
+
+    from boundary_aware.cli import exit_on
+    f = flags.FLAGS
+    with exit_on(ValueError):
+        seeds = parse_seeds(f.seeds)
+    experiment(f.out, f.brats_dir or None, f.split_file or None, f.profile or None, f.override,
+               seeds)
+
+
+def define_experiment_flags(default_out: str) -> None:
     """The flags shared by reproduce_table1 and ablation."""
     from absl import flags
     flags.DEFINE_string("out", default_out, "Output folder (data, runs, tables).")

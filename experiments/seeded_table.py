@@ -13,20 +13,18 @@ seeds first, then `boundary_aware.comparison.paired_comparison` gives the mean
 difference (Ours minus the other row), its 95% bootstrap CI and the Wilcoxon
 p-value.
 
-Reference: DESIGN.md section 5 (statistics).
+Reference: docs/design.md ("Statistics").
 """
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from boundary_aware.comparison import average_over_seeds, paired_comparison
-from boundary_aware.files import atomic_write_text
+from boundary_aware.files import atomic_write_csv, atomic_write_text
+from boundary_aware.metrics import METRIC_NAMES
 
-METRICS = ("dice", "jaccard", "hd", "hd95")
 COMPARED_METRICS = ("dice", "hd95")
 ROW_NAMES = {"unet": "U-Net", "vnet": "V-Net", "ours_no_edge": "Ours (no edge loss)",
              "ours": "Ours", "ours_no_edge_bce": "Ours (no edge BCE)",
@@ -35,6 +33,26 @@ HD_NOTE = ("The paper gives no unit and no empty-mask policy for HD; ours is in 
            "where exactly one mask is empty scores the image diagonal, so HD means are dominated "
            "by empty predictions: see the medians, the means over non-empty pairs and the count "
            "of empty predictions.")
+
+
+def experiment_notes(synthetic, runs, overrides=()):
+    """The notes every seeded table carries: data, checkpoint, metrics policies."""
+    checkpoints = sorted({m.get("checkpoint") for seeds in runs.values() for m in seeds.values()})
+    notes = ["Paper values are on BraTS 2018 T1c slices; " +
+             ("ours here are on SYNTHETIC data and are not comparable to them." if synthetic
+              else "ours are on the data named in the title."),
+             f"Checkpoint scored: {', '.join(checkpoints)} (the weights after the last epoch; "
+             "the paper names no selection rule; see docs/design.md).", HD_NOTE,
+             "Empty masks: both empty gives Dice = Jaccard = 1 and HD = 0; exactly one empty "
+             "gives Dice = Jaccard = 0 and HD = the image diagonal (2D: of the slice; 3D: of the "
+             "volume). \"empty preds\": slices where the model predicts nothing, mean per seed "
+             "over the test slices.",
+             "Whole volume: every axial slice of the source volume is segmented (as `predict` "
+             "does) and scored in 3D at the source spacing; \"FP slices\": slices without tumor "
+             "core on which the model predicts tumor (per seed, summed over the test volumes)."]
+    if overrides:
+        notes.append("Config overrides: " + ", ".join(overrides))
+    return notes
 
 
 def _mean_std(values):
@@ -50,7 +68,7 @@ def row_summary(variant, runs):
     row = {"variant": variant, "model": ROW_NAMES.get(variant, variant), "seeds": seeds,
            "checkpoint": first.get("checkpoint_rule"), "params": first.get("params"),
            "slices": first["per_slice"]["n"]}
-    for name in METRICS:
+    for name in METRIC_NAMES:
         values = [m["per_slice"][name]["mean"] for m in per_seed]
         row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
         row[f"{name}_per_seed"] = values
@@ -64,7 +82,7 @@ def row_summary(variant, runs):
     row["empty_pred_slices_per_seed"] = [m["per_slice"]["empty"]["pred"] for m in per_seed]
     if all(m.get("per_volume") for m in per_seed):
         row["cases"] = first["per_volume"]["n"]
-        for name in METRICS:
+        for name in METRIC_NAMES:
             values = [m["per_volume"][name]["mean"] for m in per_seed]
             row[f"volume_{name}_mean"], row[f"volume_{name}_std"] = _mean_std(values)
         row["volume_dice_per_seed"] = [m["per_volume"]["dice"]["mean"] for m in per_seed]
@@ -83,7 +101,7 @@ def run_records(variant, runs):
         m = runs[seed]
         record = {"variant": variant, "seed": seed, "checkpoint": m.get("checkpoint"),
                   "epoch": m.get("epoch")}
-        for name in METRICS:
+        for name in METRIC_NAMES:
             record[f"{name}_mean"] = m["per_slice"][name]["mean"]
             if m.get("per_volume"):
                 record[f"volume_{name}_mean"] = m["per_volume"][name]["mean"]
@@ -180,17 +198,6 @@ def render(title, rows, comps, notes, paper=None):
     return "\n".join(lines)
 
 
-def _csv(records):
-    fields = list(dict.fromkeys(k for r in records for k in r))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for r in records:
-        writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else v
-                         for k, v in r.items()})
-    return buffer.getvalue()
-
-
 def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours"):
     """Write OUT/STEM.md, .json, .csv (one line per row) and STEM_runs.csv (one per run).
 
@@ -207,8 +214,8 @@ def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours")
     atomic_write_text(out / f"{stem}.json", json.dumps(
         {"title": title, "notes": notes, "rows": rows, "comparisons": comps, "runs": records},
         indent=1))
-    atomic_write_text(out / f"{stem}.csv", _csv(rows))
-    atomic_write_text(out / f"{stem}_runs.csv", _csv(records))
+    atomic_write_csv(out / f"{stem}.csv", rows)
+    atomic_write_csv(out / f"{stem}_runs.csv", records)
     return rows, comps
 
 

@@ -8,10 +8,12 @@ Variants (one per table row, plus the finer ablation):
     stream reduced bilinearly, not by area, before the fusion).
 Profiles:
     paper: 240 x 240, batch 8, Adam lr0 = 1e-3, Eq. 6 poly decay per epoch
-           (power 0.9), 100 epochs (the paper does not give the number), DESIGN
-           default widths;
+           (power 0.9), 100 epochs (the paper does not give the number), the
+           widths of docs/design.md;
     demo:  the synthetic BraTS-like data at 96 x 96, narrow models, sized so the
            whole table runs in minutes on 2 CPU cores.
+The data each profile prepares (slice size, slices per case, synthetic cases)
+is `PROFILE_DATA`.
 Every value can be overridden: --config.train.epochs=5.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
@@ -19,17 +21,30 @@ Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 
 import ml_collections
 
+from boundary_aware.losses import PAPER_WEIGHTS
+
+L1, L2, L3 = PAPER_WEIGHTS  # Eq. 3's weights (Sec. 3.2)
 VARIANTS = {  # variant: (model, (l1, l2, l3), model options beyond the profile's)
-    "unet": ("unet", (1.0, 0.0, 0.0), {}),
-    "vnet": ("vnet", (1.0, 0.0, 0.0), {}),
-    "ours_no_edge": ("ours", (1.0, 0.0, 0.0), {}),
-    "ours": ("ours", (1.0, 0.5, 0.1), {}),
-    "ours_no_edge_bce": ("ours", (1.0, 0.5, 0.0), {}),
-    "ours_bilinear_fusion": ("ours", (1.0, 0.5, 0.1), {"fusion": "bilinear"}),
+    "unet": ("unet", (L1, 0.0, 0.0), {}),
+    "vnet": ("vnet", (L1, 0.0, 0.0), {}),
+    "ours_no_edge": ("ours", (L1, 0.0, 0.0), {}),
+    "ours": ("ours", (L1, L2, L3), {}),
+    "ours_no_edge_bce": ("ours", (L1, L2, 0.0), {}),
+    "ours_bilinear_fusion": ("ours", (L1, L2, L3), {"fusion": "bilinear"}),
 }
 TABLE_ROWS = ("unet", "vnet", "ours_no_edge", "ours")
 ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion")
-PROFILES = ("paper", "demo")
+
+# The data side of each profile: the slice size, the slices kept per case, the
+# default prepared folder, and (demo) the synthetic cases generated when no
+# BraTS folder is given. The experiment scripts prepare data from these.
+PROFILE_DATA = {
+    "paper": {"image_size": 240, "slices_per_case": 20, "prepared_dir": "data/prepared",
+              "synthetic": None},
+    "demo": {"image_size": 96, "slices_per_case": 12, "prepared_dir": "data/demo_prepared",
+             "synthetic": {"num_cases": 24, "shape": "160,160,96", "seed": 0}},
+}
+PROFILES = tuple(PROFILE_DATA)
 
 MODEL_KWARGS = {
     "paper": {"ours": dict(base_filters=32, shape_filters=32, dspp_rates=(6, 12, 18),
@@ -62,8 +77,8 @@ def get_config(arg="ours,demo"):
     c.loss.edge_bce_reduction = "scaled_mean"  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
 
     c.data = ml_collections.ConfigDict()
-    c.data.prepared_dir = "data/prepared" if profile == "paper" else "data/demo_prepared"
-    c.data.image_size = 240 if profile == "paper" else 96
+    c.data.prepared_dir = PROFILE_DATA[profile]["prepared_dir"]
+    c.data.image_size = PROFILE_DATA[profile]["image_size"]
     c.data.augment = ml_collections.ConfigDict(dict(
         enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
         scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))
@@ -84,5 +99,5 @@ def get_config(arg="ours,demo"):
     c.eval = ml_collections.ConfigDict()
     c.eval.threshold = 0.5
     c.eval.batch_size = 16
-    c.eval.checkpoint = "final"  # the scored checkpoint: final or best (boundary_aware.checkpoints)
+    c.eval.checkpoint = "final"  # the scored checkpoint: final or best (boundary_aware.run_directory)
     return c

@@ -1,8 +1,6 @@
 """Shared test helpers. The Keras backend comes from KERAS_BACKEND (the Makefile
 runs the `backend`-marked tests under both TensorFlow and JAX)."""
 
-import os
-import sys
 from pathlib import Path
 
 import keras
@@ -10,7 +8,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 
 
 def value_and_grad(fn, x):
@@ -42,11 +39,16 @@ def to_numpy(x):
 
 def run_python(code, env=None, timeout=300):
     """Run `code` in a fresh interpreter (same backend unless env overrides)."""
-    import subprocess
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
-                **(env or {})}
-    return subprocess.run([sys.executable, "-c", code], env=full_env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    from experiments import runner
+    return runner.run_python(["-c", code], check=False, env={"TF_CPP_MIN_LOG_LEVEL": "3",
+                                                             **(env or {})},
+                             capture_output=True, text=True, timeout=timeout)
+
+
+def module_code(module, args):
+    """Python code that runs `python -m module *args` (for `run_python`, which can prepend code)."""
+    return f"import runpy, sys\nsys.argv = [{module!r}, *{list(args)!r}]\n" \
+           f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
 
 
 @pytest.fixture(autouse=True)

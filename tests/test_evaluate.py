@@ -13,7 +13,7 @@ from boundary_aware.evaluate import evaluate, score_volume, summarize
 from boundary_aware.predict import predict_path
 from data_prep import synthetic
 from data_prep.prepare_brats import prepare
-from tests.conftest import run_python
+from tests.conftest import module_code, run_python
 
 TINY_RUN = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
             "--config.train.batch_size=4", "--config.train.epochs=30", "--config.eval.batch_size=8",
@@ -61,11 +61,7 @@ def trained_run(tmp_path_factory):
     prepare(root / "brats", root / "prepared", slices_per_case=4, image_size=32, log=lambda *a: None)
     args = ["--config=experiments/table1.py:unet,demo", f"--workdir={root / 'run'}",
             f"--config.data.prepared_dir={root / 'prepared'}", *TINY_RUN]
-    code = ("import sys; from absl import app, flags; from ml_collections import config_flags\n"
-            "import boundary_aware.train as t\n"
-            "config_flags.DEFINE_config_file('config', None, '')\n"
-            "flags.DEFINE_string('workdir', None, '')\n"
-            f"sys.argv = ['train'] + {args!r}\napp.run(t.main)\n")
+    code = module_code("boundary_aware.train", args)
     result = run_python(code, env={"KERAS_BACKEND": "tensorflow"})
     assert result.returncode == 0, result.stderr[-3000:]
     return root

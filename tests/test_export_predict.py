@@ -86,10 +86,10 @@ print("ok")
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
-def test_readme_snippet_runs_without_the_package(exported, tmp_path):
-    """The README's SavedModel snippet, with boundary_aware made unimportable."""
+def test_deployment_guide_snippet_runs_without_the_package(exported, tmp_path):
+    """The deployment guide's SavedModel snippet, with boundary_aware made unimportable."""
     root, _, expected = exported
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "deployment.md").read_text()
     snippet = re.search(r"<!-- savedmodel-snippet -->\n```python\n(.*?)```", readme, re.S).group(1)
     snippet = snippet.replace("path/to/export", str(root / "saved"))
     code = ("import sys; sys.modules['boundary_aware'] = None\n"

@@ -12,7 +12,7 @@ from boundary_aware.train import TrainingError, poly_learning_rate, train
 from data_prep import synthetic
 from data_prep.prepare_brats import prepare
 from experiments.table1 import get_config
-from tests.conftest import run_python
+from tests.conftest import module_code, run_python
 
 # U-Net: the resume logic is the same for every model, and it compiles fastest.
 TINY = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
@@ -28,15 +28,13 @@ def prepared(tmp_path_factory):
     return root / "prepared"
 
 
-def train_command(workdir, prepared, extra=()):
+def train_command(workdir, prepared, extra=(), kill_at=None):
+    """Python code that trains through the command-line entry (optionally killed at EPOCH:BATCH)."""
     args = ["--config=experiments/table1.py:unet,demo", f"--workdir={workdir}",
             f"--config.data.prepared_dir={prepared}", *TINY, *extra]
-    return ("import sys; from absl import app, flags; from ml_collections import config_flags\n"
-            "import boundary_aware.train as t\n"
-            "config_flags.DEFINE_config_file('config', None, '')\n"
-            "flags.DEFINE_string('workdir', None, '')\n"
-            f"sys.argv = ['train'] + {args!r}\n"
-            "app.run(t.main)\n")
+    if kill_at:
+        return module_code("tests.fault_injection", [*args, f"--kill_at={kill_at}"])
+    return module_code("boundary_aware.train", args)
 
 
 def test_poly_learning_rate_is_eq6():
@@ -49,8 +47,8 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_run(tmp_path, pre
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     result = run_python(train_command(straight, prepared), env={"KERAS_BACKEND": "tensorflow"})
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run_python(train_command(killed, prepared),
-                        env={"KERAS_BACKEND": "tensorflow", "BOUNDARY_AWARE_KILL_AT": "2:1"})
+    result = run_python(train_command(killed, prepared, kill_at="2:1"),
+                        env={"KERAS_BACKEND": "tensorflow"})
     assert result.returncode == -signal.SIGKILL
     state = json.loads((killed / "state.json").read_text())
     assert state["epoch"] == 1 and not state.get("completed")
@@ -113,3 +111,22 @@ def test_trains_on_jax_without_tensorflow(tmp_path, prepared):
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((tmp_path / "jax" / "state.json").read_text())
     assert state["backend"] == "jax" and state["completed"] and state["epoch"] == 1
+
+
+def test_no_edge_loss_run_trains_without_the_per_trace_gradient_warning(tmp_path, prepared, capsys):
+    """The edge head of "no edge loss" gets no gradient by design: said once, not warned per trace."""
+    import warnings
+
+    config = get_config("ours_no_edge,demo")
+    config.data.prepared_dir = str(prepared)
+    config.data.image_size = 32
+    config.model.kwargs.update(base_filters=4, shape_filters=4, dspp_rates=(1, 2, 3))
+    config.train.batch_size = 4
+    config.train.epochs = 1
+    config.train.jit_compile = "off"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = train(config, tmp_path / "run")
+    assert state["completed"]
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    assert capsys.readouterr().out.count("the edge head is not trained") == 1

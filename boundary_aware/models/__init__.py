@@ -1,5 +1,9 @@
 """Model families: the boundary-aware net ("ours") and the U-Net and V-Net baselines."""
 
+from __future__ import annotations
+
+import keras
+
 from boundary_aware.models.boundary_aware_net import boundary_aware_net
 from boundary_aware.models.unet import unet
 from boundary_aware.models.vnet import vnet
@@ -7,7 +11,8 @@ from boundary_aware.models.vnet import vnet
 MODELS = {"ours": boundary_aware_net, "unet": unet, "vnet": vnet}
 
 
-def build_model(name, input_shape=(240, 240, 1), **kwargs):
+def build_model(name: str, input_shape: tuple[int, int, int] = (240, 240, 1),
+                **kwargs) -> keras.Model:
     """Return a `keras.Model` for `name` in `"ours"`, `"unet"`, `"vnet"`.
 
     Keyword arguments go to the family's builder (`base_filters`, `norm`,

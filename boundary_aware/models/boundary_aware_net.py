@@ -2,7 +2,7 @@
 
 Reference: Hatamizadeh, Terzopoulos, Myronenko, "End-to-End Boundary Aware
 Networks for Medical Image Segmentation", MLMI 2019, Sec. 2.1-2.2 and Fig. 1.
-Our reading of the places the paper leaves open is DESIGN.md section 2.
+Our reading of the places the paper leaves open is docs/design.md, "Architecture".
 """
 
 import keras

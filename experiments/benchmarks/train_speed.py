@@ -30,14 +30,14 @@ GPU machine.
 import argparse
 import itertools
 import json
-import os
 import resource
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from experiments.runner import ROOT, run_python
+
+# The reference lives outside this repository, in the shared folder checked
+# out beside it (../shared/bench); --reference needs it and PyTorch.
 ANCHOR = ROOT.parent / "shared" / "bench" / "anchor_unet.py"
 
 
@@ -79,7 +79,7 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     model = training.build_and_compile(config, precision)
     size = config.data.image_size
     gflop = forward_flops(model) / 1e9
-    with_edge = "edge" in model.output_names and any(config.loss.weights[1:])
+    with_edge = training.trains_edge(config, model)
 
     # in-memory batches: smooth random blobs as masks, the image brighter inside
     n = batch_size * max(steps, warmup_steps)
@@ -145,13 +145,12 @@ def main(argv=None):
     if args.one:
         print("RESULT " + json.dumps(run_one(**json.loads(args.one))), flush=True)
         return
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     if args.reference:
         for batch in batch_sizes:
-            out = subprocess.run([sys.executable, str(ANCHOR), "torch", "--precision", "bf16",
-                                  "--batch", str(batch), "--steps", str(args.steps)],
-                                 capture_output=True, text=True, env=env, timeout=args.timeout)
+            out = run_python([str(ANCHOR), "torch", "--precision", "bf16", "--batch", str(batch),
+                              "--steps", str(args.steps)], check=False, capture_output=True,
+                             text=True, timeout=args.timeout)
             print("reference " + (out.stdout.strip() or out.stderr.strip()[-300:]), flush=True)
     grid = itertools.product(args.models.split(","), batch_sizes, args.precisions.split(","),
                              args.jit.split(","))
@@ -160,9 +159,8 @@ def main(argv=None):
                    precision=precision, jit=jit, steps=args.steps, warmup_steps=args.warmup_steps)
         label = f"{model_name} batch={batch} {precision} xla={jit}"
         try:
-            out = subprocess.run([sys.executable, "-m", "experiments.benchmarks.train_speed",
-                                  f"--one={json.dumps(one)}"], capture_output=True, text=True,
-                                 env=env, cwd=ROOT, timeout=args.timeout)
+            out = run_python(["-m", "experiments.benchmarks.train_speed", f"--one={json.dumps(one)}"],
+                             check=False, capture_output=True, text=True, timeout=args.timeout)
         except subprocess.TimeoutExpired:
             print(f"{label}: timed out after {args.timeout:.0f} s", flush=True)
             continue

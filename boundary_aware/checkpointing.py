@@ -1,0 +1,117 @@
+"""A run's checkpoints and provenance: what training writes after every epoch.
+
+`new_state` records where a run comes from (package version, git commit,
+the prepared data's manifest hash, backend, precision); `EpochCheckpoint`
+writes, after every epoch and each atomically, the validation Dice, the
+history (`state.json` and `history.csv`), the last checkpoint (the resume
+point) and the best one by validation Dice. File names come from
+`boundary_aware.run_directory`.
+
+Reference: Hatamizadeh et al. 2019, Sec. 3.2; docs/design.md ("Which checkpoint").
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from boundary_aware import metrics
+from boundary_aware.data import manifest_path
+from boundary_aware.files import atomic_save_model, atomic_write_csv, file_sha256
+from boundary_aware.run_directory import RunDirectory
+from boundary_aware.version import __version__
+
+
+def git_commit() -> str | None:
+    """The package's git commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def data_fingerprint(prepared) -> str:
+    """SHA-256 of a prepared dataset's manifest (it holds every source file's hash)."""
+    return file_sha256(manifest_path(prepared))
+
+
+def new_state(prepared, precision: str) -> dict:
+    """The state of a run before its first epoch, with its provenance."""
+    return {"epoch": 0, "best_val_dice": -1.0, "best_epoch": 0, "history": [],
+            "package_version": __version__, "git_commit": git_commit(),
+            "data_manifest_sha256": data_fingerprint(prepared),
+            "backend": keras.backend.backend(), "precision": precision}
+
+
+def mean_slice_dice(model, images, masks, batch_size: int, threshold: float) -> float:
+    """Mean per-slice Dice on a validation set (empty-mask policy of metrics)."""
+    if len(images) == 0:
+        return float("nan")
+    pred = model.predict(images, batch_size=batch_size, verbose=0)["seg"] > threshold
+    return float(np.mean([metrics.dice_score(p[..., 0], m[..., 0] > 0)
+                          for p, m in zip(pred, masks)]))
+
+
+def write_history_csv(path, history: list[dict]) -> None:
+    """The history as CSV: epoch first, then the other columns in name order."""
+    fields = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    atomic_write_csv(path, history, fields)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Per epoch: validation Dice, history, best and last checkpoints, state (module docstring).
+
+    A non-finite loss stops training at the end of its batch (`nan_batch`
+    says where); that epoch writes nothing, so the previous epoch's
+    checkpoint stays the resume point.
+    """
+
+    def __init__(self, run: RunDirectory, val_images, val_masks, batch_size: int,
+                 threshold: float, state: dict):
+        super().__init__()
+        self.run = run
+        self.val = (val_images, val_masks)
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.state = state
+        self.nan_batch = None
+        self.epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_batch = (self.state["epoch"], batch, float(loss))
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_batch is not None:
+            return  # keep the previous epoch's checkpoint: it is the backup
+        logs = dict(logs or {})
+        val_dice = mean_slice_dice(self.model, *self.val, self.batch_size, self.threshold)
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch + 1, "learning_rate": lr, "val_dice": val_dice,
+               "seconds": round(time.time() - self.epoch_start, 3),
+               **{k: float(v) for k, v in sorted(logs.items()) if k != "learning_rate"}}
+        improved = math.isfinite(val_dice) and val_dice > self.state["best_val_dice"]
+        best = self.run.checkpoint("best")
+        if improved or not best.exists():
+            atomic_save_model(self.model, best)
+            self.state["best_val_dice"] = val_dice if math.isfinite(val_dice) else -1.0
+            self.state["best_epoch"] = epoch + 1
+        atomic_save_model(self.model, self.run.checkpoint("last"))
+        self.state["epoch"] = epoch + 1
+        self.state["history"].append(row)
+        self.run.write_state(self.state)
+        write_history_csv(self.run.history_path, self.state["history"])
+        print(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}, "
+              f"val Dice {val_dice:.4f}, lr {lr:.2e}, {row['seconds']:.1f} s", flush=True)

@@ -1,0 +1,110 @@
+"""A training run's folder: the one place that knows its file names.
+
+    WORKDIR/
+        config.json    the resolved experiment config (written once, checked on resume)
+        state.json     epochs done, best epoch, history and provenance (after every epoch)
+        history.csv    the history as a table
+        last.keras     the resume point (after every epoch)
+        best.keras     highest validation Dice so far
+        final.keras    the weights after the last epoch (once training completes)
+        metrics.json   the test scores (`boundary_aware.evaluate`)
+        tensorboard/   TensorBoard logs (TensorFlow backend)
+
+Which checkpoint is scored, exported and used for prediction: the paper names
+no rule. Ours, `config.eval.checkpoint`, is "final" by default: with Eq. 6 the
+learning rate ends near zero and the batch-norm moving statistics have
+settled, whereas a "best" checkpoint chosen on a small validation split can
+come from an early epoch whose statistics have not. "best" stays available,
+and `evaluate` scores both (docs/design.md, "Which checkpoint").
+
+Reference: Hatamizadeh et al. 2019, Sec. 3.2 (Eq. 6); docs/design.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from boundary_aware.files import atomic_write_text
+
+CHECKPOINTS = ("final", "best", "last")
+DEFAULT_RULE = "final"
+
+
+def scored_checkpoint(config: dict) -> str:
+    """The checkpoint name ("final" or "best") that a run's config (a dict) asks to score."""
+    name = config.get("eval", {}).get("checkpoint", DEFAULT_RULE)
+    if name not in CHECKPOINTS:
+        raise ValueError(f"eval.checkpoint must be one of {CHECKPOINTS}, got {name!r}")
+    return name
+
+
+class RunDirectory:
+    """Paths and records of one training run (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.state_path = self.path / "state.json"
+        self.metrics_path = self.path / "metrics.json"
+        self.history_path = self.path / "history.csv"
+        self.tensorboard_path = self.path / "tensorboard"
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    @staticmethod
+    def looks_like_one(path: str | os.PathLike) -> bool:
+        """Whether `path` is a folder holding any checkpoint of a run."""
+        return Path(path).is_dir() and any((Path(path) / f"{c}.keras").is_file()
+                                           for c in CHECKPOINTS)
+
+    def checkpoint(self, name: str | None = None) -> Path:
+        """Path of checkpoint `name`; None: the one the run's rule names (module docstring)."""
+        if name is None:
+            name = scored_checkpoint(self.read_config() if self.config_path.is_file() else {})
+        if name not in CHECKPOINTS:
+            raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {name!r}")
+        return self.path / f"{name}.keras"
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.config_path.is_file():
+            raise FileNotFoundError(f"{self.config_path}: not found; is {self.path} a training "
+                                    f"run directory?")
+        return json.loads(self.config_path.read_text())
+
+    def threshold(self) -> float:
+        """The probability threshold of the run's config (`eval.threshold`)."""
+        return float(self.read_config()["eval"]["threshold"])
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The training state, or None before the first epoch completes."""
+        return json.loads(self.state_path.read_text()) if self.state_path.is_file() else None
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        """The test scores, or None before evaluation."""
+        return json.loads(self.metrics_path.read_text()) if self.metrics_path.is_file() else None
+
+    def is_complete(self) -> bool:
+        """Whether training has run to its last epoch and written final.keras."""
+        return bool((self.read_state() or {}).get("completed"))
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_text(self.config_path, json.dumps(config, indent=1, sort_keys=True))
+
+    def write_state(self, state: dict) -> None:
+        atomic_write_text(self.state_path, json.dumps(state, indent=1))
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=1))
+
+    def needs_evaluation(self) -> bool:
+        """No metrics yet, metrics older than the scored checkpoint, or from an older version."""
+        if not self.metrics_path.exists():
+            return True
+        scored = self.checkpoint()
+        if scored.exists() and self.metrics_path.stat().st_mtime < scored.stat().st_mtime:
+            return True
+        return "per_volume" not in self.read_metrics()
