@@ -7,6 +7,14 @@ history (`state.json` and `history.csv`), the last checkpoint (the resume
 point) and the best one by validation Dice. File names come from
 `boundary_aware.run_directory`.
 
+Verified resumes: `state.json` records the SHA-256 of the checkpoint it
+belongs to (`checkpoint_sha256`) and a snapshot of the epoch before
+(`previous`). The new `last.keras` is complete before the old one becomes
+`previous.keras`, and `state.json` is written last, so after a crash at any
+point one of them matches the state (or the snapshot before it), and
+`resume_point` finds it; a damaged or missing checkpoint falls back to the
+kept one with a message, never silently to other weights.
+
 Reference: Hatamizadeh et al. 2019, Sec. 3.2; docs/design.md ("Which checkpoint").
 """
 
@@ -48,6 +56,57 @@ def new_state(prepared, precision: str) -> dict:
             "package_version": __version__, "git_commit": git_commit(),
             "data_manifest_sha256": data_fingerprint(prepared),
             "backend": keras.backend.backend(), "precision": precision}
+
+
+ROLLBACK_KEYS = ("epoch", "best_val_dice", "best_epoch", "checkpoint_sha256")
+
+
+class ResumeError(RuntimeError):
+    """No checkpoint in the run directory matches its state."""
+
+
+def _rolled_back(state: dict) -> dict | None:
+    """The state of the epoch before, from the snapshot `state["previous"]`."""
+    previous = state.get("previous")
+    if not previous:
+        return None
+    return {**state, **previous, "history": state["history"][:previous["epoch"]], "previous": None}
+
+
+def resume_point(run: RunDirectory, state: dict) -> tuple[Path | None, dict]:
+    """(checkpoint to resume from, the state that goes with it); None: start from epoch 0.
+
+    Tries `last.keras` against the state, then `previous.keras` against the
+    state (a crash between the checkpoint and the state write) and against
+    the state of the epoch before (`last.keras` damaged or lost), and says so
+    when it falls back. Runs written before checksums were recorded resume
+    from `last.keras` unverified.
+    """
+    last = run.checkpoint("last")
+    if "checkpoint_sha256" not in state:  # written by an older version
+        if not last.is_file():
+            raise ResumeError(f"{last}: missing; state.json says {state['epoch']} epochs are done")
+        return last, state
+    older = _rolled_back(state)
+    candidates = [(last, state, None),
+                  (run.previous_path, state, "last.keras does not match state.json (a write "
+                                             "was interrupted)"),
+                  (run.previous_path, older, "last.keras is missing or damaged")]
+    for path, candidate, why in candidates:
+        if candidate is None:
+            continue
+        if candidate["epoch"] == 0:
+            print(f"{run.path}: {why}; no earlier checkpoint is kept, so training restarts "
+                  f"from epoch 0", flush=True)
+            return None, candidate
+        if path.is_file() and file_sha256(path) == candidate["checkpoint_sha256"]:
+            if why:
+                print(f"{run.path}: {why}; resuming from {path.name}, the checkpoint of epoch "
+                      f"{candidate['epoch']}", flush=True)
+            return path, candidate
+    raise ResumeError(f"{last}: missing or damaged, and no kept checkpoint matches state.json "
+                      f"(epoch {state['epoch']}); this run cannot be resumed exactly: train it "
+                      f"in a new --workdir")
 
 
 def mean_slice_dice(model, images, masks, batch_size: int, threshold: float) -> float:
@@ -97,6 +156,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if self.nan_batch is not None:
             return  # keep the previous epoch's checkpoint: it is the backup
         logs = dict(logs or {})
+        self.state["previous"] = {k: self.state.get(k) for k in ROLLBACK_KEYS}
         val_dice = mean_slice_dice(self.model, *self.val, self.batch_size, self.threshold)
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch + 1, "learning_rate": lr, "val_dice": val_dice,
@@ -108,7 +168,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
             atomic_save_model(self.model, best)
             self.state["best_val_dice"] = val_dice if math.isfinite(val_dice) else -1.0
             self.state["best_epoch"] = epoch + 1
-        atomic_save_model(self.model, self.run.checkpoint("last"))
+        self.state["checkpoint_sha256"] = atomic_save_model(
+            self.model, self.run.checkpoint("last"), previous=self.run.previous_path)
         self.state["epoch"] = epoch + 1
         self.state["history"].append(row)
         self.run.write_state(self.state)

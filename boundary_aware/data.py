@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from boundary_aware.errors import DataError  # noqa: F401  (raised here; imported from here too)
+
 # Label conventions: tumor core = NCR/NET + ET.
 CONVENTIONS = {
     "brats2018": {"labels": (0, 1, 2, 4), "regions": {"tc": (1, 4), "wt": (1, 2, 4), "et": (4,)}},
@@ -30,8 +32,6 @@ BRATS_ORIENTATION = ("L", "P", "S")  # the BraTS 2018 files' axis codes
 CLIP_PERCENTILES = (0.5, 99.5)
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file and the problem."""
 
 
 def region_mask(seg, convention, region="tc"):
@@ -150,7 +150,7 @@ class Manifest(dict):
     def read(cls, folder: str | os.PathLike) -> "Manifest":
         path = manifest_path(folder)
         if not path.is_file():
-            raise DataError(f"{path}: no prepared dataset here (run python -m data_prep.prepare_brats)")
+            raise DataError(f"{path}: no prepared dataset here (prepare one with boundary-aware-prepare)")
         return cls(json.loads(path.read_text()))
 
     def write(self, folder: str | os.PathLike) -> None:

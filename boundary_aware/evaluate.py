@@ -29,15 +29,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import keras
 import numpy as np
 
-import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import metrics
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import DataError, Manifest, load_prepared, read_manifest, region_mask
+from boundary_aware.errors import LockedError
 from boundary_aware.files import file_sha256
 from boundary_aware.metrics import METRIC_NAMES
+from boundary_aware.model_files import load_keras_model
 from boundary_aware.nifti import load_volume
 from boundary_aware.predict import keras_predictor, segment_volume
 from boundary_aware.run_directory import CHECKPOINTS, RunDirectory, scored_checkpoint
@@ -143,6 +143,13 @@ def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: s
              threshold: float | None = None, per_volume: bool = True) -> dict:
     """Score a run's checkpoints on `split` and write `metrics.json` (module docstring)."""
     run = RunDirectory(workdir)
+    if not run.path.is_dir():
+        raise DataError(f"{run.path}: no such run directory")
+    with run.lock():
+        return _evaluate_locked(run, checkpoint, split, threshold, per_volume)
+
+
+def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume) -> dict:
     config = run.read_config()
     prepared = Path(config["data"]["prepared_dir"])
     manifest = read_manifest(prepared)
@@ -158,8 +165,7 @@ def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: s
     epochs = {"final": state.get("epoch"), "last": state.get("epoch"),
               "best": state.get("best_epoch")}
     others = [c for c in CHECKPOINTS[:2] if c != chosen and run.checkpoint(c).is_file()]
-    models = {name: keras.saving.load_model(run.checkpoint(name), safe_mode=True,
-                                            compile=False) for name in [chosen] + others}
+    models = {name: load_keras_model(run.checkpoint(name)) for name in [chosen] + others}
     volumes = (score_volumes(models, manifest, split, threshold, batch_size) if per_volume
                else dict.fromkeys(models))
     result = {"variant": config["variant"], "profile": config["profile"],
@@ -178,7 +184,10 @@ def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: s
             result.update(params=int(model.count_params()), **{k: v for k, v in summary.items()
                                                                 if k != "epoch"},
                           slices=slices, volumes=vols, selected_slices_cases=cases)
-    run.write_metrics(result)
+    try:
+        run.write_metrics(result)
+    except OSError as err:  # the old metrics.json, if any, is intact (atomic write)
+        raise DataError(f"{run.metrics_path}: cannot write ({err})") from None
     return result
 
 
@@ -186,7 +195,7 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    with exit_on(FileNotFoundError, DataError):
+    with exit_on(FileNotFoundError, DataError, LockedError):
         result = evaluate(f.workdir, f.checkpoint, f.split, f.threshold, f.per_volume)
     s, v = result["per_slice"], result["per_volume"]
     print(f"{f.workdir} ({result['checkpoint']}): {s['n']} slices; Dice {s['dice']['mean']:.3f} "

@@ -30,9 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.files import atomic_folder, file_sha256
+from boundary_aware.data import DataError
+from boundary_aware.errors import LockedError
+from boundary_aware.files import atomic_folder, exclusive_lock, file_sha256
+from boundary_aware.model_files import load_keras_model
 from boundary_aware.run_directory import CHECKPOINTS, RunDirectory
 from boundary_aware.version import __version__
 
@@ -41,17 +43,132 @@ class ExportError(RuntimeError):
     """The export cannot be written (missing checkpoint, existing output, ...)."""
 
 
+CARD = "model_card.json"
+CARD_FORMAT = "TensorFlow SavedModel"
+
+# Every operation our own exports hold (the three models, batch/group/no norm, float32 and
+# both mixed precisions: tests/test_export_predict.py checks it), plus a few pure tensor ops.
+# Nothing here reads or writes files, talks to a network or calls Python.
+COMPUTE_OPS = frozenset({
+    "Abs", "Add", "AddN", "AddV2", "AvgPool", "BatchToSpaceND", "BiasAdd", "BroadcastTo", "Cast",
+    "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "DepthwiseConv2dNative", "EnsureShape",
+    "Exp",
+    "ExpandDims", "FusedBatchNormV3", "Identity", "IdentityN", "Maximum", "MaxPool", "Mean",
+    "Minimum", "Mul", "Neg", "NoOp", "Pack", "Pad", "PartitionedCall", "Placeholder", "RealDiv",
+    "Relu", "Reshape", "ResizeBilinear", "Rsqrt", "Select", "SelectV2", "Shape", "Sigmoid",
+    "Softplus", "SpaceToBatchND", "Sqrt", "Square", "SquaredDifference", "Squeeze",
+    "StatefulPartitionedCall", "StopGradient", "StridedSlice", "Sub", "Sum", "Tanh", "Transpose",
+    # variables (in memory)
+    "AssignVariableOp", "ReadVariableOp", "VarHandleOp", "VarIsInitializedOp",
+})
+# What TensorFlow's own saver functions use (file I/O under TensorFlow's control): allowed
+# only in the functions that the SavedModel's saver definition names.
+SAVER_OPS = frozenset({"DisableCopyOnRead", "MergeV2Checkpoints", "RestoreV2", "SaveV2",
+                       "ShardedFilename", "StaticRegexFullMatch", "StringJoin"})
+
+
+class UnsafeModelError(DataError):
+    """A SavedModel holds operations our exports never use, or cannot be read."""
+
+
+def _called_functions(nodes):
+    """Names of the functions that graph nodes call (function-valued attributes)."""
+    names = set()
+    for node in nodes:
+        for attr in node.attr.values():
+            if attr.func.name:
+                names.add(attr.func.name)
+            names.update(f.name for f in attr.list.func)
+    return names
+
+
+def saved_model_ops(path: str | os.PathLike) -> dict:
+    """{function or "<graph>": set of op names} of a SavedModel, read without loading it,
+    and the set of functions its saver uses (under the key "<saver>")."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from google.protobuf.message import DecodeError
+    pb = Path(path) / "saved_model.pb"
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString(pb.read_bytes())
+    except (OSError, DecodeError) as err:
+        raise UnsafeModelError(f"{pb}: not a readable SavedModel ({err})") from None
+    ops = {}
+    saver = set()
+    for meta in proto.meta_graphs:
+        graph = meta.graph_def
+        functions = {f.signature.name: f for f in graph.library.function}
+        ops["<graph>"] = ops.get("<graph>", set()) | {n.op for n in graph.node}
+        for name, function in functions.items():
+            ops[name] = {n.op for n in function.node_def}
+        # the saver: the graph nodes its save and restore tensors name, and what they call
+        roots = {meta.saver_def.save_tensor_name.split(":")[0], meta.saver_def.restore_op_name}
+        pending = _called_functions(n for n in graph.node if n.name in roots)
+        while pending:
+            name = pending.pop()
+            if name in saver or name not in functions:
+                continue
+            saver.add(name)
+            pending |= _called_functions(functions[name].node_def)
+        called_elsewhere = _called_functions(
+            [n for n in graph.node if n.name not in roots] +
+            [n for name, f in functions.items() if name not in saver for n in f.node_def])
+        if saver & called_elsewhere:
+            saver -= called_elsewhere  # a saver function reachable from the model is not one
+    ops["<saver>"] = saver
+    return ops
+
+
+def check_saved_model(path: str | os.PathLike) -> None:
+    """UnsafeModelError naming the first operation outside what our exports use."""
+    ops = saved_model_ops(path)
+    saver = ops.pop("<saver>")
+    for function, names in sorted(ops.items()):
+        allowed = COMPUTE_OPS | SAVER_OPS if function in saver else COMPUTE_OPS
+        unknown = sorted(names - allowed)
+        if unknown:
+            raise UnsafeModelError(
+                f"{path}: refused: the SavedModel runs operations that exports of this package "
+                f"never use ({', '.join(unknown)} in {function}); a SavedModel is a program, and "
+                f"these can read or write files or run code. If you trust its source, pass "
+                f"--trust_model")
+
+
+def is_export(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `export_model` (its model card and SavedModel)."""
+    path = Path(path)
+    try:
+        card = json.loads((path / CARD).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == CARD_FORMAT and \
+        (path / "saved_model.pb").is_file()
+
+
 def export_model(model, out: str | os.PathLike, card: dict | None = None,
                  overwrite: bool = False) -> dict:
     """Export `model` as a SavedModel with a `serve` signature; returns the card."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
+    with exclusive_lock(out.with_name(f".{out.name}.lock"), str(out)):
+        return _export_locked(model, out, card, overwrite)
+
+
+def _export_locked(model, out: Path, card: dict | None, overwrite: bool) -> dict:
+    if out.exists():
+        if not overwrite:
+            raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
+        if not is_export(out):
+            raise ExportError(f"{out}: is not an export of this package (no {CARD} and "
+                              f"saved_model.pb): it is never replaced, not even with --overwrite")
+    if not out.parent.is_dir() and out.parent.exists():
+        raise ExportError(f"{out.parent}: is not a folder")
     _, height, width, channels = model.input_shape
     archive = keras.export.ExportArchive()
     archive.track(model)
 
     def serve(images):
+        # the signature alone does not check sizes at run time: say which one is expected
+        images = tf.ensure_shape(images, (None, height, width, channels))
         outputs = model(images, training=False)
         return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
     archive.add_endpoint("serve", serve, input_signature=[
@@ -61,7 +178,7 @@ def export_model(model, out: str | os.PathLike, card: dict | None = None,
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         card = dict(card or {})
         card.update({
-            "format": "TensorFlow SavedModel",
+            "format": CARD_FORMAT,
             "signature": "serve",
             "input": {"name": "images", "dtype": "float32", "shape": [None, height, width, channels],
                       "description": "axial T1c slices, per-volume clipped to the 0.5/99.5 "
@@ -74,7 +191,7 @@ def export_model(model, out: str | os.PathLike, card: dict | None = None,
                          "python": platform.python_version()},
             "files": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
         })
-        (tmp / "model_card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
+        (tmp / CARD).write_text(json.dumps(card, indent=1, sort_keys=True))
     return card
 
 
@@ -86,7 +203,7 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
     path = run.checkpoint(checkpoint)
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint (train the run first)")
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_model(path)
     config = run.read_config()
     state = run.read_state() or {}
     m = run.read_metrics()
@@ -102,15 +219,31 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
     return export_model(model, out, card, overwrite)
 
 
-def load_saved_model(path: str | os.PathLike) -> tuple[Callable, tuple[int, ...]]:
-    """Load an exported SavedModel; returns a function images -> dict of numpy arrays."""
-    loaded = tf.saved_model.load(str(path))
-    serve = loaded.signatures["serve"]
+def load_saved_model(path: str | os.PathLike,
+                     trust_model: bool = False) -> tuple[Callable, tuple[int, ...]]:
+    """Load an exported SavedModel; returns (images -> dict of numpy arrays, (H, W, C)).
+
+    The graph is inspected first (`check_saved_model`) unless `trust_model`.
+    The function refuses slices of another size than the signature's, saying
+    which size it expects.
+    """
+    if not trust_model:
+        check_saved_model(path)
+    try:
+        loaded = tf.saved_model.load(str(path))
+        serve = loaded.signatures["serve"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
+        raise UnsafeModelError(f"{path}: cannot load this SavedModel (it needs a 'serve' "
+                               f"signature): {str(err).strip().splitlines()[0]}") from None
+    input_shape = tuple(serve.structured_input_signature[1]["images"].shape[1:])
 
     def predict(images):
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != input_shape:
+            raise DataError(f"{path}: expects slices of shape (N, {', '.join(map(str, input_shape))})"
+                             f" (normalized T1c at the training size), got {images.shape}")
         outputs = serve(images=tf.convert_to_tensor(images, tf.float32))
         return {name: value.numpy() for name, value in outputs.items()}
-    input_shape = tuple(serve.structured_input_signature[1]["images"].shape[1:])
     return predict, input_shape
 
 
@@ -118,7 +251,7 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    with exit_on(ExportError):
+    with exit_on(ExportError, DataError, LockedError, FileNotFoundError):
         card = export_run(f.workdir, f.out, f.checkpoint, f.overwrite)
     print(f"{f.out}: SavedModel of {card['model']} ({card['checkpoint']}), signature 'serve', "
           f"input {card['input']['shape']}")

@@ -17,16 +17,52 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from boundary_aware.errors import DataError, LockedError
+
 
 def _temporary(path: Path) -> Path:
     # keep the suffixes: writers such as Keras and nibabel pick the format from them
     return path.with_name(f".tmp-{os.getpid()}-{path.name}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of `path` left by killed writers on this machine.
+
+    A writer killed before its rename leaves `.tmp-PID-NAME` (or a folder
+    `.old-PID-NAME` moved aside) beside `path`; those whose process no longer
+    runs are deleted. Returns what was removed.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for kind in ("tmp", "old"):
+        for leftover in path.parent.glob(f".{kind}-*-{path.name}"):
+            pid = leftover.name[len(kind) + 2:-len(path.name) - 1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; it replaces `path` when the block succeeds."""
     path = Path(path)
+    remove_stale_temporaries(path)
     tmp = _temporary(path)
     try:
         yield tmp
@@ -60,10 +96,18 @@ def atomic_write_csv(path: str | os.PathLike, records: list[dict],
     atomic_write_text(path, buffer.getvalue())
 
 
-def atomic_save_model(model, path: str | os.PathLike) -> None:
-    """`model.save(path)` (a .keras file) through a temporary file and a rename."""
+def atomic_save_model(model, path: str | os.PathLike,
+                      previous: str | os.PathLike | None = None) -> str:
+    """`model.save(path)` (a .keras file) through a temporary file and a rename;
+    returns the file's SHA-256. With `previous`, an existing `path` is moved
+    there once the new file is complete, so one good copy exists at every moment."""
+    path = Path(path)
     with atomic_file(path) as tmp:
         model.save(tmp)
+        digest = file_sha256(tmp)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+    return digest
 
 
 @contextlib.contextmanager
@@ -76,6 +120,7 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
     folder may be replaced.
     """
     path = Path(path)
+    remove_stale_temporaries(path)
     tmp = _temporary(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -84,7 +129,7 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         if path.exists():
             if not replace:
                 raise FileExistsError(f"{path}: already exists")
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(f".old-{os.getpid()}-{path.name}")
             path.rename(old)
             tmp.rename(path)
             shutil.rmtree(old)
@@ -94,6 +139,18 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """DataError unless `folder` is a folder, or can be created as one, and can be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: exists and is not a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{existing}: cannot write here (the output goes to {folder})")
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -101,3 +158,41 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` for the block; the file exists only meanwhile.
+
+    A second holder, in this process or another, gets `LockedError` naming
+    the first one's PID and host at once, instead of waiting. The lock is the
+    operating system's (flock), so a killed holder releases it (its file stays
+    behind and is reused).
+    """
+    import fcntl
+    import socket
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise LockedError(f"{what}: in use by {holder} (lock {lock_path}); wait for it to "
+                              f"finish, or use another folder") from None
+        try:  # the holder before us may have removed the file between our open and flock
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        os.close(fd)  # releases the lock

@@ -25,9 +25,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import boundary_aware.layers  # noqa: F401  (registers the custom layers for loading)
 from boundary_aware import losses
 from boundary_aware.data import edge_target_numpy, epoch_order, load_prepared
+from boundary_aware.model_files import load_keras_model
 from boundary_aware.models import build_model
 from boundary_aware.run_directory import RunDirectory
 
@@ -132,7 +132,7 @@ def loss_balance(config, workdir=None, batches=4):
                                             **config.model.kwargs.to_dict())}
     if workdir is not None:
         path = RunDirectory(workdir).checkpoint()
-        models[f"trained ({path})"] = keras.saving.load_model(path, safe_mode=True, compile=False)
+        models[f"trained ({path})"] = load_keras_model(path)
     report = {"config": f"{config.variant},{config.profile}", "weights": list(weights),
               "configured_reduction": config.loss.edge_bce_reduction,
               "batches": batches, "batch_size": batch_size, "image_size": list(size),

@@ -6,6 +6,7 @@ the file's orientation, and written back in the file's own orientation.
 """
 
 import gzip
+import os
 import zlib
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from boundary_aware.data import BRATS_ORIENTATION, DataError
 from boundary_aware.files import atomic_file
 
 MAX_VOXELS = 512 ** 3  # a header asking for more is rejected before any read
+MAX_BYTES = 1 << 29  # and so is one whose voxel data would need more than 512 MiB
 
 
 def to_brats_transform(affine):
@@ -39,6 +41,8 @@ def load_volume(path, kind="image"):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot read this file (permission denied)")
     try:
         img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for "not a NIfTI"
@@ -52,6 +56,21 @@ def load_volume(path, kind="image"):
     if voxels > MAX_VOXELS or min(shape) < 1:
         raise DataError(f"{path}: header shape {shape} is implausible "
                         f"({voxels:,d} voxels; the limit is {MAX_VOXELS:,d})")
+    dtype = img.header.get_data_dtype()
+    if dtype.kind not in "biuf":
+        raise DataError(f"{path}: voxel type {dtype} is not an image or label type")
+    # bytes in memory: the stored type, or float64 where the header scales the values
+    slope, inter = img.header.get_slope_inter()
+    itemsize = 8 if slope not in (None, 1) or inter not in (None, 0) else dtype.itemsize
+    if voxels * itemsize > MAX_BYTES:
+        raise DataError(f"{path}: header shape {shape} of {dtype} needs "
+                        f"{voxels * itemsize / 2**20:,.0f} MiB in memory; the limit is "
+                        f"{MAX_BYTES / 2**20:,.0f} MiB")
+    if not path.name.endswith(".gz"):
+        needed = int(img.header.get_data_offset()) + voxels * dtype.itemsize
+        if path.stat().st_size < needed:
+            raise DataError(f"{path}: cannot read the voxel data: truncated file "
+                            f"({path.stat().st_size:,d} bytes, the header needs {needed:,d})")
     try:
         data = np.asanyarray(img.dataobj)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as err:
@@ -62,13 +81,27 @@ def load_volume(path, kind="image"):
     return np.ascontiguousarray(data), img.affine, tuple(float(z) for z in img.header.get_zooms())
 
 
+OUTPUT_MARK = b"boundary-aware output"  # in the header's descrip field of what we write
+
+
+def is_our_output(path) -> bool:
+    """Whether `path` is a NIfTI file this package wrote (`save_like` marks its header)."""
+    try:
+        header = nib.load(str(path)).header
+        return bytes(header["descrip"]).startswith(OUTPUT_MARK)
+    except Exception:  # unreadable, not NIfTI: not ours
+        return False
+
+
 def save_like(array_lps, reference_path, out_path, dtype):
     """Write an LPS-ordered array as NIfTI in the reference file's orientation,
-    with its affine and header, atomically (a temporary file, then a rename)."""
+    with its affine and header, atomically (a temporary file, then a rename).
+    The header's description says the file is this package's output."""
     reference = nib.load(str(reference_path))
     data = orientations.apply_orientation(array_lps, from_brats_transform(reference.affine))
     header = reference.header.copy()
     header.set_data_dtype(dtype)
+    header["descrip"] = OUTPUT_MARK
     img = nib.Nifti1Image(np.ascontiguousarray(data).astype(dtype), reference.affine, header)
     img.set_sform(reference.affine, code=int(reference.header["sform_code"]) or 1)
     img.set_qform(reference.affine, code=int(reference.header["qform_code"]) or 1)

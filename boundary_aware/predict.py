@@ -26,30 +26,31 @@ import numpy as np
 
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
-from boundary_aware.files import atomic_write_text
-from boundary_aware.nifti import load_volume, save_like
+from boundary_aware.files import atomic_write_text, check_writable_folder
+from boundary_aware.model_files import REFUSED_SUFFIXES, load_keras_model
+from boundary_aware.nifti import is_our_output, load_volume, save_like
 from boundary_aware.run_directory import RunDirectory
 
 Predictor = Callable[[np.ndarray], dict]  # (N, H, W, C) float32 -> {output: (N, H, W, 1)}
 
-REFUSED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle", ".npy", ".npz")
 T1C_SUFFIXES = ("_t1ce.nii.gz", "-t1c.nii.gz")
 
 
-def load_predictor(model_path: str | os.PathLike,
-                   batch_size: int = 16) -> tuple[Predictor, tuple[int, ...]]:
+def load_predictor(model_path: str | os.PathLike, batch_size: int = 16,
+                   trust_model: bool = False) -> tuple[Predictor, tuple[int, ...]]:
     """`(predict_fn, (H, W, C))` for a workdir, a .keras file or a SavedModel folder.
 
     `predict_fn(images)` takes (N, H, W, C) float32 and returns a dict of
     (N, H, W, 1) float32 probabilities, running `batch_size` slices at a time.
+    A SavedModel whose graph holds operations our own exports never use is
+    refused unless `trust_model` (`export.check_saved_model`).
     """
     path = Path(model_path)
     if path.suffix.lower() in REFUSED_SUFFIXES:
-        raise DataError(f"{path}: {path.suffix} models are refused (unsafe or legacy); "
-                        f"use a .keras file, a training workdir or an exported SavedModel")
+        load_keras_model(path)  # raises, naming the reason
     if path.is_dir() and (path / "saved_model.pb").is_file():
         from boundary_aware.export import load_saved_model
-        serve, input_shape = load_saved_model(path)
+        serve, input_shape = load_saved_model(path, trust_model=trust_model)
 
         def predict_saved(images):
             parts = [serve(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
@@ -62,10 +63,7 @@ def load_predictor(model_path: str | os.PathLike,
                             f"complete?); pass the .keras file to use another one")
     if path.suffix != ".keras" or not path.is_file():
         raise DataError(f"{model_path}: not a .keras file, a training workdir or a SavedModel")
-    import keras
-
-    import boundary_aware.layers  # noqa: F401  (registers the custom layers)
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model = load_keras_model(path)
     return keras_predictor(model, batch_size), tuple(model.input_shape[1:])
 
 
@@ -110,8 +108,7 @@ def predict_file(predict: Predictor, input_shape: tuple[int, ...], image_path: s
         raise DataError(f"{output}: the output must end in .nii.gz or .nii")
     targets = [output] + ([_edge_path(output)] if edge_output else [])
     for target in targets:
-        if target.exists() and not overwrite:
-            raise DataError(f"{target}: already exists; pass --overwrite to replace it")
+        check_replaceable(target, overwrite, is_our_output, "a mask written by this package")
     volume, _, _ = load_volume(image_path, "image")
     probs = segment_volume(predict, input_shape, volume)
     mask = (probs["seg"] > threshold).astype(np.uint8)
@@ -123,6 +120,25 @@ def predict_file(predict: Predictor, input_shape: tuple[int, ...], image_path: s
         save_like(probs["edge"], image_path, targets[1], np.float32)
     return {"input": str(image_path), "output": str(output), "voxels": int(mask.sum()),
             "slices_with_tumor": int(np.count_nonzero(mask.any(axis=(0, 1))))}
+
+
+def check_replaceable(target: Path, overwrite: bool, ours, what: str) -> None:
+    """DataError unless `target` is new, or `overwrite` and `ours(target)` (it is `what`)."""
+    if not target.exists():
+        return
+    if not overwrite:
+        raise DataError(f"{target}: already exists; pass --overwrite to replace it")
+    if target.is_dir() or not ours(target):
+        raise DataError(f"{target}: is not {what}: it is never replaced, not even with "
+                        f"--overwrite")
+
+
+def _is_our_summary(path: Path) -> bool:
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"model", "threshold", "cases", "errors"} <= set(summary)
 
 
 def find_t1c(folder: str | os.PathLike) -> list[tuple[str, Path]]:
@@ -141,20 +157,33 @@ def find_t1c(folder: str | os.PathLike) -> list[tuple[str, Path]]:
 
 def predict_path(model: str | os.PathLike, input_path: str | os.PathLike,
                  output: str | os.PathLike, threshold: float = 0.5, edge_output: bool = False,
-                 overwrite: bool = False, batch_size: int = 16, progress: bool = False) -> dict:
+                 overwrite: bool = False, batch_size: int = 16, progress: bool = False,
+                 trust_model: bool = False) -> dict:
     """Segment a file or a BraTS folder (see the module docstring)."""
     input_path, output = Path(input_path), Path(output)
     if not input_path.exists():
         raise DataError(f"{input_path}: file not found")
-    predict, input_shape = load_predictor(model, batch_size)
+    if not 0 < threshold < 1:
+        raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
+    if batch_size < 1:
+        raise DataError(f"--batch_size must be >= 1, got {batch_size}")
     if input_path.is_file():
+        if output.resolve() == input_path.resolve():
+            raise DataError(f"{output}: is the input; choose another output file")
+        if output.is_dir():
+            raise DataError(f"{output}: is a folder; --output must name a .nii.gz file when "
+                            f"--input is a file")
+        check_writable_folder(output.parent)
+        predict, input_shape = load_predictor(model, batch_size, trust_model)
         return predict_file(predict, input_shape, input_path, output, threshold, edge_output,
                             overwrite)
     cases = find_t1c(input_path)
     if output.exists() and not output.is_dir():
         raise DataError(f"{output}: must be a folder when --input is a folder")
-    if (output / "summary.json").exists() and not overwrite:
-        raise DataError(f"{output / 'summary.json'}: already exists; pass --overwrite to replace it")
+    check_writable_folder(output)
+    check_replaceable(output / "summary.json", overwrite, _is_our_summary,
+                      "a summary written by this package")
+    predict, input_shape = load_predictor(model, batch_size, trust_model)
     iterator = cases
     if progress:
         from tqdm import tqdm
@@ -179,7 +208,7 @@ def main(argv):
     f = flags.FLAGS
     with exit_on(DataError):
         result = predict_path(f.model, f.input, f.output, f.threshold, f.edge_output, f.overwrite,
-                              f.batch_size, progress=True)
+                              f.batch_size, progress=True, trust_model=f.trust_model)
     if "cases" in result:
         print(f"{f.output}: {len(result['cases'])} masks written, {len(result['errors'])} errors")
         sys.exit(1 if result["errors"] else 0)
@@ -196,6 +225,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("edge_output", False, "Also write the boundary probability map.")
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
     flags.DEFINE_integer("batch_size", 16, "Slices per forward pass.")
+    flags.DEFINE_bool("trust_model", False, "Run a SavedModel even if its graph holds operations "
+                      "this package's exports never use (only for a source you trust).")
     flags.mark_flags_as_required(["model", "input", "output"])
 
 

@@ -5,10 +5,12 @@
         state.json     epochs done, best epoch, history and provenance (after every epoch)
         history.csv    the history as a table
         last.keras     the resume point (after every epoch)
+        previous.keras the resume point before it, kept until the next one is complete
         best.keras     highest validation Dice so far
         final.keras    the weights after the last epoch (once training completes)
         metrics.json   the test scores (`boundary_aware.evaluate`)
         tensorboard/   TensorBoard logs (TensorFlow backend)
+        .lock          held by the process that trains or evaluates the run
 
 Which checkpoint is scored, exported and used for prediction: the paper names
 no rule. Ours, `config.eval.checkpoint`, is "final" by default: with Eq. 6 the
@@ -27,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from boundary_aware.files import atomic_write_text
+from boundary_aware.files import atomic_write_text, exclusive_lock
 
 CHECKPOINTS = ("final", "best", "last")
 DEFAULT_RULE = "final"
@@ -51,6 +53,8 @@ class RunDirectory:
         self.metrics_path = self.path / "metrics.json"
         self.history_path = self.path / "history.csv"
         self.tensorboard_path = self.path / "tensorboard"
+        self.previous_path = self.path / "previous.keras"
+        self.lock_path = self.path / ".lock"
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -60,6 +64,14 @@ class RunDirectory:
         """Whether `path` is a folder holding any checkpoint of a run."""
         return Path(path).is_dir() and any((Path(path) / f"{c}.keras").is_file()
                                            for c in CHECKPOINTS)
+
+    def lock(self):
+        """Context manager: this process alone trains or evaluates the run (`LockedError`
+        names the holder otherwise)."""
+        return exclusive_lock(self.lock_path, str(self.path))
+
+    def has_checkpoints(self) -> bool:
+        return any(self.checkpoint(c).is_file() for c in CHECKPOINTS) or self.previous_path.is_file()
 
     def checkpoint(self, name: str | None = None) -> Path:
         """Path of checkpoint `name`; None: the one the run's rule names (module docstring)."""

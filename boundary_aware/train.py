@@ -27,12 +27,15 @@ import numpy as np
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig, sample_params
 from boundary_aware.batches import assemble_batch
-from boundary_aware.checkpointing import EpochCheckpoint, data_fingerprint, new_state
+from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fingerprint,
+                                          new_state, resume_point)
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import load_prepared, read_manifest
-from boundary_aware.files import atomic_save_model
-from boundary_aware.models import build_model
-from boundary_aware.run_directory import RunDirectory
+from boundary_aware.data import DataError, load_prepared, read_manifest
+from boundary_aware.errors import LockedError
+from boundary_aware.files import atomic_file, atomic_save_model
+from boundary_aware.model_files import load_keras_model
+from boundary_aware.models import build_model, check_image_size
+from boundary_aware.run_directory import RunDirectory, scored_checkpoint
 
 # Keras warns, at every trace, that the edge head of a run without edge loss
 # gets no gradient. That is what the "no edge loss" row means (the shape
@@ -102,6 +105,35 @@ def build_training_state(model, images, masks, config, with_edge: bool) -> None:
     model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
 
 
+def validate_config(config) -> None:
+    """Reject settings that cannot train, before any work (`TrainingError` naming the key)."""
+    def need(ok, key, value, what):
+        if not ok:
+            raise TrainingError(f"config: {key} = {value!r}: {what}")
+    t = config.train
+    need(isinstance(t.epochs, int) and t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
+    need(isinstance(t.batch_size, int) and t.batch_size >= 1, "train.batch_size", t.batch_size,
+         "must be >= 1")
+    need(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "must be > 0")
+    need(isinstance(t.steps_per_execution, int) and t.steps_per_execution >= 1,
+         "train.steps_per_execution", t.steps_per_execution, "must be >= 1")
+    need(t.precision in runtime.PRECISIONS, "train.precision", t.precision,
+         f"must be one of {runtime.PRECISIONS}")
+    need(t.jit_compile in runtime.JIT_COMPILE, "train.jit_compile", t.jit_compile,
+         f"must be one of {sorted(runtime.JIT_COMPILE)}")
+    need(0 < config.eval.threshold < 1, "eval.threshold", config.eval.threshold,
+         "must be between 0 and 1")
+    need(isinstance(config.eval.batch_size, int) and config.eval.batch_size >= 1,
+         "eval.batch_size", config.eval.batch_size, "must be >= 1")
+    need(len(tuple(config.loss.weights)) == 3 and all(w >= 0 for w in config.loss.weights),
+         "loss.weights", tuple(config.loss.weights), "must be three weights >= 0 (Eq. 3)")
+    try:
+        scored_checkpoint(config.to_dict())
+        check_image_size(config.data.image_size, {config.model.name: config.model.kwargs.to_dict()})
+    except ValueError as err:
+        raise TrainingError(f"config: {err}") from None
+
+
 def _start_or_check(run: RunDirectory, config, prepared: Path) -> None:
     """Write the run's config, or check that an existing run was made with this one."""
     manifest = read_manifest(prepared)
@@ -117,26 +149,55 @@ def _start_or_check(run: RunDirectory, config, prepared: Path) -> None:
         run.write_config(resolved)
 
 
-def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = (),
+          restart: bool = False) -> dict:
     """Train (or resume) one run in `workdir`; returns the final state dict.
 
-    `callbacks` are added to Keras's `fit` after the package's own.
+    `callbacks` are added to Keras's `fit` after the package's own. The run
+    directory is locked while training (a second training there refuses).
+    A workdir holding checkpoints but no `state.json` cannot be resumed
+    exactly and is refused unless `restart` (train again from epoch 0).
     """
+    validate_config(config)
+    read_manifest(config.data.prepared_dir)  # the data exists, before anything is created
     run = RunDirectory(workdir)
+    if run.path.exists() and not run.path.is_dir():
+        raise TrainingError(f"{run.path}: exists and is not a folder")
     run.path.mkdir(parents=True, exist_ok=True)
+    with run.lock():
+        return _train_locked(run, config, callbacks, restart)
+
+
+def _train_locked(run: RunDirectory, config, callbacks, restart: bool) -> dict:
     prepared = Path(config.data.prepared_dir)
     _start_or_check(run, config, prepared)
     precision = runtime.resolve_precision(config.train.precision)
     runtime.seed_everything(config.train.seed, config.train.deterministic)
 
-    state = run.read_state() or new_state(prepared, precision)
+    state = run.read_state()
+    if state is None:
+        if run.has_checkpoints() and not restart:
+            raise TrainingError(f"{run.path}: holds checkpoints but no state.json, so it cannot "
+                                f"be resumed exactly; pass --restart to train it again from "
+                                f"epoch 0 (its checkpoints are then replaced)")
+        state = new_state(prepared, precision)
     if state["data_manifest_sha256"] != data_fingerprint(prepared):
         raise TrainingError(f"{prepared}: the prepared data changed since this run started "
                             f"(manifest hash differs); use a new --workdir")
+    start_from = None
+    if state["epoch"] > 0:
+        try:
+            start_from, state = resume_point(run, state)
+        except ResumeError as err:
+            raise TrainingError(str(err)) from None
     epochs = int(config.train.epochs)
     if state["epoch"] >= epochs:
         if not run.checkpoint("final").exists():  # stopped between the last two writes
-            shutil.copyfile(run.checkpoint("last"), run.checkpoint("final"))
+            with atomic_file(run.checkpoint("final")) as tmp:
+                shutil.copyfile(start_from, tmp)
+        if not state.get("completed"):
+            state["completed"] = True
+            run.write_state(state)
         print(f"{run.path}: already trained for {state['epoch']} epochs", flush=True)
         return state
 
@@ -145,9 +206,9 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     if len(images) == 0:
         raise TrainingError(f"{prepared}: the train split is empty")
     with runtime.distribution_scope():
-        if state["epoch"] > 0:
+        if start_from is not None:
             keras.config.set_dtype_policy(precision)
-            model = keras.saving.load_model(run.checkpoint("last"), safe_mode=True)
+            model = load_keras_model(start_from, compile=True)
             print(f"{run.path}: resuming after epoch {state['epoch']}", flush=True)
         else:
             model = build_and_compile(config, precision)
@@ -163,22 +224,27 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = ()) -
     if keras.backend.backend() == "tensorflow":
         all_callbacks.append(keras.callbacks.TensorBoard(run.tensorboard_path, write_graph=False))
     all_callbacks += list(callbacks)
-    with warnings.catch_warnings():
-        if "edge" in model.output_names and not with_edge:
-            print(f"{run.path}: no edge loss in this run; the edge head is not trained "
-                  f"(the shape stream is unsupervised)", flush=True)
-            warnings.filterwarnings("ignore", message=_EDGE_HEAD_WARNING)
-        model.fit(inputs, epochs=epochs, initial_epoch=state["epoch"], callbacks=all_callbacks,
-                  verbose=runtime.fit_verbosity(config.train.verbose),
-                  shuffle=False)  # the pipeline shuffles
-    if checkpoint.nan_batch is not None:
-        epoch, batch, loss = checkpoint.nan_batch
-        raise TrainingError(f"{run.path}: loss became {loss} in epoch {epoch + 1}, batch {batch}; "
-                            f"stopped. The checkpoint of the last completed epoch "
-                            f"({state['epoch']}) is kept in last.keras")
-    atomic_save_model(model, run.checkpoint("final"))
-    state["completed"] = True
-    run.write_state(state)
+    try:
+        with warnings.catch_warnings():
+            if "edge" in model.output_names and not with_edge:
+                print(f"{run.path}: no edge loss in this run; the edge head is not trained "
+                      f"(the shape stream is unsupervised)", flush=True)
+                warnings.filterwarnings("ignore", message=_EDGE_HEAD_WARNING)
+            model.fit(inputs, epochs=epochs, initial_epoch=state["epoch"],
+                      callbacks=all_callbacks, verbose=runtime.fit_verbosity(config.train.verbose),
+                      shuffle=False)  # the pipeline shuffles
+        if checkpoint.nan_batch is not None:
+            epoch, batch, loss = checkpoint.nan_batch
+            raise TrainingError(f"{run.path}: loss became {loss} in epoch {epoch + 1}, batch "
+                                f"{batch}; stopped. The checkpoint of the last completed epoch "
+                                f"({state['epoch']}) is kept in last.keras")
+        atomic_save_model(model, run.checkpoint("final"))
+        state["completed"] = True
+        run.write_state(state)
+    except OSError as err:  # a full or failing disk: every file written so far is whole
+        raise TrainingError(f"{run.path}: cannot write ({err}); the files of the last completed "
+                            f"epoch ({state['epoch']}) are intact: rerun the same command to "
+                            f"resume once the disk is fixed") from None
     return state
 
 
@@ -187,14 +253,16 @@ def define_flags() -> None:
     from ml_collections import config_flags
     config_flags.DEFINE_config_file("config", None, "Experiment config file (and variant).")
     flags.DEFINE_string("workdir", None, "Run directory (created; reruns resume).")
+    flags.DEFINE_bool("restart", False, "Train from epoch 0 in a workdir that holds checkpoints "
+                      "but no state.json (its checkpoints are replaced).")
     flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     from absl import flags
     del argv
-    with exit_on(TrainingError):
-        train(flags.FLAGS.config, flags.FLAGS.workdir)
+    with exit_on(TrainingError, DataError, LockedError):
+        train(flags.FLAGS.config, flags.FLAGS.workdir, restart=flags.FLAGS.restart)
 
 
 def cli() -> None:

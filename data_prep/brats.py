@@ -9,6 +9,7 @@ Other files in a case folder (flair, t1, t2, ...) are ignored. Every problem
 raises `DataError` naming the file and what is wrong.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +32,39 @@ class Case:
     convention: str
 
 
-def discover_cases(root):
+def _files(root, unreadable):
+    """Every file under `root`; folders that cannot be listed go to `unreadable`."""
+    def note(err):
+        unreadable[str(err.filename)] = err.strerror or str(err)
+    found = []
+    for folder, _, names in os.walk(root, onerror=note):
+        found += [Path(folder) / name for name in names]
+    return sorted(found)
+
+
+def discover_cases(root, on_error="fail", skipped=None):
     """All cases under `root` (either layout), sorted by id.
 
-    A folder that has a seg file but no T1c (or the reverse) is an error.
+    A folder that has a seg file but no T1c (or the reverse) is an error. A
+    folder that cannot be read is an error naming it, or with
+    `on_error="skip"` it is left out and recorded in `skipped` (folder: why).
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
+    unreadable = {}
+    files = _files(root, unreadable)
+    for folder, why in unreadable.items():
+        if on_error != "skip":
+            raise DataError(f"{folder}: cannot read this folder ({why}); fix its permissions, "
+                            f"or pass --on_error=skip to leave it out")
+        if skipped is not None:
+            skipped[folder] = f"cannot read this folder ({why})"
     cases = {}
     for convention, (img_suffix, seg_suffix) in LAYOUTS.items():
-        for path in sorted(root.rglob(f"*{img_suffix}")) + sorted(root.rglob(f"*{seg_suffix}")):
+        matching = [p for p in files if p.name.endswith(img_suffix)] + \
+            [p for p in files if p.name.endswith(seg_suffix)]
+        for path in matching:
             suffix = img_suffix if path.name.endswith(img_suffix) else seg_suffix
             case_id = path.name[: -len(suffix)]
             if path.parent.name != case_id:
@@ -63,6 +86,9 @@ def discover_cases(root):
 def load_case(case, region="tc"):
     """Read and validate one case: `(image, mask, zooms)` in LPS axis order."""
     image, affine, zooms = load_volume(case.image, "image")
+    if image.size and image.min() == image.max():
+        raise DataError(f"{case.image}: the T1c is constant (every voxel is {image.flat[0]}): "
+                        f"it holds no image")
     seg, seg_affine, _ = load_volume(case.seg, "seg")
     if image.shape != seg.shape:
         raise DataError(f"{case.seg}: shape {seg.shape} differs from the T1c's {image.shape} "

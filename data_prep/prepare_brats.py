@@ -24,7 +24,9 @@ from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import (REGIONS, SPLITS, DataError, Manifest, case_record,
                                  manifest_path, normalization_range, normalize, resize_slices,
                                  select_slices, split_paths)
-from boundary_aware.files import atomic_folder, file_sha256
+from boundary_aware.errors import LockedError
+from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
+from boundary_aware.models import check_image_size
 from boundary_aware.version import __version__
 from data_prep.brats import discover_cases, load_case
 
@@ -108,24 +110,48 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
-    if slices_per_case < 1 or image_size < 8 or image_size % 8:
-        raise ValueError("slices_per_case must be >= 1 and image_size a multiple of 8 (>= 8)")
+    if not isinstance(slices_per_case, int) or slices_per_case < 1:
+        raise ValueError(f"--slices_per_case must be >= 1, got {slices_per_case!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers!r}")
+    try:
+        check_image_size(image_size)  # every model must be able to train on the slices
+    except ValueError as err:
+        raise ValueError(f"--image_size: {err}") from None
     out_dir = Path(out_dir)
+    check_writable_folder(out_dir)
+    if not Path(brats_dir).is_dir():
+        raise DataError(f"{brats_dir}: not a directory")
+    with exclusive_lock(out_dir.with_name(f".{out_dir.name}.lock"), str(out_dir)):
+        return _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, seed,
+                               split_file, on_error, workers, overwrite, progress, log)
+
+
+def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, seed, split_file,
+                    on_error, workers, overwrite, progress, log):
     options = {"brats_dir": str(Path(brats_dir).resolve()), "region": region,
                "slices_per_case": slices_per_case, "image_size": image_size, "seed": seed,
                "split_file": str(Path(split_file).resolve()) if split_file else None,
                "on_error": on_error}
-    if manifest_path(out_dir).is_file() and not overwrite:
-        existing = Manifest.read(out_dir)
-        if existing.options == options:
+    if manifest_path(out_dir).is_file():
+        try:
+            existing = Manifest.read(out_dir)
+            existing.options
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{manifest_path(out_dir)}: not a manifest of this package; "
+                            f"{out_dir} is not replaced") from None
+        if existing.options == options and not overwrite:
             log(f"{out_dir}: already prepared with these options; nothing to do")
             return existing
-        raise DataError(f"{out_dir}: holds a dataset prepared with other options "
-                        f"({existing.options}); pass --overwrite to replace it")
-    if out_dir.exists() and any(out_dir.iterdir()) and not manifest_path(out_dir).is_file():
-        raise DataError(f"{out_dir}: exists, is not empty and is not a prepared dataset")
+        if not overwrite:
+            raise DataError(f"{out_dir}: holds a dataset prepared with other options "
+                            f"({existing.options}); pass --overwrite to replace it")
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise DataError(f"{out_dir}: exists, is not empty and is not a prepared dataset; "
+                        f"it is never replaced (not even with --overwrite)")
 
-    cases = discover_cases(brats_dir)
+    skipped = {}
+    cases = discover_cases(brats_dir, on_error, skipped)
     ids = [c.case_id for c in cases]
     split = read_split_file(split_file, ids) if split_file else default_split(ids, seed)
     wanted = {c for name in SPLITS for c in split[name]}
@@ -137,7 +163,7 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
             results = list(_progress(pool.map(_prepare_one, jobs), len(jobs), progress))
     else:
         results = [_prepare_one(job) for job in _progress(jobs, len(jobs), progress)]
-    prepared, skipped = {}, {}
+    prepared = {}
     for case_id, result, error in results:
         if error is None:
             prepared[case_id] = result
@@ -169,7 +195,7 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    with exit_on(DataError):
+    with exit_on(DataError, ValueError, LockedError):
         prepare(f.brats_dir, f.out_dir, f.region, f.slices_per_case, f.image_size, f.seed,
                 f.split_file, f.on_error, f.workers, f.overwrite, progress=True)
 

@@ -15,7 +15,6 @@ interrupted ones.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 from boundary_aware.cli import run_absl

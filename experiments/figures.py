@@ -15,15 +15,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import boundary_aware.layers  # noqa: F401  (registers the custom layers)
 from boundary_aware.data import load_prepared
+from boundary_aware.model_files import load_keras_model
 from boundary_aware.run_directory import RunDirectory
 from experiments.runner import run_dir
 
 
 def _load(run):
     """The checkpoint a run's rule scores (final.keras by default), as the table does."""
-    return keras.saving.load_model(RunDirectory(run).checkpoint(), safe_mode=True, compile=False)
+    return load_keras_model(RunDirectory(run).checkpoint())
 
 
 def pick_slices(masks, meta, count):
@@ -87,9 +87,9 @@ def figures(table_dir, out, seed=0):
     import matplotlib
     matplotlib.use("Agg")
     table_dir, out = Path(table_dir), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     config = RunDirectory(run_dir(table_dir, "ours", seed)).read_config()
     images, masks, meta = load_prepared(config["data"]["prepared_dir"], "test")
+    out.mkdir(parents=True, exist_ok=True)
     figure2(table_dir, images, masks, meta, out, seed)
     figure3(table_dir, images, masks, meta, out, seed=seed)
     print(f"wrote {out / 'figure2_attention.png'} and {out / 'figure3_comparison.png'}")
@@ -98,7 +98,10 @@ def figures(table_dir, out, seed=0):
 def main(argv):
     from absl import flags
     del argv
-    figures(flags.FLAGS.table_dir, flags.FLAGS.out, flags.FLAGS.seed)
+    from boundary_aware.cli import exit_on
+    from boundary_aware.errors import DataError
+    with exit_on(DataError, FileNotFoundError):
+        figures(flags.FLAGS.table_dir, flags.FLAGS.out, flags.FLAGS.seed)
 
 
 def define_flags() -> None:

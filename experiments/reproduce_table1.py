@@ -18,7 +18,6 @@ Reference: Hatamizadeh et al. 2019, Table 1.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 from boundary_aware.cli import run_absl

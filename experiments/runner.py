@@ -16,6 +16,10 @@ CONFIG_FILE = ROOT / "experiments" / "table1.py"
 DEFAULT_SEEDS = (0, 1, 2)
 
 
+class RunError(RuntimeError):
+    """A step of an experiment (data, training, evaluation) failed; its own messages came first."""
+
+
 def say(message: str) -> None:
     print(f"[boundary-aware] {message}", flush=True)
 
@@ -44,16 +48,16 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
         if not done.exists():
             say(f"generating {synthetic['num_cases']} synthetic BraTS-like cases in {brats_dir} "
                 f"(NOT BraTS data)")
-            run_python(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
-                        f"--num_cases={synthetic['num_cases']}", f"--seed={synthetic['seed']}",
-                        f"--shape={synthetic['shape']}"])
+            _step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
+                   f"--num_cases={synthetic['num_cases']}", f"--seed={synthetic['seed']}",
+                   f"--shape={synthetic['shape']}"], f"{brats_dir}: generating synthetic data")
             done.write_text("ok\n")
     prepared = Path(prepared) if prepared else out / "prepared"
     args = ["-m", "data_prep.prepare_brats", f"--brats_dir={brats_dir}", f"--out_dir={prepared}",
             f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
     if split_file:
         args.append(f"--split_file={Path(split_file).resolve()}")
-    run_python(args)
+    _step(args, f"{prepared}: data preparation")
     return prepared
 
 
@@ -70,11 +74,19 @@ def run_variant(variant: str, profile: str, prepared, workdir, overrides=(),
         say(f"{run.path.name}: training already complete in {run.path}")
     else:
         say(f"{run.path.name}: training in {run.path}")
-        run_python(["-m", "boundary_aware.train", *args])
+        _step(["-m", "boundary_aware.train", *args], f"{run.path}: training")
     if run.needs_evaluation():
         say(f"{run.path.name}: evaluating")
-        run_python(["-m", "boundary_aware.evaluate", f"--workdir={run.path}"])
+        _step(["-m", "boundary_aware.evaluate", f"--workdir={run.path}"], f"{run.path}: evaluation")
     return run.metrics_path
+
+
+def _step(args, what: str) -> None:
+    try:
+        run_python(args)
+    except subprocess.CalledProcessError as err:
+        raise RunError(f"{what} failed (exit status {err.returncode}); its messages are above; "
+                       f"rerun the same command to resume") from None
 
 
 def run_dir(out, variant: str, seed: int) -> Path:
@@ -129,10 +141,9 @@ def experiment_main(experiment) -> None:
 
     from boundary_aware.cli import exit_on
     f = flags.FLAGS
-    with exit_on(ValueError):
-        seeds = parse_seeds(f.seeds)
-    experiment(f.out, f.brats_dir or None, f.split_file or None, f.profile or None, f.override,
-               seeds)
+    with exit_on(ValueError, RunError):
+        experiment(f.out, f.brats_dir or None, f.split_file or None, f.profile or None,
+                   f.override, parse_seeds(f.seeds))
 
 
 def define_experiment_flags(default_out: str) -> None:

@@ -45,6 +45,16 @@ def run_python(code, env=None, timeout=300):
                              capture_output=True, text=True, timeout=timeout)
 
 
+def tiny_prepared(root):
+    """Five synthetic cases of 48 x 48 x 24 voxels, prepared at 32 x 32 (4 slices per case)
+    in ROOT/prepared; the sources stay in ROOT/brats. Returns the prepared folder."""
+    from data_prep import synthetic
+    from data_prep.prepare_brats import prepare
+    synthetic.generate(root / "brats", 5, seed=3, shape=(48, 48, 24))
+    prepare(root / "brats", root / "prepared", slices_per_case=4, image_size=32, log=lambda *a: None)
+    return root / "prepared"
+
+
 def module_code(module, args):
     """Python code that runs `python -m module *args` (for `run_python`, which can prepend code)."""
     return f"import runpy, sys\nsys.argv = [{module!r}, *{list(args)!r}]\n" \

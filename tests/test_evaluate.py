@@ -11,9 +11,7 @@ import pytest
 from boundary_aware import metrics
 from boundary_aware.evaluate import evaluate, score_volume, summarize
 from boundary_aware.predict import predict_path
-from data_prep import synthetic
-from data_prep.prepare_brats import prepare
-from tests.conftest import module_code, run_python
+from tests.conftest import tiny_prepared, module_code, run_python
 
 TINY_RUN = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
             "--config.train.batch_size=4", "--config.train.epochs=30", "--config.eval.batch_size=8",
@@ -57,8 +55,7 @@ def test_honest_hausdorff_summary_by_hand():
 def trained_run(tmp_path_factory):
     """A tiny U-Net trained for 30 epochs (with batch norm) on synthetic data."""
     root = tmp_path_factory.mktemp("evaluate")
-    synthetic.generate(root / "brats", 5, seed=3, shape=(48, 48, 24))
-    prepare(root / "brats", root / "prepared", slices_per_case=4, image_size=32, log=lambda *a: None)
+    tiny_prepared(root)
     args = ["--config=experiments/table1.py:unet,demo", f"--workdir={root / 'run'}",
             f"--config.data.prepared_dir={root / 'prepared'}", *TINY_RUN]
     code = module_code("boundary_aware.train", args)

@@ -44,6 +44,7 @@ def exported(tmp_path_factory):
     x = np.random.default_rng(0).random((3, 32, 32, 1)).astype("float32")
     np.save(root / "x.npy", x)
     expected = model.predict(x, verbose=0)
+    np.savez(root / "expected.npz", **expected)
     return root, card, expected
 
 
@@ -64,7 +65,6 @@ def test_model_card_and_existing_output_protection(exported):
 
 def test_reload_in_a_fresh_process_matches_keras(exported):
     root, _, expected = exported
-    np.savez(root / "expected.npz", **expected)
     code = f"""
 import numpy as np, tensorflow as tf, keras
 root = {str(root)!r}
@@ -190,3 +190,106 @@ def test_export_of_a_baseline_has_only_seg(tmp_path):
     card = export_model(model, tmp_path / "unet_saved")
     assert set(card["outputs"]) == {"seg"}
     shutil.rmtree(tmp_path / "unet_saved")
+
+
+# ---- what may be replaced, what may be loaded -------------------------------
+
+def test_export_overwrite_replaces_only_an_export(exported, tmp_path):
+    root, _, _ = exported
+    thesis = tmp_path / "v"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("years of work")
+    with pytest.raises(ExportError, match="v: is not an export of this package.*never replaced"):
+        export_run(root / "run", thesis, overwrite=True)
+    assert (thesis / "thesis.tex").read_text() == "years of work"
+    shutil.copytree(root / "saved", tmp_path / "mine")
+    card = export_run(root / "run", tmp_path / "mine", overwrite=True)  # its own export: replaced
+    assert json.loads((tmp_path / "mine" / "model_card.json").read_text()) == card
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "v"]  # no lock or temporary left
+
+
+def test_a_second_export_into_the_same_place_refuses(exported, tmp_path):
+    from boundary_aware.errors import LockedError
+    from boundary_aware.files import exclusive_lock
+    root, _, _ = exported
+    with exclusive_lock(tmp_path / ".out.lock", "another export"):
+        with pytest.raises(LockedError, match="in use by PID"):
+            export_run(root / "run", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_our_exports_pass_the_operation_check(tmp_path):
+    from boundary_aware.export import check_saved_model
+    for name, kwargs, precision in [("ours", dict(base_filters=8, shape_filters=32, norm="group"),
+                                     "mixed_float16"),
+                                    ("unet", dict(base_filters=8, norm="none"), "mixed_bfloat16"),
+                                    ("vnet", dict(base_filters=8), "float32")]:
+        keras.config.set_dtype_policy(precision)
+        model = build_model(name, input_shape=(32, 32, 1), **kwargs)
+        keras.config.set_dtype_policy("float32")
+        export_model(model, tmp_path / name)
+        check_saved_model(tmp_path / name)  # raises on any operation outside the allow-list
+
+
+def _evil_saved_model(folder, victim):
+    """A SavedModel whose `serve` also writes a file: what a stranger's model could do."""
+    code = f"""
+import tensorflow as tf
+class Evil(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec((None, 32, 32, 1), tf.float32, name="images")])
+    def serve(self, images):
+        tf.io.write_file({str(victim)!r}, "written by a model")
+        return {{"seg": tf.sigmoid(images)}}
+evil = Evil()
+tf.saved_model.save(evil, {str(folder)!r}, signatures={{"serve": evil.serve}})
+"""
+    result = run_python(code, env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_savedmodel_with_foreign_operations_is_refused_unless_trusted(tmp_path):
+    victim = tmp_path / "outside" / "pwned.txt"
+    victim.parent.mkdir()
+    _evil_saved_model(tmp_path / "evil", victim)
+    with pytest.raises(DataError, match=r"evil: refused: .*\(WriteFile in .*--trust_model"):
+        predict_path(tmp_path / "evil", CASE, tmp_path / "mask.nii.gz")
+    assert not victim.exists() and not (tmp_path / "mask.nii.gz").exists()
+    predict_path(tmp_path / "evil", CASE, tmp_path / "mask.nii.gz", trust_model=True)
+    assert victim.read_text() == "written by a model"  # what trusting a model means
+
+
+def test_a_savedmodel_says_which_slice_size_it_expects(exported):
+    from boundary_aware.export import load_saved_model
+    root, _, _ = exported
+    serve, shape = load_saved_model(root / "saved")
+    assert shape == (32, 32, 1)
+    with pytest.raises(DataError, match=r"expects slices of shape \(N, 32, 32, 1\).*got \(2, 96, 96, 1\)"):
+        serve(np.zeros((2, 96, 96, 1), np.float32))
+    import tensorflow as tf  # the signature itself, for users without the package
+    raw = tf.saved_model.load(str(root / "saved")).signatures["serve"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[\?,32,32,1\]"):
+        raw(images=tf.zeros((1, 96, 96, 1)))
+
+
+def test_predict_overwrite_replaces_only_its_own_masks(run_dir, tmp_path):
+    out = tmp_path / "mask.nii.gz"
+    shutil.copy(CASE, out)  # somebody's scan where the mask would go
+    with pytest.raises(DataError, match="mask.nii.gz: is not a mask written by this package"):
+        predict_path(run_dir, CASE, out, overwrite=True)
+    assert out.read_bytes() == CASE.read_bytes()
+    out.unlink()
+    predict_path(run_dir, CASE, out)
+    first = nib.load(str(out)).get_fdata()
+    predict_path(run_dir, CASE, out, overwrite=True)  # its own output: replaced
+    np.testing.assert_array_equal(nib.load(str(out)).get_fdata(), first)
+    copy = tmp_path / "scan.nii.gz"
+    shutil.copy(CASE, copy)
+    with pytest.raises(DataError, match="scan.nii.gz: is the input"):
+        predict_path(run_dir, copy, copy, overwrite=True)
+    summary = tmp_path / "masks" / "summary.json"
+    summary.parent.mkdir()
+    summary.write_text('{"my": "results"}')
+    with pytest.raises(DataError, match="summary.json: is not a summary written by this package"):
+        predict_path(run_dir, ROOT / "tests" / "data" / "brats_samples", summary.parent,
+                     overwrite=True)
+    assert summary.read_text() == '{"my": "results"}'

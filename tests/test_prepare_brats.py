@@ -3,6 +3,7 @@
 import gzip
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -243,7 +244,39 @@ def _break_empty_core(brats):
     return seg, "TC region is empty"
 
 
-BREAKERS = [_break_missing_t1c, _break_missing_seg, _break_truncated_gzip, _break_not_nifti,
+def _break_constant_t1c(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    save(t1c, np.full(SHAPE, 7, np.int16))
+    return t1c, "the T1c is constant"
+
+
+def _break_blank_t1c(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    save(t1c, np.zeros(SHAPE, np.int16))
+    return t1c, "the T1c is constant"
+
+
+def _header_only(path, shape, dtype):
+    """A file of a few hundred bytes whose header claims `shape` voxels of `dtype`."""
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), dtype), synthetic.BRATS_AFFINE)
+    img.header.set_data_shape(shape)
+    path.write_bytes(gzip.compress(img.header.binaryblock + b"\0" * 4))
+
+
+def _break_complex_header(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    _header_only(t1c, (512, 512, 512), np.complex128)  # 2 GiB claimed by a tiny file
+    return t1c, "voxel type complex128 is not an image"
+
+
+def _break_huge_float64_header(brats):
+    t1c, _ = files(brats, "Synth_0002")
+    _header_only(t1c, (512, 512, 300), np.float64)
+    return t1c, "needs 600 MiB in memory; the limit is 512 MiB"
+
+
+BREAKERS = [_break_constant_t1c, _break_blank_t1c, _break_complex_header,
+            _break_huge_float64_header, _break_missing_t1c, _break_missing_seg, _break_truncated_gzip, _break_not_nifti,
             _break_4d, _break_2d, _break_shape_mismatch, _break_affine_mismatch, _break_nan,
             _break_labels, _break_absurd_header, _break_empty_core]
 
@@ -291,3 +324,86 @@ def test_custom_split_file_is_used(brats, tmp_path):
     manifest = run(brats, tmp_path / "out", split_file=split)
     assert manifest["split"] == {"train": ["Synth_0003"], "val": ["Synth_0001"], "test": ["Synth_0000"]}
     assert "Synth_0002" not in manifest["cases"]
+
+
+# ---- unreadable folders, options, leftovers, what --overwrite may replace ----
+
+def _unreadable(monkeypatch, folder):
+    """Make listing `folder` fail as it does without read permission (the tests run as root)."""
+    import os
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_case_folder_fails_naming_it_or_is_skipped_and_listed(brats, tmp_path,
+                                                                            monkeypatch):
+    folder = files(brats, "Synth_0002")[0].parent
+    _unreadable(monkeypatch, folder)
+    with pytest.raises(DataError, match=f"{folder}: cannot read this folder"):
+        run(brats, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    manifest = run(brats, tmp_path / "out", on_error="skip")
+    assert "cannot read this folder" in manifest["skipped"][str(folder)]
+    assert "Synth_0002" not in manifest["cases"]
+
+
+@pytest.mark.parametrize("options, problem", [
+    (dict(slices_per_case=0), "--slices_per_case must be >= 1"),
+    (dict(image_size=40), r"image size 40 does not suit every model \(unet needs a multiple of "
+                          r"16, vnet needs a multiple of 16\)"),
+    (dict(image_size=36), "ours needs a multiple of 8"),
+    (dict(workers=0), "--workers must be >= 1"),
+])
+def test_bad_options_are_refused_before_any_work(options, problem, brats, tmp_path):
+    with pytest.raises(ValueError, match=problem):
+        run(brats, tmp_path / "out", **options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brats"]
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_case_is_read(brats, tmp_path, monkeypatch):
+    import data_prep.prepare_brats as prep
+    monkeypatch.setattr(prep, "discover_cases", lambda *a, **k: pytest.fail("read the cases"))
+    out = tmp_path / "out"
+    out.write_text("my notes")
+    with pytest.raises(DataError, match="out: exists and is not a folder"):
+        run(brats, out)
+    assert out.read_text() == "my notes"
+
+
+def test_a_killed_runs_hidden_leftovers_are_removed(brats, tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    leftover = tmp_path / f".tmp-{dead}-out"
+    (leftover / "junk").mkdir(parents=True)
+    (leftover / "junk" / "train_images.npy").write_bytes(b"\0" * 1000)
+    run(brats, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brats", "out"]
+
+
+def test_overwrite_replaces_only_a_prepared_dataset(brats, tmp_path):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("years of work")
+    with pytest.raises(DataError, match="is not a prepared dataset; it is never replaced"):
+        run(brats, thesis, overwrite=True)
+    (thesis / "manifest.json").write_text('{"some": "other tool"}')
+    with pytest.raises(DataError, match="not a manifest of this package"):
+        run(brats, thesis, overwrite=True)
+    assert (thesis / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_second_preparation_into_the_same_folder_refuses(brats, tmp_path):
+    from boundary_aware.errors import LockedError
+    from boundary_aware.files import exclusive_lock
+    out = tmp_path / "out"
+    with exclusive_lock(tmp_path / ".out.lock", str(out)):  # as a running preparation holds it
+        with pytest.raises(LockedError, match=r"out: in use by PID \d+ on "):
+            run(brats, out)
+    assert not out.exists()

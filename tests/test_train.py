@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from boundary_aware.train import TrainingError, poly_learning_rate, train
-from data_prep import synthetic
-from data_prep.prepare_brats import prepare
 from experiments.table1 import get_config
-from tests.conftest import module_code, run_python
+from tests.conftest import tiny_prepared, module_code, run_python
 
 # U-Net: the resume logic is the same for every model, and it compiles fastest.
 TINY = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
@@ -22,10 +20,7 @@ TINY = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_data")
-    synthetic.generate(root / "brats", 5, seed=3, shape=(48, 48, 24))
-    prepare(root / "brats", root / "prepared", slices_per_case=4, image_size=32, log=lambda *a: None)
-    return root / "prepared"
+    return tiny_prepared(tmp_path_factory.mktemp("train_data"))
 
 
 def train_command(workdir, prepared, extra=(), kill_at=None):
