@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,$(TF_EXTRA)]"
+	$(PY) -m pip install --quiet -e ".[test,ray,$(TF_EXTRA)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -27,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml
 test: test-tf test-jax
 
 test-tf: install
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-jax: install
 	KERAS_BACKEND=jax $(PY) -m pytest -q -n $(TEST_WORKERS) -m backend $(PYTEST_ARGS)
@@ -60,14 +60,23 @@ demo-data: install
 # The paper's Table 1. Without BRATS_DIR: synthetic demo data, demo profile.
 # make reproduce-table1 [SEEDS=0,1,2] [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo]
 #                       [OUT=...] [OVERRIDES="train.epochs=5 train.batch_size=4"]
+#                       [EXECUTOR=local|ray] [RAY_ADDRESS=host:port] [GPUS_PER_RUN=1] [CPUS_PER_RUN=1]
 # Every row runs once per seed (default 0,1,2).
 OUT ?= results/table1
 PROFILE ?=
 SPLIT ?=
 OVERRIDES ?=
 SEEDS ?=
+# EXECUTOR=ray runs every (row, seed) as a Ray task: a local cluster, or RAY_ADDRESS=host:port.
+EXECUTOR ?= local
+RAY_ADDRESS ?=
+GPUS_PER_RUN ?=
+CPUS_PER_RUN ?=
 TABLE_ARGS = --out=$(OUT) $(if $(BRATS_DIR_SET),--brats_dir=$(BRATS_DIR_SET)) \
-	$(if $(SEEDS),--seeds=$(SEEDS)) \
+	$(if $(SEEDS),--seeds=$(SEEDS)) --executor=$(EXECUTOR) \
+	$(if $(RAY_ADDRESS),--ray_address=$(RAY_ADDRESS)) \
+	$(if $(GPUS_PER_RUN),--gpus_per_run=$(GPUS_PER_RUN)) \
+	$(if $(CPUS_PER_RUN),--cpus_per_run=$(CPUS_PER_RUN)) \
 	$(if $(SPLIT),--split_file=$(SPLIT)) $(if $(PROFILE),--profile=$(PROFILE)) \
 	$(foreach o,$(OVERRIDES),--override=$(o))
 BRATS_DIR_SET = $(if $(filter command line environment,$(origin BRATS_DIR)),$(BRATS_DIR))

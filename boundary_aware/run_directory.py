@@ -11,6 +11,7 @@
         metrics.json   the test scores (`boundary_aware.evaluate`)
         tensorboard/   TensorBoard logs (TensorFlow backend)
         .lock          held by the process that trains or evaluates the run
+        run.log        the run's messages, when an executor runs it away from the console
 
 Which checkpoint is scored, exported and used for prediction: the paper names
 no rule. Ours, `config.eval.checkpoint`, is "final" by default: with Eq. 6 the
@@ -55,6 +56,7 @@ class RunDirectory:
         self.tensorboard_path = self.path / "tensorboard"
         self.previous_path = self.path / "previous.keras"
         self.lock_path = self.path / ".lock"
+        self.log_path = self.path / "run.log"
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"

@@ -24,15 +24,16 @@ from experiments.table1 import ABLATION_ROWS
 
 def ablation(out: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2), brats_dir: str | None = None,
              split_file: str | None = None, profile: str | None = None,
-             overrides: Sequence[str] = ()) -> None:
-    """The ablation rows over `seeds` into OUT/ablation.* (module docstring)."""
+             overrides: Sequence[str] = (), executor: str = "local", **executor_options) -> None:
+    """The ablation rows over `seeds` into OUT/ablation.* (module docstring); `executor` and
+    its options as `experiments.runner.run_sweep`."""
     seeded_experiment(out, "ablation", "Edge-loss ablation", ABLATION_ROWS, seeds, brats_dir,
-                      split_file, profile, overrides)
+                      split_file, profile, overrides, executor=executor, **executor_options)
 
 
 def main(argv) -> None:
-    experiment_main(lambda out, brats_dir, split_file, profile, overrides, seeds: ablation(
-        out, seeds, brats_dir, split_file, profile, overrides))
+    experiment_main(lambda out, brats_dir, split_file, profile, overrides, seeds, **kw: ablation(
+        out, seeds, brats_dir, split_file, profile, overrides, **kw))
 
 
 def define_flags() -> None:

@@ -2,6 +2,7 @@
 
     boundary-aware-table1 --out=results/table1 [--seeds=0,1,2] [--brats_dir=DIR]
         [--split_file=F] [--profile=demo|paper] [--override=train.epochs=5 ...]
+        [--executor=local|ray] [--ray_address=HOST:PORT] [--gpus_per_run=1] [--cpus_per_run=1]
 
 Without --brats_dir it generates synthetic BraTS-like data and runs the demo
 profile: those numbers are NOT BraTS numbers, and the table says so. With
@@ -37,10 +38,13 @@ JACCARD_NOTE = ("In the paper's Table 1 every Jaccard mean is above its Dice mea
 
 def reproduce(out: str | os.PathLike, brats_dir: str | None = None, split_file: str | None = None,
               profile: str | None = None, overrides: Sequence[str] = (),
-              seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] = TABLE_ROWS) -> None:
-    """Table 1's rows over `seeds` into OUT/table1.* (module docstring)."""
+              seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] = TABLE_ROWS,
+              executor: str = "local", **executor_options) -> None:
+    """Table 1's rows over `seeds` into OUT/table1.* (module docstring); `executor` and
+    its options as `experiments.runner.run_sweep`."""
     seeded_experiment(out, "table1", "Table 1 reproduction", rows, seeds, brats_dir, split_file,
-                      profile, overrides, notes=[JACCARD_NOTE], paper=PAPER)
+                      profile, overrides, notes=[JACCARD_NOTE], paper=PAPER, executor=executor,
+                      **executor_options)
 
 
 def main(argv) -> None:

@@ -20,8 +20,14 @@ class RunError(RuntimeError):
     """A step of an experiment (data, training, evaluation) failed; its own messages came first."""
 
 
-def say(message: str) -> None:
-    print(f"[boundary-aware] {message}", flush=True)
+def say(message: str, log=None) -> None:
+    """A progress line on the console, or appended to the run's `log` file."""
+    line = f"[boundary-aware] {message}"
+    if log is None:
+        print(line, flush=True)
+    else:
+        with open(log, "a") as stream:
+            stream.write(line + "\n")
 
 
 def python_env(extra: dict | None = None) -> dict:
@@ -30,10 +36,26 @@ def python_env(extra: dict | None = None) -> dict:
             **(extra or {})}
 
 
-def run_python(args, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """`python *args` in a child process, from the repository root, with `python_env`."""
+def _die_with_parent() -> None:
+    """In the child: be killed when the parent dies (Linux), so that a lost Ray worker
+    takes its training process with it and the retry finds the run directory free."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_python(args, check: bool = True, log=None, **kwargs) -> subprocess.CompletedProcess:
+    """`python *args` in a child process, from the repository root, with `python_env`;
+    with `log`, its output is appended to that file."""
     env = python_env(kwargs.pop("env", None))
-    return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT, **kwargs)
+    if log is None:
+        return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT,
+                              preexec_fn=_die_with_parent, **kwargs)
+    with open(log, "a") as stream:
+        return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT,
+                              stdout=stream, stderr=subprocess.STDOUT,
+                              preexec_fn=_die_with_parent, **kwargs)
 
 
 def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None) -> Path:
@@ -62,8 +84,11 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
 
 
 def run_variant(variant: str, profile: str, prepared, workdir, overrides=(),
-                seed: int | None = None) -> Path:
-    """Train (resuming if needed) and evaluate one variant; returns its metrics.json path."""
+                seed: int | None = None, log=None) -> Path:
+    """Train (resuming if needed) and evaluate one variant; returns its metrics.json path.
+
+    With `log`, every message of the run goes to that file instead of the console.
+    """
     run = RunDirectory(workdir)
     args = [f"--config={CONFIG_FILE}:{variant},{profile}", f"--workdir={run.path}",
             f"--config.data.prepared_dir={Path(prepared).resolve()}"]
@@ -71,22 +96,24 @@ def run_variant(variant: str, profile: str, prepared, workdir, overrides=(),
         args.append(f"--config.train.seed={seed}")
     args += [f"--config.{o}" for o in overrides]
     if run.is_complete():
-        say(f"{run.path.name}: training already complete in {run.path}")
+        say(f"{run.path.name}: training already complete in {run.path}", log)
     else:
-        say(f"{run.path.name}: training in {run.path}")
-        _step(["-m", "boundary_aware.train", *args], f"{run.path}: training")
+        say(f"{run.path.name}: training in {run.path}", log)
+        _step(["-m", "boundary_aware.train", *args], f"{run.path}: training", log)
     if run.needs_evaluation():
-        say(f"{run.path.name}: evaluating")
-        _step(["-m", "boundary_aware.evaluate", f"--workdir={run.path}"], f"{run.path}: evaluation")
+        say(f"{run.path.name}: evaluating", log)
+        _step(["-m", "boundary_aware.evaluate", f"--workdir={run.path}"],
+              f"{run.path}: evaluation", log)
     return run.metrics_path
 
 
-def _step(args, what: str) -> None:
+def _step(args, what: str, log=None) -> None:
     try:
-        run_python(args)
+        run_python(args, log=log)
     except subprocess.CalledProcessError as err:
-        raise RunError(f"{what} failed (exit status {err.returncode}); its messages are above; "
-                       f"rerun the same command to resume") from None
+        where = f"see {log}" if log else "its messages are above"
+        raise RunError(f"{what} failed (exit status {err.returncode}); {where}; rerun the same "
+                       f"command to resume") from None
 
 
 def run_dir(out, variant: str, seed: int) -> Path:
@@ -94,11 +121,29 @@ def run_dir(out, variant: str, seed: int) -> Path:
     return Path(out) / "runs" / f"{variant}_seed{seed}"
 
 
-def run_sweep(out, variants, seeds, profile: str, prepared, overrides=()) -> dict:
-    """Every variant over every seed, one after another; {variant: {seed: metrics.json}}."""
-    return {variant: {seed: run_variant(variant, profile, prepared, run_dir(out, variant, seed),
-                                        overrides, seed=seed) for seed in seeds}
-            for variant in variants}
+def run_sweep(out, variants, seeds, profile: str, prepared, overrides=(), executor: str = "local",
+              **executor_options) -> tuple[dict, dict]:
+    """Every variant over every seed, on `executor` ("local": one after another; "ray": Ray
+    tasks, `experiments.executors.ray_sweep` takes `executor_options`).
+
+    Returns ({variant: {seed: metrics.json}}, {run name: why it failed}); the local
+    executor stops at the first failure (RunError), Ray finishes the other runs.
+    """
+    from experiments.executors import Job, local_sweep, ray_sweep
+    jobs = [Job(variant, seed, profile, str(Path(prepared).resolve()),
+                str(run_dir(out, variant, seed)), tuple(overrides))
+            for variant in variants for seed in seeds]
+    if executor == "local":
+        results, failures = local_sweep(jobs)
+    elif executor == "ray":
+        results, failures = ray_sweep(jobs, out, **executor_options)
+    else:
+        raise ValueError(f"--executor must be local or ray, got {executor!r}")
+    table = {}
+    for job in jobs:
+        if job.name in results:
+            table.setdefault(job.variant, {})[job.seed] = Path(results[job.name])
+    return table, failures
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -115,9 +160,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Sequence[int],
                       brats_dir=None, split_file=None, profile: str | None = None,
                       overrides: Sequence[str] = (), notes: Sequence[str] = (),
-                      paper: dict | None = None) -> None:
+                      paper: dict | None = None, executor: str = "local",
+                      **executor_options) -> None:
     """Prepare the data, run every row over every seed, write OUT/STEM.{md,json,csv} and
-    STEM_runs.csv (`seeded_table.write_tables`). Without `brats_dir`: synthetic demo data."""
+    STEM_runs.csv (`seeded_table.write_tables`). Without `brats_dir`: synthetic demo data.
+    Runs that failed are named (with their log) and the table says which rows are
+    incomplete; then RunError."""
     from experiments.seeded_table import experiment_notes, load_runs, write_tables
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,24 +174,39 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
     if synthetic:
         say(f"no BRATS_DIR given: {title} on SYNTHETIC data; these are NOT BraTS numbers")
     prepared = prepare_data(out, profile, brats_dir, split_file)
-    runs = load_runs(run_sweep(out, rows, seeds, profile, prepared, overrides))
+    done, failures = run_sweep(out, rows, seeds, profile, prepared, overrides, executor,
+                               **executor_options)
+    runs = load_runs(done)
     data = "synthetic BraTS-like data (NOT BraTS)" if synthetic else f"BraTS data in {brats_dir}"
-    write_tables(out, stem, f"{title}: {profile} profile on {data}", runs,
-                 list(notes) + experiment_notes(synthetic, runs, overrides), paper=paper)
-    say(f"wrote {out / (stem + '.md')}, {stem}.csv, {stem}.json, {stem}_runs.csv")
-    print((out / f"{stem}.md").read_text())
+    notes = list(notes) + experiment_notes(synthetic, runs, overrides)
+    if failures:
+        notes.append("INCOMPLETE: these runs failed and are not in the table: " +
+                     ", ".join(sorted(failures)))
+    if runs:
+        write_tables(out, stem, f"{title}: {profile} profile on {data}", runs, notes, paper=paper)
+        say(f"wrote {out / (stem + '.md')}, {stem}.csv, {stem}.json, {stem}_runs.csv")
+        print((out / f"{stem}.md").read_text())
+    if failures:
+        for name, why in sorted(failures.items()):
+            say(f"FAILED {name}: {why}")
+        raise RunError(f"{out}: {len(failures)} of {len(rows) * len(seeds)} runs failed "
+                       f"({', '.join(sorted(failures))}); the table lists the rest")
 
 
 def experiment_main(experiment) -> None:
-    """Run `experiment(out, brats_dir, split_file, profile, overrides, seeds)` from the flags
-    of `define_experiment_flags`."""
+    """Run `experiment(out, brats_dir, split_file, profile, overrides, seeds, executor=...,
+    ...)` from the flags of `define_experiment_flags`."""
     from absl import flags
 
     from boundary_aware.cli import exit_on
     f = flags.FLAGS
     with exit_on(ValueError, RunError):
+        options = {}
+        if f.executor == "ray":
+            options = dict(address=f.ray_address, gpus_per_run=f.gpus_per_run,
+                           cpus_per_run=f.cpus_per_run)
         experiment(f.out, f.brats_dir or None, f.split_file or None, f.profile or None,
-                   f.override, parse_seeds(f.seeds))
+                   f.override, parse_seeds(f.seeds), executor=f.executor, **options)
 
 
 def define_experiment_flags(default_out: str) -> None:
@@ -156,3 +219,9 @@ def define_experiment_flags(default_out: str) -> None:
     flags.DEFINE_string("seeds", ",".join(map(str, DEFAULT_SEEDS)),
                         "Training seeds, comma-separated: every row runs once per seed.")
     flags.DEFINE_multi_string("override", [], "Config override, e.g. train.epochs=5 (repeatable).")
+    flags.DEFINE_enum("executor", "local", ["local", "ray"],
+                      "local: runs one after another; ray: one Ray task per run.")
+    flags.DEFINE_string("ray_address", None, "Join this Ray cluster (default: start a local one).")
+    flags.DEFINE_float("gpus_per_run", None, "GPUs per Ray task (default: 1 where the cluster "
+                       "has GPUs, else 0; 0.5 puts two runs on a card).")
+    flags.DEFINE_float("cpus_per_run", 1, "CPUs per Ray task.")
