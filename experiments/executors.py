@@ -146,7 +146,8 @@ def _collect(ray, pending: dict, total: int, progress: bool) -> tuple[dict, dict
     from tqdm import tqdm
     results, failures = {}, {}
     start = time.time()
-    bar = tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not progress,
+               mininterval=0.5 if sys.stderr.isatty() else 60)  # a log file: one line a minute
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
