@@ -27,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml
 test: test-tf test-jax
 
 test-tf: install
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-jax: install
 	KERAS_BACKEND=jax $(PY) -m pytest -q -n $(TEST_WORKERS) -m backend $(PYTEST_ARGS)

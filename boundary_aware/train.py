@@ -6,8 +6,10 @@ chooses), and trains with the per-output losses of Eq. 3 and the poly
 learning rate of Eq. 6. After every epoch `checkpointing.EpochCheckpoint`
 records the validation Dice, the history, the last state and the best model,
 each written atomically. Rerunning the same command resumes from the last
-completed epoch. A NaN loss stops training with an error; the last completed
-epoch's checkpoint is kept. Also `python -m boundary_aware.train`.
+completed epoch, from a checkpoint verified against the state
+(`checkpointing.resume_point`). The run directory is locked while training.
+A NaN loss or a full disk stops training with an error; the last completed
+epoch's files are kept. Also `python -m boundary_aware.train`.
 
 Reference: Hatamizadeh et al. 2019, Sec. 2.3 (Eq. 3) and 3.2 (Eq. 6).
 """
