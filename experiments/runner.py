@@ -36,26 +36,20 @@ def python_env(extra: dict | None = None) -> dict:
             **(extra or {})}
 
 
-def _die_with_parent() -> None:
-    """In the child: be killed when the parent dies (Linux), so that a lost Ray worker
-    takes its training process with it and the retry finds the run directory free."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def run_python(args, check: bool = True, log=None, **kwargs) -> subprocess.CompletedProcess:
     """`python *args` in a child process, from the repository root, with `python_env`;
     with `log`, its output is appended to that file."""
     env = python_env(kwargs.pop("env", None))
     if log is None:
-        return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT,
-                              preexec_fn=_die_with_parent, **kwargs)
+        return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT, **kwargs)
     with open(log, "a") as stream:
         return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT,
-                              stdout=stream, stderr=subprocess.STDOUT,
-                              preexec_fn=_die_with_parent, **kwargs)
+                              stdout=stream, stderr=subprocess.STDOUT, **kwargs)
+
+
+def run_module(module: str, args, log=None) -> subprocess.CompletedProcess:
+    """`python -m module *args` as a child that dies with this process (`experiments.child`)."""
+    return run_python(["-m", "experiments.child", str(os.getpid()), module, *args], log=log)
 
 
 def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None) -> Path:
@@ -108,8 +102,9 @@ def run_variant(variant: str, profile: str, prepared, workdir, overrides=(),
 
 
 def _step(args, what: str, log=None) -> None:
+    """`python -m MODULE ARGS` (args = ["-m", MODULE, *ARGS]); RunError if it fails."""
     try:
-        run_python(args, log=log)
+        run_module(args[1], args[2:], log=log)
     except subprocess.CalledProcessError as err:
         where = f"see {log}" if log else "its messages are above"
         raise RunError(f"{what} failed (exit status {err.returncode}); {where}; rerun the same "
