@@ -52,7 +52,8 @@ def forward_flops(model, input_shape=None):
 
         def call(inputs, *args, **kwargs):
             outputs = original(inputs, *args, **kwargs)
-            total[0] += _layer_flops(layer, tuple(inputs.shape), tuple(outputs.shape))
+            first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs  # ChannelProjection
+            total[0] += _layer_flops(layer, tuple(first.shape), tuple(outputs.shape))
             return outputs
         return call
 

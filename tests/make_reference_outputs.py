@@ -39,9 +39,9 @@ def main():
             if "bias" in variable.path or "beta" in variable.path or "gamma" in variable.path:
                 variable.assign(rng.normal(1 if "gamma" in variable.path else 0, 0.2,
                                            tuple(variable.shape)))
-        inference = model(x, training=False)
-        training = model(x, training=True)
         model.save(out / f"reference_{name}.keras")
+        inference = model(x, training=False)
+        training = model(x, training=True)  # last: it moves the batch-norm statistics
         arrays = {"x": x}
         for key in inference:
             arrays[f"{key}_inference"] = keras.ops.convert_to_numpy(inference[key])

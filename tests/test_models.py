@@ -3,6 +3,7 @@
 import json
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
@@ -157,3 +158,92 @@ def test_mixed_float16_training_step_with_xla_on_tensorflow():
     edges = to_numpy(losses.edge_target(masks))
     history = model.fit(images, {"seg": masks, "edge": edges}, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("name", ["ours", "unet", "vnet"])
+def test_todays_graph_gives_the_outputs_of_the_graph_before_the_memory_bound_changes(name):
+    """tests/make_reference_outputs.py saved tiny models, every weight random, and their
+    outputs (inference and training mode) with the graph before the one-channel 1x1
+    convolutions became channel sums and batch normalization's statistics one pass
+    (issue 15). Same weights, today's graph: the same outputs, to float32 rounding."""
+    import boundary_aware.layers  # noqa: F401
+    from tests.make_reference_outputs import TINY as REFERENCE
+    data = ROOT / "tests" / "data" / "checkpoints"
+    saved = np.load(data / f"reference_{name}_io.npz")
+    old = keras.saving.load_model(data / f"reference_{name}.keras", safe_mode=True,
+                                  compile=False)
+    model = build_model(name, input_shape=(32, 32, 1), **REFERENCE[name])
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in old.get_weights()]
+    model.set_weights(old.get_weights())
+    projections = [layer.name for layer in model._flatten_layers()
+                   if type(layer).__name__ == "ChannelProjection"]
+    assert "seg_logits" in projections  # the new graph is the one under test
+    if name == "ours":
+        assert {"shape_side1", "edge_logits", "gate_conv"} <= set(projections)
+    for training in (False, True):
+        out = model(saved["x"], training=training)
+        for key in model.output_names:
+            np.testing.assert_allclose(
+                to_numpy(out[key]), saved[f"{key}_{'training' if training else 'inference'}"],
+                atol=1e-5, rtol=1e-5, err_msg=f"{name} {key} training={training}")
+
+
+def test_channel_projection_is_a_one_channel_1x1_convolution_of_the_concatenation():
+    from boundary_aware.layers import ChannelProjection
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2, 6, 6, 5)).astype("float32")
+    b = rng.normal(size=(2, 6, 6, 3)).astype("float32")
+    conv = keras.layers.Conv2D(1, 1, bias_initializer="random_normal")
+    expected = to_numpy(conv(np.concatenate([a, b], -1)))
+    by_hand = np.concatenate([a, b], -1) @ to_numpy(conv.kernel)[0, 0] + to_numpy(conv.bias)
+    np.testing.assert_allclose(expected, by_hand, atol=1e-5)
+    on_list, on_one = ChannelProjection(), ChannelProjection()
+    on_list.build([a.shape, b.shape])
+    on_one.build(np.concatenate([a, b], -1).shape)
+    for layer in (on_list, on_one):
+        layer.set_weights(conv.get_weights())
+    np.testing.assert_allclose(to_numpy(on_list([a, b])), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(on_one(np.concatenate([a, b], -1))), expected, atol=1e-5)
+    # a saved config (Conv2D's keys included) rebuilds it; other filter counts are refused
+    clone = ChannelProjection.from_config(on_one.get_config())
+    assert clone.filters == 1 and clone.kernel_size == (1, 1)
+    with pytest.raises(ValueError, match="filters is 1"):
+        ChannelProjection(filters=2)
+
+
+def test_channel_projection_under_mixed_bfloat16_matches_float32_within_bf16_rounding():
+    from boundary_aware.layers import ChannelProjection
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 8, 8, 32)).astype("float32")
+    exact = ChannelProjection()
+    exact.build(x.shape)
+    mixed = ChannelProjection(dtype="mixed_bfloat16")
+    mixed.build(x.shape)
+    mixed.set_weights(exact.get_weights())
+    out = mixed(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    np.testing.assert_allclose(to_numpy(ops.cast(out, "float32")), to_numpy(exact(x)),
+                               atol=0.05, rtol=0.02)
+
+
+def test_one_pass_batch_normalization_equals_keras_batch_normalization():
+    """Outputs and moving statistics, in training and inference mode, on maps whose mean
+    (3) is larger than their spread, with the shift first 0 then the moving mean."""
+    from boundary_aware.layers.normalization import BatchNormalization
+    rng = np.random.default_rng(2)
+    x = (3 + rng.normal(size=(4, 8, 8, 6)) * rng.uniform(0.5, 2, 6)).astype("float32")
+    ours, reference = BatchNormalization(momentum=0.9), keras.layers.BatchNormalization(
+        momentum=0.9)
+    for layer in (ours, reference):
+        layer.build(x.shape)
+        layer.set_weights([rng.normal(1, 0.1, 6), rng.normal(0, 0.1, 6), np.zeros(6),
+                           np.ones(6)] if layer is ours else ours.get_weights())
+    for step in range(3):
+        for training in (True, False):
+            np.testing.assert_allclose(to_numpy(ours(x + step, training=training)),
+                                       to_numpy(reference(x + step, training=training)),
+                                       rtol=5e-5, atol=2e-5,
+                                       err_msg=f"step {step} training={training}")
+    for mine, theirs in zip(ours.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert abs(ours.get_weights()[2].mean() - 0.271 * 4) < 0.5  # the moving mean moved

@@ -8,6 +8,8 @@ Image Segmentation", 2019, Sec. 2.2; gating after Takikawa et al.,
 import keras
 from keras import ops
 
+from boundary_aware.layers.channel_projection import ChannelProjection
+
 
 @keras.saving.register_keras_serializable(package="boundary_aware")
 class AttentionLayer(keras.layers.Layer):
@@ -35,7 +37,8 @@ class AttentionLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.residual_gate = bool(residual_gate)
         self.return_attention = bool(return_attention)
-        self.gate_conv = keras.layers.Conv2D(1, 1, name="gate_conv", dtype=self.dtype_policy)
+        # the 1x1 convolution of Eq. 1 on s || m, without building s || m
+        self.gate_conv = ChannelProjection(name="gate_conv", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         s_shape, m_shape = input_shape
@@ -43,11 +46,11 @@ class AttentionLayer(keras.layers.Layer):
             raise ValueError(
                 f"{self.name}: s and m must share their spatial size, got "
                 f"{tuple(s_shape)} and {tuple(m_shape)}")
-        self.gate_conv.build(tuple(s_shape[:-1]) + (s_shape[-1] + m_shape[-1],))
+        self.gate_conv.build([tuple(s_shape), tuple(m_shape)])
 
     def call(self, inputs):
         s, m = inputs
-        alpha = ops.sigmoid(self.gate_conv(ops.concatenate([s, m], axis=-1)))  # Eq. 1
+        alpha = ops.sigmoid(self.gate_conv([s, m]))  # Eq. 1: C1x1(s || m)
         o = s * (alpha + 1.0) if self.residual_gate else s * alpha  # Eq. 2
         if self.return_attention:
             return o, alpha

@@ -1,6 +1,7 @@
 """Normalization factory shared by every block.
 
-`norm="batch"` (default) is Keras BatchNormalization with momentum 0.9; `"group"` is
+`norm="batch"` (default) is batch normalization with momentum 0.9 (Keras's,
+with its statistics in one pass: `BatchNormalization`); `"group"` is
 GroupNormalization (Wu & He, 2018; used by Myronenko [8] for batch-size-1 3D
 training); `"none"` is the identity. The choice is a model argument so the
 three model families can be compared with the same normalization.
@@ -10,8 +11,34 @@ Wu & He, "Group Normalization", ECCV 2018.
 """
 
 import keras
+from keras import ops
 
 NORMS = ("batch", "group", "none")
+
+
+@keras.saving.register_keras_serializable(package="boundary_aware")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """Keras's batch normalization, with the batch statistics in one pass over the input.
+
+    Keras computes the batch variance as `mean((x - mean(x))**2)`: two passes
+    over every normalized map, which at full resolution is memory traffic
+    the convolutions wait on. Here both moments come from one pass,
+    `var = mean((x - K)**2) - mean(x - K)**2` with the shift `K` the moving
+    mean (no gradient flows through it): the same quantity, and close to the
+    batch mean after the first steps, so the subtraction loses no precision.
+    Same weights and configuration as `keras.layers.BatchNormalization`; the
+    training step moves about 15% fewer bytes per residual block
+    (`make roofline`, docs/performance.md).
+    """
+
+    def _moments(self, inputs, mask):
+        if mask is not None or self.synchronized:
+            return super()._moments(inputs, mask)
+        shift = ops.stop_gradient(ops.cast(self.moving_mean, inputs.dtype))
+        centred = inputs - shift
+        mean = ops.mean(centred, axis=self._reduction_axes)
+        variance = ops.mean(ops.square(centred), axis=self._reduction_axes) - ops.square(mean)
+        return mean + shift, ops.maximum(variance, 0.0)
 
 
 def check_norm(norm):
@@ -30,7 +57,7 @@ def make_norm(norm, groups=8, name=None, dtype=None):
     if norm == "batch":
         # momentum 0.9 (PyTorch's default): with Keras's 0.99 the moving statistics
         # of a short run still carry the initial (0, 1) and inference is off.
-        return keras.layers.BatchNormalization(momentum=0.9, name=name, dtype=dtype)
+        return BatchNormalization(momentum=0.9, name=name, dtype=dtype)
     if norm == "group":
         return keras.layers.GroupNormalization(groups=groups, name=name, dtype=dtype)
     return keras.layers.Identity(name=name, dtype=dtype)

@@ -7,8 +7,8 @@ Our reading of the places the paper leaves open is docs/design.md, "Architecture
 
 import keras
 
-from boundary_aware.layers import (AttentionLayer, DilatedSpatialPyramidPooling,
-                                   ResidualBlock, ResizeLike)
+from boundary_aware.layers import (AttentionLayer, ChannelProjection,
+                                   DilatedSpatialPyramidPooling, ResidualBlock, ResizeLike)
 from boundary_aware.models.common import check_input_shape, probability_head
 
 LEVELS = 4  # resolutions 1, 1/2, 1/4, 1/8
@@ -66,7 +66,7 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
     s = keras.layers.Conv2D(shape_filters, 1, name="shape_in")(encoder[0])
     channels = shape_filters
     for k in (1, 2, 3):
-        m = keras.layers.Conv2D(1, 1, name=f"shape_side{k}")(encoder[k])
+        m = ChannelProjection(name=f"shape_side{k}")(encoder[k])
         m = ResizeLike(name=f"shape_side{k}_resize")([m, s])
         s = AttentionLayer(residual_gate=residual_gate, name=f"attention{k}")([s, m])
         if k < 3:
@@ -76,7 +76,7 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
             channels //= 2
             s = keras.layers.Conv2D(channels, 1, name=f"shape_reduce{k}")(s)
     # "the output of the shape stream that is resized to the original image size"
-    edge_logits = keras.layers.Conv2D(1, 1, name="edge_logits")(s)
+    edge_logits = ChannelProjection(name="edge_logits")(s)
     edge_logits = ResizeLike(name="edge_resize")([edge_logits, inputs])
     edge = keras.layers.Activation("sigmoid", dtype="float32", name="edge")(edge_logits)
 

@@ -2,6 +2,8 @@
 
 import keras
 
+from boundary_aware.layers import ChannelProjection
+
 
 def check_input_shape(input_shape, divisor, model_name):
     """Validate `(H, W, C)` and return it as a tuple of ints."""
@@ -17,10 +19,10 @@ def check_input_shape(input_shape, divisor, model_name):
 
 
 def probability_head(x, name):
-    """1x1 conv to one channel, then a float32 sigmoid named `name`.
+    """1x1 conv to one channel (`ChannelProjection`), then a float32 sigmoid named `name`.
 
     The sigmoid runs in float32 under any mixed-precision policy, so every
     model output is a float32 probability in [0, 1].
     """
-    logits = keras.layers.Conv2D(1, 1, name=f"{name}_logits")(x)
+    logits = ChannelProjection(name=f"{name}_logits")(x)
     return keras.layers.Activation("sigmoid", dtype="float32", name=name)(logits)
