@@ -102,3 +102,48 @@ def uses_tf_data(pipeline: str) -> bool:
     if pipeline == "auto":
         return keras.backend.backend() == "tensorflow" and tensorflow_available()
     return pipeline == "tf"
+
+
+def inference_streams() -> int:
+    """How many batches `predict` runs at once: 2 on TensorFlow with 2+ CPU cores, else 1.
+
+    Without a GPU the boundary-aware network's inference is convolution-bound
+    (about 180 GFLOP/s on 2 cores, near what one convolution reaches alone);
+    two batches at a time, each on half the cores, keep the cores busy
+    through the narrow and element-wise operations in between (~10% faster
+    on 2 cores, docs/performance.md). JAX's jitted predict is not reentrant,
+    and a GPU runs one batch at a time anyway.
+    """
+    import os
+    if keras.backend.backend() != "tensorflow" or has_gpu() or (os.cpu_count() or 1) < 2:
+        return 1
+    return 2
+
+
+def share_cores_between(streams: int) -> bool:
+    """Give each of `streams` concurrent TensorFlow calls `cores // streams` threads.
+
+    Only possible before TensorFlow runs its first operation; returns whether
+    it took effect (later, the calls share TensorFlow's default pool).
+    """
+    import os
+    if keras.backend.backend() != "tensorflow" or streams < 2:
+        return False
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(
+            max(1, (os.cpu_count() or 1) // streams))
+        tf.config.threading.set_inter_op_parallelism_threads(streams)
+    except RuntimeError:  # TensorFlow is already initialized
+        return False
+    return True
+
+
+def inference_batch_size() -> int:
+    """Slices per forward pass of `predict` when none is given: 16 on a GPU, 2 on CPUs.
+
+    On CPUs a larger batch is no faster per slice (the convolutions already
+    run near the cores' peak), and the last batch is padded to full size, so
+    a small batch wastes the least (docs/performance.md).
+    """
+    return 16 if has_gpu() else 2

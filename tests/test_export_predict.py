@@ -293,3 +293,45 @@ def test_predict_overwrite_replaces_only_its_own_masks(run_dir, tmp_path):
         predict_path(run_dir, ROOT / "tests" / "data" / "brats_samples", summary.parent,
                      overwrite=True)
     assert summary.read_text() == '{"my": "results"}'
+
+
+def test_distinct_slices_runs_each_constant_value_once():
+    from boundary_aware.predict import distinct_slices
+    slices = np.zeros((6, 4, 4, 1), np.float32)
+    slices[1, 0, 0] = 0.5  # content
+    slices[3] = 0.25  # constant, another value
+    slices[5] = 0.25
+    run, source = distinct_slices(slices)
+    assert run.tolist() == [0, 1, 3]  # the first blank, the content, the first 0.25
+    assert source.tolist() == [0, 1, 0, 2, 0, 2]
+    np.testing.assert_array_equal(slices[run][source], slices)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_predict_with_shared_blank_slices_and_streams_equals_every_slice_through_the_model(
+        streams):
+    """On a real BraTS volume (17 constant slices), with a model whose batch-norm statistics
+    are random: the probabilities of `segment_volume` (blank slices run once, padded last
+    batch, `streams` batches at a time) equal those of every slice through `model.predict`."""
+    from boundary_aware.nifti import load_volume
+    from boundary_aware.predict import keras_predictor, segment_volume
+    keras.utils.set_random_seed(1)
+    model = build_model("ours", input_shape=(32, 32, 1), **TINY)
+    rng = np.random.default_rng(1)
+    for variable in model.non_trainable_variables:
+        variable.assign(rng.uniform(0.5, 1.5, tuple(variable.shape)) if "variance" in variable.path
+                        else rng.normal(0, 0.3, tuple(variable.shape)))
+    volume, _, _ = load_volume(CASE, "image")
+    calls = []
+
+    def every_slice(images):
+        calls.append(len(images))
+        return model.predict(images, batch_size=16, verbose=0)
+    expected = segment_volume(every_slice, (32, 32, 1), volume, distinct=False)
+    got = segment_volume(keras_predictor(model, batch_size=5, streams=streams), (32, 32, 1),
+                         volume)
+    assert calls == [155]
+    for name in ("seg", "edge"):
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-6)
+        assert np.array_equal(got[name] > 0.5, expected[name] > 0.5)
+    assert 0.01 < (got["seg"] > 0.5).mean() < 0.99  # a mask with both classes

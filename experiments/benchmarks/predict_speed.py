@@ -1,14 +1,27 @@
-"""Seconds to segment one 240 x 240 x 155 volume, for each model (paper widths).
+"""Seconds to segment one 240 x 240 x 155 volume, for each model (paper widths), before and after.
 
-    .venv/bin/python -m experiments.benchmarks.predict_speed [--models=ours,unet,vnet] [--repeats=1]
+    .venv/bin/python -m experiments.benchmarks.predict_speed [--models=ours,unet,vnet]
+        [--repeats=2] [--batch_size=2] [--no-before]
 
-Times `boundary_aware.predict.predict_file` end to end on a synthetic volume:
-reading, normalization, the 155 axial slices through the model in batches,
-resizing back, thresholding and writing the NIfTI mask. Untrained weights (the
-time does not depend on them). Prints the device Keras runs on.
+Times `boundary_aware.predict.predict_file` end to end: reading, normalization,
+the axial slices through the model in batches, resizing back, thresholding
+and writing the NIfTI mask. Volumes: a synthetic case and the two real BraTS
+cases of tests/data/brats_samples. Untrained weights with random batch-norm
+statistics, the same in both (the time does not depend on them).
+
+"after" is `predict` as it is: constant slices segmented once
+(`predict.distinct_slices`), `runtime.inference_streams()` batches of
+`runtime.inference_batch_size()` slices at a time, the cores split between
+them. "before" is how `predict` ran before (issue 15): every slice through
+`model.predict` in batches of 16, one at a time, TensorFlow's default
+threads. Each runs in its own process (thread settings are per process).
+Each figure is the best of `--repeats` after a warm-up (this machine's speed
+varies by up to 1.6x between runs); the masks of both are compared voxel by
+voxel. Prints the device Keras runs on.
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -16,36 +29,116 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.runner import ROOT, run_python
+
+REAL_CASES = ROOT / "tests" / "data" / "brats_samples"
+
+
+def volumes(tmp: Path) -> dict[str, Path]:
+    """A synthetic case (written under `tmp`) and the real samples, by name."""
+    from data_prep import synthetic
+    found = {"synthetic": tmp / "synthetic" / "synthetic_t1ce.nii.gz"}
+    if not found["synthetic"].is_file():
+        synthetic.write_case(tmp, "synthetic", *synthetic.make_case(0))
+    found.update({p.parent.name: p for p in sorted(REAL_CASES.glob("*/*_t1ce.nii.gz"))})
+    return found
+
+
+def measure(name: str, way: str, tmp: Path, repeats: int, batch_size: int | None) -> dict:
+    """Seconds per volume of one model, segmenting `way` ("after" or "before"), in this process."""
+    from boundary_aware import runtime
+    tmp = Path(tmp)
+    streams = runtime.inference_streams() if way == "after" else 1
+    split = runtime.share_cores_between(streams)
+    import keras
+
+    from boundary_aware import build_model
+    from boundary_aware.predict import keras_predictor, predict_file
+    from experiments.table1 import MODEL_KWARGS
+
+    keras.utils.set_random_seed(0)
+    model = build_model(name, **MODEL_KWARGS["paper"][name])
+    rng = np.random.default_rng(0)
+    for variable in model.non_trainable_variables:  # batch-norm statistics
+        variable.assign(rng.uniform(0.5, 1.5, tuple(variable.shape))
+                        if "variance" in variable.path
+                        else rng.normal(0, 0.3, tuple(variable.shape)))
+    shape = tuple(model.input_shape[1:])
+    if way == "after":
+        batch_size = batch_size or runtime.inference_batch_size()
+        predict = keras_predictor(model, batch_size, streams)
+    else:
+        batch_size = 16
+
+        def predict(images):
+            return model.predict(images, batch_size=16, verbose=0)
+    predict(np.zeros((batch_size,) + shape, np.float32))  # warm-up: tracing
+    seconds = {}
+    for label, path in volumes(tmp).items():
+        out = tmp / f"{name}_{label}_{way}.nii.gz"
+        seconds[label] = best_of(repeats, lambda: predict_file(
+            predict, shape, path, out, overwrite=True, distinct=way == "after"))
+    return {"seconds": seconds, "batch": batch_size, "streams": streams, "split": split,
+            "backend": keras.backend.backend()}
+
+
+def best_of(repeats, fn):
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="ours,unet,vnet")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="after's batch (default: runtime.inference_batch_size(), 2 on CPUs)")
+    parser.add_argument("--before", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the way predict ran before issue 15")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement as JSON
     args = parser.parse_args(argv)
-    import keras
-
-    from boundary_aware import build_model
-    from boundary_aware.predict import load_predictor, predict_file
-    from data_prep import synthetic
-    from experiments.table1 import MODEL_KWARGS
-
-    print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPU cores")
+    if args.one:
+        print("RESULT " + json.dumps(measure(**json.loads(args.one))), flush=True)
+        return
+    from boundary_aware.nifti import load_volume
+    ways = ["after", "before"] if args.before else ["after"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthetic.write_case(tmp, "case", *synthetic.make_case(0))
-        volume = tmp / "case" / "case_t1ce.nii.gz"
+        names = list(volumes(tmp))
         for name in args.models.split(","):
-            build_model(name, **MODEL_KWARGS["paper"][name]).save(tmp / f"{name}.keras")
-            predict, shape = load_predictor(tmp / f"{name}.keras", args.batch_size)
-            predict(np.zeros((args.batch_size,) + shape, np.float32))  # warm-up: compile
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                predict_file(predict, shape, volume, tmp / f"{name}.nii.gz", overwrite=True)
-                times.append(time.perf_counter() - start)
-            print(f"{name}: {min(times):.2f} s per 240x240x155 volume "
-                  f"(best of {args.repeats}, batch {args.batch_size})")
+            results = {}
+            for way in ways:
+                one = dict(name=name, way=way, tmp=str(tmp), repeats=args.repeats,
+                           batch_size=args.batch_size)
+                out = run_python(["-m", "experiments.benchmarks.predict_speed",
+                                  f"--one={json.dumps(one)}"], check=False,
+                                 capture_output=True, text=True)
+                lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+                if not lines:
+                    print(f"{name} {way}: failed: {out.stderr.strip()[-400:]}", flush=True)
+                    continue
+                results[way] = json.loads(lines[-1][len("RESULT "):])
+            if "after" not in results:
+                continue
+            after = results["after"]
+            print(f"{name}: {after['backend']}, {os.cpu_count()} CPU cores; after: "
+                  f"{after['streams']} stream(s) of batch {after['batch']}"
+                  f"{', cores split' if after['split'] else ''}; best of {args.repeats}",
+                  flush=True)
+            for label in names:
+                line = f"{name} {label}: after {after['seconds'][label]:6.2f} s per volume"
+                if "before" in results:
+                    before = results["before"]["seconds"][label]
+                    same = np.array_equal(
+                        load_volume(tmp / f"{name}_{label}_after.nii.gz", "mask")[0],
+                        load_volume(tmp / f"{name}_{label}_before.nii.gz", "mask")[0])
+                    line += (f", before {before:6.2f} s ({before / after['seconds'][label]:.2f}x"
+                             f" faster); masks {'identical' if same else 'DIFFER'}")
+                print(line, flush=True)
 
 
 if __name__ == "__main__":
