@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare demo-data \
-	reproduce-table1 ablation figures export bench-predict bench-train clean
+	reproduce-table1 ablation figures export bench-predict bench-train roofline bench-gpu \
+	gpu-wheels clean
 
 install: $(STAMP)
 
@@ -102,10 +103,29 @@ export: install
 bench-predict: install
 	$(PY) -m experiments.benchmarks.predict_speed
 
-# Training throughput; on a CPU: make bench-train BENCH_ARGS="--profile=demo --precisions=float32 --jit=on"
+# Training throughput, the trimmed grid (--full: every combination);
+# on a CPU: make bench-train BENCH_ARGS="--profile=demo --precisions=float32 --jit=on"
 BENCH_ARGS ?=
 bench-train: install
 	$(PY) -m experiments.benchmarks.train_speed $(BENCH_ARGS)
+
+# FLOPs and bytes per train step from XLA's cost analysis, and the H100 roofline they predict.
+ROOFLINE_ARGS ?= --parts
+roofline: install
+	KERAS_BACKEND=jax $(PY) -m experiments.benchmarks.roofline $(ROOFLINE_ARGS)
+
+# The GPU run in one command (JAX; no install step: the GPU machine has no network).
+# There: make bench-gpu, with .whl/ from `make gpu-wheels` carried along.
+bench-gpu:
+	sh experiments/benchmarks/bench_gpu.sh $(BENCH_ARGS)
+
+# Wheels for the GPU machine's Python 3.12 (Keras and what it lacks there), and the reference.
+GPU_WHEELS = keras==3.15.1 namex==0.1.0 optree==0.20.0 nibabel==5.4.2 ml-collections==1.1.0
+gpu-wheels: install
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	cp ../shared/bench/anchor_unet.py .whl/
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

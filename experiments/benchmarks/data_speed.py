@@ -66,6 +66,35 @@ def main(argv=None):
               f"per slice (batch {args.batch_size}, {os.cpu_count()} cores)")
 
 
+def delivery_rate(workers: int, seconds: float = 5.0, batch_size: int = 8,
+                  size: int = 240) -> float:
+    """Augmented slices per second that `workers` processes deliver together (measured).
+
+    Each process builds batches with the PyDataset's code (the default
+    augmentation and the edge target, what `train` feeds a JAX or PyTorch-less
+    GPU run) from its own in-memory slices for `seconds`; the rates add up.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers) as pool:
+        rates = pool.map(_one_worker_rate, [(seconds, batch_size, size, seed)
+                                            for seed in range(workers)])
+        return float(sum(rates))
+
+
+def _one_worker_rate(job) -> float:
+    seconds, batch_size, size, seed = job
+    from boundary_aware.augment import AugmentConfig
+    from boundary_aware.pydataset import SliceDataset
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    masks = np.stack([((yy - c[0]) ** 2 + (xx - c[1]) ** 2 < 30 ** 2)
+                      for c in rng.uniform(0.3 * size, 0.7 * size, (64, 2))]).astype(np.uint8)
+    images = (0.2 + 0.5 * masks + 0.1 * rng.random(masks.shape)).astype(np.float32)
+    dataset = SliceDataset(images, masks, batch_size, augment=AugmentConfig())
+    n, wall, _ = measure(lambda: (dataset[i][0].shape[0] for i in range(len(dataset))), seconds)
+    return n / wall
+
+
 def measure(epoch, seconds):
     """(slices, wall seconds, CPU seconds) over about `seconds`, after a warm-up."""
     for _ in zip(range(3), epoch()):

@@ -26,10 +26,14 @@ and dtypes, and the layers are summed per part (encoder, shape stream,
 fusion, DSPP, decoder), plus the loss and the Adam update. The parts' sum
 differs from the whole step by what XLA fuses across layers.
 
-Caveat: the costs are those of XLA's CPU compiler (this machine has no GPU).
-FLOPs do not depend on the backend; bytes depend on which operations XLA
-fuses, and its GPU compiler fuses element-wise work into fewer kernels, so
-these bytes are an upper bound for the GPU. Prints figures; nothing here is a test.
+Caveat: the costs are those of the XLA compiler of the machine it runs on.
+FLOPs do not depend on it; bytes depend on which operations XLA fuses and
+in which precision it runs them. XLA's CPU compiler computes bfloat16
+convolutions in float32 (it converts around them), so on a CPU the bf16 rows
+move about as many bytes as the float32 rows; they also show, in brackets,
+the step and MFU if every tensor moved half the bytes (the most bf16 can
+save). `make bench-gpu` runs this script on the GPU, with XLA's GPU compiler.
+Prints figures; nothing here is a test.
 """
 
 from __future__ import annotations
@@ -39,8 +43,6 @@ import json
 import os
 import re
 import time
-
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
 # Peak rates of an H100 SXM5 (NVIDIA's data sheet, dense, no sparsity).
 CARDS = {"H100 SXM": {"bf16_tflops": 989.4, "tf32_tflops": 494.7, "hbm_tbs": 3.35}}
@@ -196,10 +198,20 @@ def fmt_row(label: str, flops: float, nbytes: float, card: dict, precision: str,
     r = predict_on(card, precision, flops, nbytes)
     mfu = ("" if model_flops is None else
            f" MFU={100 * model_flops / r['step_s'] / r['peak']:5.1f}%")
+    if model_flops is not None and "16" in precision and _on_cpu():
+        # XLA:CPU computes 16-bit convolutions in float32: its bytes are float32-like
+        half = predict_on(card, precision, flops, nbytes / 2)
+        mfu += (f" [bytes/2: step>={1e3 * half['step_s']:7.3f}ms "
+                f"MFU={100 * model_flops / half['step_s'] / half['peak']:5.1f}%]")
     return (f"{label} GFLOP={flops / 1e9:9.1f} GB={nbytes / 1e9:7.2f} "
             f"FLOP/B={flops / max(nbytes, 1):6.1f} compute={1e3 * r['compute_s']:7.3f}ms "
             f"memory={1e3 * r['memory_s']:7.3f}ms step>={1e3 * r['step_s']:7.3f}ms "
             f"({r['bound']}-bound){mfu}")
+
+
+def _on_cpu() -> bool:
+    import jax
+    return jax.devices()[0].platform == "cpu"
 
 
 def main(argv=None):
@@ -267,4 +279,5 @@ def print_parts(model, data, batch, precision, card) -> dict:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
     main()

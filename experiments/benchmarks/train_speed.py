@@ -1,10 +1,17 @@
 """Training throughput: images per second, step time, FLOPs, model FLOP utilization, memory.
 
-    python -m experiments.benchmarks.train_speed [--profile=paper] [--models=ours,unet,vnet]
-        [--batch_sizes=8,32] [--precisions=float32,mixed_float16,mixed_bfloat16]
-        [--jit=on,off] [--steps=30] [--warmup_steps=5] [--peak_tflops=798] [--reference]
+    python -m experiments.benchmarks.train_speed [--full] [--profile=paper]
+        [--models=ours,unet,vnet] [--batch_sizes=8,32]
+        [--precisions=float32,mixed_float16,mixed_bfloat16] [--jit=on,off]
+        [--steps=30] [--warmup_steps=5] [--peak_tflops=798] [--reference]
 
-One line per configuration (model x batch size x precision x XLA). Each
+One line per configuration (model x batch size x precision x XLA). The
+default grid is `TRIMMED`, the configurations the GPU targets need (fits one
+8-minute run on an H100: the boundary-aware network in float32 and bf16, the
+baselines in bf16, batch 8 and 32, XLA on); `--full` runs every combination
+of the flags' defaults (3 models x 2 batch sizes x 3 precisions x XLA on and
+off), and any of --models, --batch_sizes, --precisions, --jit runs every
+combination of what is given (the rest at their full defaults). Each
 configuration runs in its own subprocess, so the peak-memory figure is its
 own and Keras's global dtype policy does not leak between them. The model is
 the one `experiments/table1.py` trains for the profile (paper: 240 x 240,
@@ -30,15 +37,36 @@ GPU machine.
 import argparse
 import itertools
 import json
+import re
 import resource
 import subprocess
 import time
+from pathlib import Path
 
 from experiments.runner import ROOT, run_python
 
 # The reference lives outside this repository, in the shared folder checked
 # out beside it (../shared/bench); --reference needs it and PyTorch.
 ANCHOR = ROOT.parent / "shared" / "bench" / "anchor_unet.py"
+
+
+# (model, batch, precision, XLA) of the default grid
+TRIMMED = [("ours", 32, "mixed_bfloat16", "on"), ("ours", 32, "float32", "on"),
+           ("unet", 8, "mixed_bfloat16", "on"), ("unet", 32, "mixed_bfloat16", "on"),
+           ("ours", 8, "mixed_bfloat16", "on"), ("vnet", 32, "mixed_bfloat16", "on"),
+           ("vnet", 8, "mixed_bfloat16", "on"), ("ours", 8, "float32", "on")]
+FULL = {"models": "ours,unet,vnet", "batch_sizes": "8,32",
+        "precisions": "float32,mixed_float16,mixed_bfloat16", "jit": "on,off"}
+
+
+def grid(args) -> list[tuple[str, int, str, str]]:
+    """The configurations to run: TRIMMED, or the product of the flags (`--full`: FULL)."""
+    given = {key: getattr(args, key) for key in FULL}
+    if not args.full and all(value is None for value in given.values()):
+        return list(TRIMMED)
+    values = {key: (value or FULL[key]).split(",") for key, value in given.items()}
+    return [(m, int(b), p, j) for m, b, p, j in itertools.product(
+        values["models"], values["batch_sizes"], values["precisions"], values["jit"])]
 
 
 def peak_memory_bytes():
@@ -128,10 +156,11 @@ def describe(row, peak_tflops):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="paper", choices=["paper", "demo"])
-    parser.add_argument("--models", default="ours,unet,vnet")
-    parser.add_argument("--batch_sizes", default="8,32")
-    parser.add_argument("--precisions", default="float32,mixed_float16,mixed_bfloat16")
-    parser.add_argument("--jit", default="on,off", help="XLA settings to try (on, off, auto)")
+    parser.add_argument("--full", action="store_true", help="every combination (FULL)")
+    parser.add_argument("--models", help="e.g. ours,unet,vnet")
+    parser.add_argument("--batch_sizes", help="e.g. 8,32")
+    parser.add_argument("--precisions", help="e.g. float32,mixed_float16,mixed_bfloat16")
+    parser.add_argument("--jit", help="XLA settings to try (on, off, auto)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup_steps", type=int, default=5)
     parser.add_argument("--peak_tflops", type=float, default=None,
@@ -139,36 +168,72 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=300, help="seconds per configuration")
     parser.add_argument("--reference", action="store_true",
                         help="also run the PyTorch U-Net of anchor_unet.py (bf16) at each batch size")
+    parser.add_argument("--anchor", help="anchor_unet.py (default: ../shared/bench, or .whl/)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration as JSON
     args = parser.parse_args(argv)
 
     if args.one:
         print("RESULT " + json.dumps(run_one(**json.loads(args.one))), flush=True)
         return
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    configurations = grid(args)
     if args.reference:
-        for batch in batch_sizes:
-            out = run_python([str(ANCHOR), "torch", "--precision", "bf16", "--batch", str(batch),
-                              "--steps", str(args.steps)], check=False, capture_output=True,
-                             text=True, timeout=args.timeout)
-            print("reference " + (out.stdout.strip() or out.stderr.strip()[-300:]), flush=True)
-    grid = itertools.product(args.models.split(","), batch_sizes, args.precisions.split(","),
-                             args.jit.split(","))
-    for model_name, batch, precision, jit in grid:
-        one = dict(model_name=model_name, profile=args.profile, batch_size=batch,
-                   precision=precision, jit=jit, steps=args.steps, warmup_steps=args.warmup_steps)
+        run_reference(sorted({batch for _, batch, _, _ in configurations}), args.steps,
+                      args.timeout, args.anchor)
+    run_grid(configurations, args.profile, args.steps, args.warmup_steps, args.timeout,
+             args.peak_tflops)
+
+
+def find_anchor(path=None) -> Path:
+    """anchor_unet.py: `path`, else ../shared/bench beside the checkout, else .whl/ (the copy
+    `make gpu-wheels` puts there, for the GPU machine, where ../shared does not travel)."""
+    for candidate in ([Path(path)] if path else [ANCHOR, ROOT / ".whl" / ANCHOR.name]):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path or ANCHOR}: the PyTorch reference anchor_unet.py is not "
+                            f"there (nor in .whl/; `make gpu-wheels` copies it)")
+
+
+def run_reference(batch_sizes, steps, timeout, anchor=None) -> list[dict]:
+    """The PyTorch U-Net of anchor_unet.py (bf16) at each batch size; prints and returns rows."""
+    rows = []
+    for batch in batch_sizes:
+        try:
+            out = run_python([str(find_anchor(anchor)), "torch", "--precision", "bf16",
+                              "--batch", str(batch), "--steps", str(steps)], check=False,
+                             capture_output=True, text=True, timeout=timeout)
+        except (subprocess.TimeoutExpired, FileNotFoundError) as err:
+            print(f"reference batch={batch}: {err}", flush=True)
+            continue
+        text = out.stdout.strip() or out.stderr.strip()[-300:]
+        print("reference " + text, flush=True)
+        found = re.search(r"imgs/s=\s*([\d.]+)", text)
+        if found:
+            rows.append({"batch": batch, "images_per_s": float(found.group(1))})
+    return rows
+
+
+def run_grid(configurations, profile, steps, warmup_steps, timeout, peak_tflops) -> list[dict]:
+    """Measure every (model, batch, precision, XLA), each in its own process; prints a line
+    per configuration and returns the rows."""
+    rows = []
+    for model_name, batch, precision, jit in configurations:
+        one = dict(model_name=model_name, profile=profile, batch_size=batch,
+                   precision=precision, jit=jit, steps=steps, warmup_steps=warmup_steps)
         label = f"{model_name} batch={batch} {precision} xla={jit}"
         try:
             out = run_python(["-m", "experiments.benchmarks.train_speed", f"--one={json.dumps(one)}"],
-                             check=False, capture_output=True, text=True, timeout=args.timeout)
+                             check=False, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            print(f"{label}: timed out after {args.timeout:.0f} s", flush=True)
+            print(f"{label}: timed out after {timeout:.0f} s", flush=True)
             continue
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if not lines:
             print(f"{label}: failed: {out.stderr.strip()[-400:]}", flush=True)
             continue
-        print(describe(json.loads(lines[-1][len("RESULT "):]), args.peak_tflops), flush=True)
+        row = json.loads(lines[-1][len("RESULT "):])
+        rows.append(row)
+        print(describe(row, peak_tflops), flush=True)
+    return rows
 
 
 if __name__ == "__main__":
