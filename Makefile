@@ -100,8 +100,10 @@ EXPORT_DIR ?= exports/ours
 export: install
 	$(PY) -m boundary_aware.export --workdir=$(WORKDIR) --out=$(EXPORT_DIR)
 
+# Seconds per volume, before and after issue 15: make bench-predict [PREDICT_ARGS=--models=ours]
+PREDICT_ARGS ?=
 bench-predict: install
-	$(PY) -m experiments.benchmarks.predict_speed
+	$(PY) -m experiments.benchmarks.predict_speed $(PREDICT_ARGS)
 
 # Training throughput, the trimmed grid (--full: every combination);
 # on a CPU: make bench-train BENCH_ARGS="--profile=demo --precisions=float32 --jit=on"

@@ -88,7 +88,8 @@ def _one_worker_rate(job) -> float:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     masks = np.stack([((yy - c[0]) ** 2 + (xx - c[1]) ** 2 < 30 ** 2)
-                      for c in rng.uniform(0.3 * size, 0.7 * size, (64, 2))]).astype(np.uint8)
+                      for c in rng.uniform(0.3 * size, 0.7 * size, (64, 2))])[..., None]
+    masks = masks.astype(np.uint8)  # (N, H, W, 1), as load_prepared gives them
     images = (0.2 + 0.5 * masks + 0.1 * rng.random(masks.shape)).astype(np.float32)
     dataset = SliceDataset(images, masks, batch_size, augment=AugmentConfig())
     n, wall, _ = measure(lambda: (dataset[i][0].shape[0] for i in range(len(dataset))), seconds)

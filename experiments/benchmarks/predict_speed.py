@@ -24,11 +24,11 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments.benchmarks.metrics_speed import best_time
 from experiments.runner import ROOT, run_python
 
 REAL_CASES = ROOT / "tests" / "data" / "brats_samples"
@@ -76,19 +76,10 @@ def measure(name: str, way: str, tmp: Path, repeats: int, batch_size: int | None
     seconds = {}
     for label, path in volumes(tmp).items():
         out = tmp / f"{name}_{label}_{way}.nii.gz"
-        seconds[label] = best_of(repeats, lambda: predict_file(
-            predict, shape, path, out, overwrite=True, distinct=way == "after"))
+        seconds[label] = best_time(lambda: predict_file(
+            predict, shape, path, out, overwrite=True, distinct=way == "after"), max(1, repeats))
     return {"seconds": seconds, "batch": batch_size, "streams": streams, "split": split,
             "backend": keras.backend.backend()}
-
-
-def best_of(repeats, fn):
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv=None):

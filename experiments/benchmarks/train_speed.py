@@ -204,8 +204,8 @@ def run_reference(batch_sizes, steps, timeout, anchor=None) -> list[dict]:
         except (subprocess.TimeoutExpired, FileNotFoundError) as err:
             print(f"reference batch={batch}: {err}", flush=True)
             continue
-        text = out.stdout.strip() or out.stderr.strip()[-300:]
-        print("reference " + text, flush=True)
+        text = out.stdout.strip() or "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"reference batch={batch}: " + text, flush=True)
         found = re.search(r"imgs/s=\s*([\d.]+)", text)
         if found:
             rows.append({"batch": batch, "images_per_s": float(found.group(1))})
