@@ -55,11 +55,7 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
     if path.is_dir() and (path / "saved_model.pb").is_file():
         from boundary_aware.export import load_saved_model
         serve, input_shape = load_saved_model(path, trust_model=trust_model)
-
-        def predict_saved(images):
-            parts = [serve(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-            return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-        return predict_saved, input_shape
+        return batched(serve, batch_size), input_shape
     if RunDirectory.looks_like_one(path):
         path = RunDirectory(path).checkpoint()
         if not path.is_file():
@@ -74,7 +70,12 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
 
 
 def keras_predictor(model, batch_size: int = 16, streams: int = 1) -> Predictor:
-    """`predict_fn(images)` of a Keras model, in the form `segment_volume` takes.
+    """`predict_fn(images)` of a Keras model, in the form `segment_volume` takes (`batched`)."""
+    return batched(model.predict_on_batch, batch_size, streams)
+
+
+def batched(run, batch_size: int, streams: int = 1) -> Predictor:
+    """`predict_fn(images)` from `run(batch) -> {output: array}`, a model's one forward pass.
 
     Runs `batch_size` slices per call, `streams` calls at a time (threads;
     `runtime.inference_streams`). The last batch is padded to `batch_size`
@@ -82,8 +83,8 @@ def keras_predictor(model, batch_size: int = 16, streams: int = 1) -> Predictor:
     one input shape only; in inference mode every slice's output depends on
     that slice alone.
     """
-    def run(batch):
-        return {name: np.asarray(value) for name, value in model.predict_on_batch(batch).items()}
+    def one(batch):
+        return {name: np.asarray(value) for name, value in run(batch).items()}
 
     def predict(images):
         n = len(images)
@@ -92,12 +93,12 @@ def keras_predictor(model, batch_size: int = 16, streams: int = 1) -> Predictor:
         padded = np.concatenate([images, np.zeros((-n % batch_size,) + images.shape[1:],
                                                   images.dtype)])
         batches = [padded[i:i + batch_size] for i in range(0, len(padded), batch_size)]
-        outputs = [run(batches[0])]  # first alone: it traces the function
+        outputs = [one(batches[0])]  # first alone: it traces the function
         if streams > 1 and len(batches) > 1:
             with ThreadPoolExecutor(streams) as pool:
-                outputs += list(pool.map(run, batches[1:]))
+                outputs += list(pool.map(one, batches[1:]))
         else:
-            outputs += [run(batch) for batch in batches[1:]]
+            outputs += [one(batch) for batch in batches[1:]]
         return {name: np.concatenate([o[name] for o in outputs])[:n] for name in outputs[0]}
     return predict
 
