@@ -100,7 +100,8 @@ EXPORT_DIR ?= exports/ours
 export: install
 	$(PY) -m boundary_aware.export --workdir=$(WORKDIR) --out=$(EXPORT_DIR)
 
-# Seconds per volume, before and after issue 15: make bench-predict [PREDICT_ARGS=--models=ours]
+# Seconds per volume, as predict runs now and as it ran before its CPU path:
+# make bench-predict [PREDICT_ARGS=--models=ours]
 PREDICT_ARGS ?=
 bench-predict: install
 	$(PY) -m experiments.benchmarks.predict_speed $(PREDICT_ARGS)

@@ -1,19 +1,25 @@
 """boundary-aware: End-to-End Boundary Aware Networks (Hatamizadeh et al., 2019) in Keras 3.
 
 Submodules load on first use, so `boundary_aware.metrics` (numpy/scipy) and
-the data tools start without importing Keras. Only `boundary_aware.data_pipeline`
-and `boundary_aware.export` import TensorFlow; everything else runs on any
-Keras backend.
+the data tools start without importing Keras. Only `boundary_aware.data_pipeline`,
+`boundary_aware.export` and `boundary_aware.runtime` import TensorFlow;
+everything else runs on any Keras backend. A process started as one of the
+package's commands keeps TensorFlow's start-up notices off its console
+(`boundary_aware.console`).
 """
 
 import importlib
 
+from boundary_aware import console as _console
 from boundary_aware.version import __version__
 
 _SUBMODULES = ("layers", "losses", "metrics", "models")
 
+if _console.started_as_command():
+    _console.quiet_tensorflow()
 
-def build_model(name, input_shape=(240, 240, 1), **kwargs):
+
+def build_model(name, input_shape, **kwargs):
     """See `boundary_aware.models.build_model`."""
     from boundary_aware.models import build_model as _build
     return _build(name, input_shape, **kwargs)

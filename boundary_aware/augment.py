@@ -6,7 +6,8 @@ The random parameters of an epoch are drawn here, in numpy, from
 `augment_slice`. Both input pipelines (`data_pipeline` on tf.data,
 `pydataset` on keras.utils.PyDataset) build every batch with
 `batches.assemble_batch`, which calls it, so they give identical batches.
-`augment_numpy` applies the same to whole arrays (the tests use it).
+Every channel of a slice gets the same transform (flip, rotation, scaling,
+intensity scale and shift).
 
 Rotation and scaling are each applied to a sample with a probability (0.2
 by default, as in nnU-Net's defaults); flips with probability 0.5. Flips are
@@ -21,6 +22,7 @@ for augmentation. A slice that is only flipped is flipped exactly, without a
 warp.
 """
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -44,13 +46,31 @@ class AugmentConfig:
     intensity_scale: float = 0.1   # multiply by uniform [1 - s, 1 + s]
     intensity_shift: float = 0.1   # add uniform [-s, s] (inside the head; background stays 0)
 
+    # the allowed range of every number: (low, high, whether high itself is allowed)
+    RANGES = {"rotate_deg": (0.0, 180.0, True), "rotate_p": (0.0, 1.0, True),
+              "scale": (0.0, 1.0, False), "scale_p": (0.0, 1.0, True),
+              "intensity_scale": (0.0, 1.0, False), "intensity_shift": (0.0, 1.0, True)}
+
+    def __post_init__(self):
+        for name in ("enabled", "flip_lr", "flip_ap"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name, (low, high, closed) in self.RANGES.items():
+            value = getattr(self, name)
+            inside = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                low <= value and (value <= high if closed else value < high)
+            if not inside:
+                raise ValueError(f"{name} must be in [{low:g}, {high:g}{']' if closed else ')'}, "
+                                 f"got {value!r}")
+
     @classmethod
     def from_dict(cls, values):
         values = dict(values or {})
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
             hint = " (flip_ud is now flip_ap, named by anatomy)" if "flip_ud" in unknown else ""
-            raise ValueError(f"unknown augmentation settings {unknown}{hint}")
+            raise ValueError(f"unknown augmentation settings {unknown}{hint}; the settings are "
+                             f"{sorted(cls.__dataclass_fields__)}")
         return cls(**values)
 
     def to_dict(self):
@@ -110,16 +130,16 @@ _WARP = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDE
 
 
 def augment_slice(image, mask, params, matrix, out_image, out_mask):
-    """Augment one (H, W) slice into the preallocated `out_image` (float32) and
-    `out_mask` (uint8).
+    """Augment one slice, (H, W, C) image and (H, W) mask, into the preallocated
+    `out_image` (float32, (H, W, C)) and `out_mask` (uint8, (H, W)).
 
-    The image is warped bilinearly (zero outside), then scaled and shifted
-    inside the head (background stays 0) and clipped to [0, 1]. The {0, 1}
-    mask is warped bilinearly and rounded, i.e. thresholded at 0.5.
+    Every channel is warped bilinearly (zero outside), then scaled and
+    shifted inside the head (background stays 0) and clipped to [0, 1]. The
+    {0, 1} mask is warped bilinearly and rounded, i.e. thresholded at 0.5.
     `matrix` is this slice's entry of `warp_matrices`; None: flips only,
     done exactly by reversing axes (what the warp gives too, only faster).
     """
-    h, w = image.shape
+    h, w = image.shape[:2]
     if matrix is None:
         flip = [slice(None)] * 2
         for name, axis in FLIP_AXES.items():
@@ -129,27 +149,34 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
         np.copyto(out_image, image[flip])
         np.copyto(out_mask, mask[flip])
     else:
-        cv2.warpAffine(image, matrix, (w, h), dst=out_image, **_WARP)
+        for c in range(image.shape[-1]):
+            with _contiguous(out_image[..., c]) as out:
+                cv2.warpAffine(np.ascontiguousarray(image[..., c]), matrix, (w, h), dst=out,
+                               **_WARP)
         cv2.warpAffine(mask, matrix, (w, h), dst=out_mask, **_WARP)
     scale, shift = float(params[4]), float(params[5])
     if scale != 1.0 or shift != 0.0:
-        # clip(image * scale + shift, 0, 1) inside the head (image > 0), 0 outside;
-        # in OpenCV's single passes, which release the GIL
-        _, shift_in_head = cv2.threshold(out_image, 0.0, shift, cv2.THRESH_BINARY)
-        cv2.addWeighted(out_image, scale, shift_in_head, 1.0, 0.0, dst=out_image)
-        cv2.threshold(out_image, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out_image)
-        cv2.threshold(out_image, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out_image)
+        for c in range(image.shape[-1]):
+            with _contiguous(out_image[..., c]) as out:
+                _scale_and_shift(out, scale, shift)
 
 
-def augment_numpy(images, masks, params):
-    """Apply `params` to (B, H, W, 1) images and masks (see `augment_slice`).
+def _scale_and_shift(out, scale, shift):
+    """clip(out * scale + shift, 0, 1) inside the head (out > 0), 0 outside, in place;
+    in OpenCV's single passes, which release the GIL."""
+    _, shift_in_head = cv2.threshold(out, 0.0, shift, cv2.THRESH_BINARY)
+    cv2.addWeighted(out, scale, shift_in_head, 1.0, 0.0, dst=out)
+    cv2.threshold(out, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out)
+    cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)
 
-    Returns new float32 images and uint8 masks; the inputs are not modified.
-    """
-    images = np.ascontiguousarray(images, np.float32)
-    masks = np.ascontiguousarray(masks, np.uint8)
-    out_img, out_mask = np.empty_like(images), np.empty_like(masks)
-    for i, matrix in enumerate(warp_matrices(params, *images.shape[1:3])):
-        augment_slice(images[i, ..., 0], masks[i, ..., 0], params[i], matrix,
-                      out_img[i, ..., 0], out_mask[i, ..., 0])
-    return out_img, out_mask
+
+@contextlib.contextmanager
+def _contiguous(view):
+    """`view` itself if OpenCV can write into it (one channel), else a contiguous copy
+    that is written back into `view` at the end."""
+    if view.flags.c_contiguous:
+        yield view
+        return
+    scratch = np.ascontiguousarray(view)
+    yield scratch
+    np.copyto(view, scratch)

@@ -15,7 +15,7 @@ import os
 import cv2
 import numpy as np
 
-from boundary_aware.augment import augment_slice, warp_matrices
+from boundary_aware.augment import AugmentConfig, augment_slice, sample_params, warp_matrices
 from boundary_aware.data import edge_band
 
 
@@ -26,29 +26,46 @@ def assemble_batch(images, masks, index, params, edge_width=2, with_edge=True):
     in cache from the gather to its edge target.
 
     Args:
-        images, masks: the split's (N, H, W, 1) arrays from `data.load_prepared`
-            (float32 and uint8).
+        images, masks: the split's (N, H, W, C) images and (N, H, W, 1) masks from
+            `data.load_prepared` (float32 and uint8); every channel is carried.
         index: (B,) row numbers.
         params: (B, 6) augmentation parameters from `augment.sample_params`.
         edge_width: width of the boundary band.
         with_edge: also return the edge target.
 
     Returns:
-        `(image, seg, edge)` float32 (B, H, W, 1) arrays (`edge` is None
-        without `with_edge`).
+        `(image, seg, edge)` float32 arrays: image (B, H, W, C), seg and edge
+        (B, H, W, 1) (`edge` is None without `with_edge`).
     """
     index, params = np.asarray(index), np.asarray(params)
     shape = (len(index),) + images.shape[1:3] + (1,)
-    image, seg = _aligned_empty(shape), _aligned_empty(shape)
+    image = _aligned_empty((len(index),) + images.shape[1:])
+    seg = _aligned_empty(shape)
     edge = _aligned_empty(shape) if with_edge else None
     mask = np.empty(shape[1:3], np.uint8)
     for k, (row, matrix) in enumerate(zip(index, warp_matrices(params, *shape[1:3]))):
-        augment_slice(images[row, ..., 0], masks[row, ..., 0], params[k], matrix,
-                      image[k, ..., 0], mask)
+        augment_slice(images[row], masks[row, ..., 0], params[k], matrix, image[k], mask)
         np.copyto(seg[k, ..., 0], mask, casting="unsafe")
         if with_edge:
             edge_band(mask, edge_width, out=edge[k, ..., 0])
     return image, seg, edge
+
+
+def target_dict(targets, seg, edge):
+    """The `y` dict of a batch: for every key of `targets` ({key: "mask" | "edge"}, from
+    `losses.compile_losses`) the mask or its edge band."""
+    arrays = {"mask": seg, "edge": edge}
+    return {key: arrays[kind] for key, kind in targets.items()}
+
+
+def plain_batch(images, masks, rows, edge_width, targets):
+    """`(x, y)` of rows `rows` without augmentation: the batch that builds a model's training
+    state, and the fixed batch of the benchmarks."""
+    rows = np.asarray(rows)
+    identity = sample_params(len(rows), 0, 0, AugmentConfig(enabled=False))
+    x, seg, edge = assemble_batch(images, masks, rows, identity, edge_width,
+                                  "edge" in targets.values())
+    return x, target_dict(targets, seg, edge)
 
 
 def _aligned_empty(shape, alignment=64):

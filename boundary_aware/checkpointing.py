@@ -1,7 +1,7 @@
 """A run's checkpoints and provenance: what training writes after every epoch.
 
 `new_state` records where a run comes from (package version, git commit,
-the prepared data's manifest hash, backend, precision); `EpochCheckpoint`
+the prepared data's manifest hash and input channels, backend, precision); `EpochCheckpoint`
 writes, after every epoch and each atomically, the validation Dice, the
 history (`state.json` and `history.csv`), the last checkpoint (the resume
 point) and the best one by validation Dice. File names come from
@@ -50,11 +50,13 @@ def data_fingerprint(prepared) -> str:
     return file_sha256(manifest_path(prepared))
 
 
-def new_state(prepared, precision: str) -> dict:
-    """The state of a run before its first epoch, with its provenance."""
+def new_state(prepared, precision: str, channels) -> dict:
+    """The state of a run before its first epoch, with its provenance (`channels`: the
+    input channels, which prediction reads back: `data.input_channels`)."""
     return {"epoch": 0, "best_val_dice": -1.0, "best_epoch": 0, "history": [],
             "package_version": __version__, "git_commit": git_commit(),
             "data_manifest_sha256": data_fingerprint(prepared),
+            "input_channels": list(channels),
             "backend": keras.backend.backend(), "precision": precision}
 
 

@@ -26,6 +26,14 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 
 
+def mean_std(values) -> tuple[float, float]:
+    """(mean, population standard deviation) of `values`; (nan, nan) for none."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(values.mean()), float(values.std())
+
+
 def average_over_seeds(per_seed: list[dict]) -> dict:
     """{item: mean over seeds} from a list of {item: value} dicts, one per seed.
 

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from boundary_aware.errors import DataError  # noqa: F401  (raised here; imported from here too)
+# DataError is raised here and imported from here too
+from boundary_aware.errors import DataError, FormatError  # noqa: F401
 
 # Label conventions: tumor core = NCR/NET + ET.
 CONVENTIONS = {
@@ -30,8 +31,26 @@ REGIONS = ("tc", "wt", "et")
 SPLITS = ("train", "val", "test")
 BRATS_ORIENTATION = ("L", "P", "S")  # the BraTS 2018 files' axis codes
 CLIP_PERCENTILES = (0.5, 99.5)
+# The paper's input: axial T1c slices (Sec. 3.1). The prepared data's manifest records its
+# channels, and everything downstream takes the channel count from there.
+PAPER_CHANNELS = ("t1c",)
 
 
+def input_channels(input_shape, recorded=None, source="the model") -> tuple[str, ...]:
+    """The channel names of a model with `input_shape` (H, W, C): those `recorded` with it
+    (a run's state, an export's card), else the paper's T1c for a one-channel model.
+    DataError naming `source` where neither says."""
+    count = int(input_shape[-1])
+    if recorded:
+        recorded = tuple(recorded)
+        if len(recorded) != count:
+            raise DataError(f"{source}: records channels {list(recorded)} but the model takes "
+                            f"{count}")
+        return recorded
+    if count == len(PAPER_CHANNELS):
+        return PAPER_CHANNELS
+    raise DataError(f"{source}: takes {count} input channels, but nothing recorded with it "
+                    f"names them; use its training workdir or its export")
 
 
 def region_mask(seg, convention, region="tc"):
@@ -54,6 +73,16 @@ def normalize(volume, lo, hi):
     out = (np.clip(volume.astype(np.float32), lo, hi) - np.float32(lo)) * np.float32(scale)
     out[volume == 0] = 0.0
     return out.astype(np.float32)
+
+
+def normalize_channels(volume, indices=None):
+    """Every channel of an (X, Y, Z, C) volume normalized on its own: `normalize` with
+    the `normalization_range` of that channel's whole volume, for the axial slices
+    `indices` (None: all). Returns ((X, Y, Z', C) float32, [(lo, hi) per channel])."""
+    ranges = [normalization_range(volume[..., c]) for c in range(volume.shape[-1])]
+    part = volume if indices is None else volume[:, :, indices]
+    channels = [normalize(part[..., c], lo, hi) for c, (lo, hi) in enumerate(ranges)]
+    return np.stack(channels, axis=-1), ranges
 
 
 def resize_slices(stack, size, order):
@@ -127,6 +156,7 @@ def num_batches(n, batch_size, drop_remainder):
 
 
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 2  # 2: channels recorded, every source file by path; 1: before
 
 
 class Manifest(dict):
@@ -134,15 +164,19 @@ class Manifest(dict):
 
     Written by `data_prep.prepare_brats` (`Manifest.create`), read by
     training, evaluation and `load_prepared`. A dict underneath (so it
-    serializes as it is), with named accessors above.
+    serializes as it is), with named accessors above. `format_version`
+    (`MANIFEST_FORMAT`) is checked on every read: a dataset prepared by an
+    older version is refused with the command that prepares it again.
     """
 
     @classmethod
-    def create(cls, package_version: str, options: dict, split: dict, skipped: dict,
+    def create(cls, package_version: str, options: dict, channels, split: dict, skipped: dict,
                cases: dict) -> "Manifest":
-        """A new manifest; `cases` maps case ids to `case_record` dicts."""
-        return cls(package_version=package_version, options=options, split=split,
-                   skipped=skipped, cases=cases,
+        """A new manifest; `channels` names the image channels in array order, `cases` maps
+        case ids to `case_record` dicts."""
+        return cls(format_version=MANIFEST_FORMAT, package_version=package_version,
+                   options=options, channels=list(channels), split=split, skipped=skipped,
+                   cases=cases,
                    slices={name: [{"case": c, "slice": z} for c in split[name]
                                   for z in cases[c]["slices"]] for name in SPLITS})
 
@@ -151,7 +185,19 @@ class Manifest(dict):
         path = manifest_path(folder)
         if not path.is_file():
             raise DataError(f"{path}: no prepared dataset here (prepare one with boundary-aware-prepare)")
-        return cls(json.loads(path.read_text()))
+        try:
+            manifest = cls(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as err:
+            raise DataError(f"{path}: not a readable manifest ({err})") from None
+        version = manifest.get("format_version", 1)
+        if version != MANIFEST_FORMAT:
+            older = isinstance(version, int) and version < MANIFEST_FORMAT
+            raise FormatError(
+                f"{path}: a dataset of manifest format {version}, "
+                f"{'written by an older version' if older else 'not one'} of this package (it "
+                f"reads format {MANIFEST_FORMAT}); prepare it again: boundary-aware-prepare "
+                f"--brats_dir=... --out_dir={Path(folder)} --overwrite")
+        return manifest
 
     def write(self, folder: str | os.PathLike) -> None:
         manifest_path(folder).write_text(json.dumps(self, indent=1, sort_keys=True))
@@ -164,6 +210,11 @@ class Manifest(dict):
     @property
     def image_size(self) -> int:
         return int(self["options"]["image_size"])
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The image channels (MRI sequences) in the order of the arrays' last axis."""
+        return tuple(self["channels"])
 
     @property
     def region(self) -> str:
@@ -191,25 +242,22 @@ class Manifest(dict):
         return (spacing[0] * shape[0] / size, spacing[1] * shape[1] / size)
 
     def source_file(self, case_id: str, kind: str) -> tuple[Path, str]:
-        """(path, recorded SHA-256) of a case's source file, "t1c" or "seg"."""
-        root = Path(self["options"]["brats_dir"])
+        """(path, recorded SHA-256) of a case's source file: a channel's name or "seg"."""
         record = self["cases"][case_id]["files"][kind]
-        if "path" in record:
-            return root / record["path"], record["sha256"]
-        # manifests written before the path was recorded: find the file by name
-        found = [p for p in sorted(root.rglob(record["name"])) if p.parent.name == case_id]
-        return (found[0] if found else root / case_id / record["name"]), record["sha256"]
+        return Path(self["options"]["brats_dir"]) / record["path"], record["sha256"]
 
 
-def case_record(case_id: str, convention: str, slices: list[int], shape, spacing, lo: float,
-                hi: float, files: dict) -> dict:
-    """A manifest's record of one prepared case; `files` maps "t1c"/"seg" to
-    (path, path relative to the BraTS folder or None, SHA-256)."""
+def case_record(case_id: str, convention: str, slices: list[int], shape, spacing, lo,
+                hi, files: dict) -> dict:
+    """A manifest's record of one prepared case. `lo` and `hi` are the normalization
+    range of each channel (lists in channel order); `files` maps each channel and "seg"
+    to (path, path relative to the BraTS folder, SHA-256)."""
     return {"case": case_id, "convention": convention, "slices": list(slices),
             "shape": list(shape), "spacing": list(spacing),
-            "normalization": {"lo": lo, "hi": hi, "percentiles": list(CLIP_PERCENTILES)},
+            "normalization": {"lo": list(lo), "hi": list(hi),
+                              "percentiles": list(CLIP_PERCENTILES)},
             "files": {kind: {"name": path.name, "bytes": path.stat().st_size, "sha256": sha,
-                             **({"path": str(relative)} if relative is not None else {})}
+                             "path": str(relative)}
                       for kind, (path, relative, sha) in files.items()}}
 
 
@@ -217,22 +265,33 @@ def manifest_path(folder: str | os.PathLike) -> Path:
     return Path(folder) / MANIFEST
 
 
+def manifest_format(folder: str | os.PathLike) -> int | None:
+    """The format version of the manifest in `folder` if this package wrote it (any
+    version), else None."""
+    try:
+        manifest = json.loads(manifest_path(folder).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not {"options", "split", "cases"} <= set(manifest):
+        return None
+    version = manifest.get("format_version", 1)
+    return version if isinstance(version, int) else None
+
+
 def split_paths(folder: str | os.PathLike, split: str) -> tuple[Path, Path]:
     """(images, masks) .npy paths of one split of a prepared dataset."""
     return Path(folder) / f"{split}_images.npy", Path(folder) / f"{split}_masks.npy"
-
-
-def read_manifest(out_dir: str | os.PathLike) -> Manifest:
-    return Manifest.read(out_dir)
 
 
 def load_prepared(out_dir: str | os.PathLike,
                   split: str) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Load one split of a prepared dataset.
 
-    Returns `(images, masks, meta)`: images float32 (N, H, W, 1) in [0, 1],
-    masks uint8 (N, H, W, 1) in {0, 1}, and `meta`, one dict per slice with
-    its "case" and "slice" (axial index in the source volume).
+    Returns `(images, masks, meta)`: images float32 (N, H, W, C) in [0, 1]
+    (C: the manifest's channels), masks uint8 (N, H, W, 1) in {0, 1}, and
+    `meta`, one dict per slice with its "case" and "slice" (axial index in
+    the source volume). Arrays that disagree with the manifest (count, size,
+    channels) are refused, naming the file.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -244,4 +303,12 @@ def load_prepared(out_dir: str | os.PathLike,
     if not (len(images) == len(masks) == len(meta)):
         raise DataError(f"{out_dir}: {split} arrays and manifest disagree "
                         f"({len(images)} images, {len(masks)} masks, {len(meta)} records)")
+    size = manifest.image_size
+    expected = ((images_path, images, len(manifest.channels),
+                 f"channels {', '.join(manifest.channels)}"),
+                (masks_path, masks, 1, "one mask channel"))
+    for path, array, channels, what in expected:
+        if array.ndim != 4 or array.shape[1:] != (size, size, channels):
+            raise DataError(f"{path}: shape {array.shape}, but the manifest says "
+                            f"(N, {size}, {size}, {channels}): {size} px slices, {what}")
     return images, masks, meta

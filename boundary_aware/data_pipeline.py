@@ -7,8 +7,8 @@ twin in `boundary_aware.pydataset` draws the very same), then batched; each
 batch is gathered, warped, intensity-jittered and given its edge target by
 `batches.assemble_batch` (numpy/OpenCV, which releases the GIL while it
 warps) in parallel `tf.numpy_function` calls, in order; batches are
-prefetched. Yields `(image, {"seg": mask, "edge": edge})`, all float32
-(B, H, W, 1).
+prefetched. Yields `(image, y)`: the image (B, H, W, C) and, under each key of
+`targets`, the mask or its edge band (B, H, W, 1), all float32.
 
 Reference: Hatamizadeh et al. 2019, Sec. 2.3 (edge target) and 3.2.
 """
@@ -19,18 +19,20 @@ import numpy as np
 import tensorflow as tf
 
 from boundary_aware.augment import AugmentConfig, sample_params
-from boundary_aware.batches import assemble_batch, tune_process
+from boundary_aware.batches import assemble_batch, target_dict, tune_process
 from boundary_aware.data import epoch_order, num_batches
 
 
-def make_dataset(images, masks, batch_size, seed=0, shuffle=True, augment=None, edge_width=2,
-                 drop_remainder=False, initial_epoch=0, with_edge=True):
+def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
+                 edge_width=2, drop_remainder=False, initial_epoch=0):
     """A `tf.data.Dataset` of one epoch; every new iteration is the next epoch.
 
     Arguments as `pydataset.SliceDataset`.
     """
     augment = augment or AugmentConfig(enabled=False)
-    n, height, width, _ = images.shape
+    targets = dict(targets)
+    with_edge = "edge" in targets.values()
+    n, height, width, channels = images.shape
     tune_process()
     epoch = [int(initial_epoch)]
 
@@ -52,9 +54,10 @@ def make_dataset(images, masks, batch_size, seed=0, shuffle=True, augment=None, 
     def make_batch(index, params):
         outputs = tf.numpy_function(batch_arrays, [index, params],
                                     [tf.float32] * (3 if with_edge else 2), stateful=False)
-        shape = (None if not drop_remainder else batch_size, height, width, 1)
-        image, *targets = [tf.ensure_shape(t, shape) for t in outputs]
-        return image, dict(zip(("seg", "edge"), targets))
+        batch = None if not drop_remainder else batch_size
+        image = tf.ensure_shape(outputs[0], (batch, height, width, channels))
+        seg, *edge = [tf.ensure_shape(t, (batch, height, width, 1)) for t in outputs[1:]]
+        return image, target_dict(targets, seg, edge[0] if edge else None)
 
     batches = plan.flat_map(lambda i, p: tf.data.Dataset.from_tensor_slices(
         (tf.ensure_shape(i, (n,)), tf.ensure_shape(p, (n, 6)))))

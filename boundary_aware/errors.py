@@ -11,3 +11,13 @@ class DataError(ValueError):
 
 class LockedError(RuntimeError):
     """Another process holds the lock on a run directory or an output; the message names it."""
+
+
+class FormatError(DataError):
+    """A file written by another version of the package (an older format); the message
+    names the file and the command that writes it again."""
+
+
+class ConfigError(ValueError):
+    """An experiment config that training cannot use; the message names the key, the value
+    and what is allowed."""

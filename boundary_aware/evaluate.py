@@ -4,9 +4,9 @@ Scores the test split of a run (docs/design.md, "Evaluation") three ways:
 * per slice (the paper's protocol): Dice, Jaccard, HD and HD95 in mm on the
   prepared test slices, mean and standard deviation over slices, as Table 1;
 * per volume (BraTS's protocol, beyond the paper): every axial slice of each
-  test case's source T1c (the file named in the data manifest, checked
-  against its recorded SHA-256) is segmented through the same code path as
-  `predict`, and the 3D metrics compare the predicted tumor core with the
+  test case's source volumes (the files of the data manifest's channels,
+  checked against their recorded SHA-256) is segmented through the same code
+  path as `predict` (`boundary_aware.inference`), and the 3D metrics compare the predicted tumor core with the
   whole label volume at the source spacing. This counts the false positives
   on slices without tumor core (`fp_slices`), which the paper's protocol
   never sees;
@@ -19,7 +19,7 @@ items where both masks are non-empty, and the empty-mask counts.
 Both checkpoints of a completed run are scored: the one the run's rule names
 (`config.eval.checkpoint`, "final" by default; see `boundary_aware.run_directory`)
 with every record, the other as summaries under `checkpoints`. Writes
-`metrics.json` in the workdir.
+`metrics.json` in the workdir (`run_directory.METRICS_FORMAT`).
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
@@ -33,24 +33,19 @@ import numpy as np
 
 from boundary_aware import metrics
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError, Manifest, load_prepared, read_manifest, region_mask
+from boundary_aware.comparison import mean_std
+from boundary_aware.data import DataError, Manifest, load_prepared, region_mask
 from boundary_aware.errors import LockedError
 from boundary_aware.files import file_sha256
+from boundary_aware.inference import keras_predictor, segment_volume
 from boundary_aware.metrics import METRIC_NAMES
 from boundary_aware.model_files import load_keras_model
-from boundary_aware.nifti import load_volume
-from boundary_aware.predict import keras_predictor, segment_volume
+from boundary_aware.nifti import load_channels, load_volume
 from boundary_aware.run_directory import CHECKPOINTS, RunDirectory, scored_checkpoint
+
 EMPTY_POLICY = ("both empty: Dice = Jaccard = 1, HD = HD95 = 0; exactly one empty: Dice = "
                 "Jaccard = 0, HD = HD95 = the image diagonal in mm (373.13 for a 240 x 240 x 155 "
                 "volume at 1 mm)")
-
-
-def _mean_std(values):
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return {"mean": float("nan"), "std": float("nan")}
-    return {"mean": float(values.mean()), "std": float(values.std())}
 
 
 def summarize(records):
@@ -65,11 +60,11 @@ def summarize(records):
                "empty": {k: sum(r["empty"] == k for r in records) for k in ("both", "pred", "ref")}}
     nonempty = [r for r in records if r["empty"] == metrics.EMPTY_NONE]
     for name in METRIC_NAMES:
-        summary[name] = _mean_std([r[name] for r in records])
+        summary[name] = dict(zip(("mean", "std"), mean_std([r[name] for r in records])))
         if name.startswith("hd"):
             values = [r[name] for r in records]
             summary[name]["median"] = float(np.median(values)) if values else float("nan")
-            summary[name]["nonempty_mean"] = _mean_std([r[name] for r in nonempty])["mean"]
+            summary[name]["nonempty_mean"] = mean_std([r[name] for r in nonempty])[0]
             summary[name]["nonempty_n"] = len(nonempty)
     if records and "fp_slices" in records[0]:
         summary["fp_slices"] = int(sum(r["fp_slices"] for r in records))
@@ -106,7 +101,7 @@ def score_volume(pred, ref, spacing):
 
 
 def source_file(manifest: Manifest, case_id: str, kind: str) -> Path:
-    """Path of a case's source file ("t1c" or "seg") from the manifest, checked by SHA-256."""
+    """Path of a case's source file (a channel or "seg") from the manifest, checked by SHA-256."""
     path, sha256 = manifest.source_file(case_id, kind)
     if not path.is_file():
         raise DataError(f"{path}: source {kind} file of case {case_id} not found (whole-volume "
@@ -119,9 +114,11 @@ def source_file(manifest: Manifest, case_id: str, kind: str) -> Path:
 
 
 def volume_cases(manifest: Manifest, split: str):
-    """(case id, T1c volume, tumor-core mask, spacing) of every case of a split."""
+    """(case id, (X, Y, Z, C) volume of the manifest's channels, region mask, spacing) of
+    every case of a split."""
     for case_id in manifest.split(split):
-        volume, _, zooms = load_volume(source_file(manifest, case_id, "t1c"), "image")
+        paths = [source_file(manifest, case_id, c) for c in manifest.channels]
+        volume, _, zooms = load_channels(paths, manifest.channels)
         labels, _, _ = load_volume(source_file(manifest, case_id, "seg"), "seg")
         mask = region_mask(labels, manifest.convention(case_id), manifest.region) > 0
         yield case_id, volume, mask, zooms[:3]
@@ -129,12 +126,12 @@ def volume_cases(manifest: Manifest, split: str):
 
 def score_volumes(models, manifest, split, threshold, batch_size):
     """{name: whole-volume records} of several models; each source volume is read once."""
-    predictors = {name: (keras_predictor(m, batch_size), tuple(m.input_shape[1:]))
+    predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels)
                   for name, m in models.items()}
     records = {name: [] for name in models}
     for case_id, volume, ref, spacing in volume_cases(manifest, split):
-        for name, (predict, input_shape) in predictors.items():
-            pred = segment_volume(predict, input_shape, volume)["seg"] > threshold
+        for name, predictor in predictors.items():
+            pred = segment_volume(predictor, volume)["seg"] > threshold
             records[name].append({"case": case_id, **score_volume(pred, ref, spacing)})
     return records
 
@@ -152,7 +149,7 @@ def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: s
 def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume) -> dict:
     config = run.read_config()
     prepared = Path(config["data"]["prepared_dir"])
-    manifest = read_manifest(prepared)
+    manifest = Manifest.read(prepared)
     chosen = checkpoint or scored_checkpoint(config)
     model_path = run.checkpoint(chosen)
     if not model_path.is_file():
@@ -185,10 +182,9 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
                                                                 if k != "epoch"},
                           slices=slices, volumes=vols, selected_slices_cases=cases)
     try:
-        run.write_metrics(result)
+        return run.write_metrics(result)
     except OSError as err:  # the old metrics.json, if any, is intact (atomic write)
         raise DataError(f"{run.metrics_path}: cannot write ({err})") from None
-    return result
 
 
 def main(argv):

@@ -2,14 +2,15 @@
 
 Writes a TensorFlow SavedModel of a run's checkpoint with one serving
 signature, `serve`, over float32 slices of any batch size: input `images`,
-shape (batch, H, W, 1), T1c slices normalized as in training (per volume,
-clipped to the 0.5 and 99.5 brain-voxel percentiles, scaled to [0, 1],
-background 0) at the training size H x W. It returns float32 `seg` (the
-tumor-core probability) and, for the boundary-aware model, `edge` (the
-boundary probability), also when the model was trained in mixed precision.
-Beside it, `model_card.json`: model, config, data manifest hash, test
-metrics, input specification, package and library versions, and a SHA-256 of
-every exported file. Written to a temporary folder and renamed into place; an
+shape (batch, H, W, C), the model's channels (the card names them; T1c for
+the paper's models), each normalized as in training (per volume, clipped to
+the 0.5 and 99.5 brain-voxel percentiles, scaled to [0, 1], background 0) at
+the training size H x W. It returns the float32 probabilities: `seg` (the
+tumor core) and, for the boundary-aware model, `edge` (the boundary), also
+when the model was trained in mixed precision. Beside it, `model_card.json`:
+model, config, data manifest hash, test metrics, input specification (with
+the channels), package and library versions, and a SHA-256 of every exported
+file. Written to a temporary folder and renamed into place; an
 existing export is never replaced unless --overwrite.
 
 This module imports TensorFlow (with the data pipeline and `boundary_aware.runtime`, the
@@ -31,10 +32,11 @@ import numpy as np
 import tensorflow as tf
 
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError
+from boundary_aware.data import DataError, input_channels
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, exclusive_lock, file_sha256
 from boundary_aware.model_files import load_keras_model
+from boundary_aware.models.registry import probability_outputs
 from boundary_aware.run_directory import CHECKPOINTS, RunDirectory
 from boundary_aware.version import __version__
 
@@ -136,24 +138,32 @@ def check_saved_model(path: str | os.PathLike) -> None:
 
 def is_export(path: str | os.PathLike) -> bool:
     """Whether `path` is a folder written by `export_model` (its model card and SavedModel)."""
-    path = Path(path)
+    card = read_card(path)
+    return card is not None and card.get("format") == CARD_FORMAT and \
+        (Path(path) / "saved_model.pb").is_file()
+
+
+def read_card(path: str | os.PathLike) -> dict | None:
+    """The model card of an export folder, or None where it has none (or not a readable one)."""
     try:
-        card = json.loads((path / CARD).read_text())
+        card = json.loads((Path(path) / CARD).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(card, dict) and card.get("format") == CARD_FORMAT and \
-        (path / "saved_model.pb").is_file()
+        return None
+    return card if isinstance(card, dict) else None
 
 
 def export_model(model, out: str | os.PathLike, card: dict | None = None,
-                 overwrite: bool = False) -> dict:
-    """Export `model` as a SavedModel with a `serve` signature; returns the card."""
+                 overwrite: bool = False, channels=None) -> dict:
+    """Export `model` as a SavedModel with a `serve` signature; returns the card.
+
+    `channels` names the input channels (default: `data.input_channels`)."""
     out = Path(out)
+    channels = input_channels(model.input_shape[1:], channels, str(out))
     with exclusive_lock(out.with_name(f".{out.name}.lock"), str(out)):
-        return _export_locked(model, out, card, overwrite)
+        return _export_locked(model, out, card, overwrite, channels)
 
 
-def _export_locked(model, out: Path, card: dict | None, overwrite: bool) -> dict:
+def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channels) -> dict:
     if out.exists():
         if not overwrite:
             raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
@@ -162,17 +172,18 @@ def _export_locked(model, out: Path, card: dict | None, overwrite: bool) -> dict
                               f"saved_model.pb): it is never replaced, not even with --overwrite")
     if not out.parent.is_dir() and out.parent.exists():
         raise ExportError(f"{out.parent}: is not a folder")
-    _, height, width, channels = model.input_shape
+    _, height, width, depth = model.input_shape
+    outputs = probability_outputs(model.output_names)
     archive = keras.export.ExportArchive()
     archive.track(model)
 
     def serve(images):
         # the signature alone does not check sizes at run time: say which one is expected
-        images = tf.ensure_shape(images, (None, height, width, channels))
-        outputs = model(images, training=False)
-        return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+        images = tf.ensure_shape(images, (None, height, width, depth))
+        result = model(images, training=False)
+        return {name: tf.cast(result[name], tf.float32) for name in outputs}
     archive.add_endpoint("serve", serve, input_signature=[
-        tf.TensorSpec((None, height, width, channels), tf.float32, name="images")])
+        tf.TensorSpec((None, height, width, depth), tf.float32, name="images")])
     with atomic_folder(out, replace=overwrite) as tmp:
         archive.write_out(str(tmp), verbose=False)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -180,12 +191,14 @@ def _export_locked(model, out: Path, card: dict | None, overwrite: bool) -> dict
         card.update({
             "format": CARD_FORMAT,
             "signature": "serve",
-            "input": {"name": "images", "dtype": "float32", "shape": [None, height, width, channels],
-                      "description": "axial T1c slices, per-volume clipped to the 0.5/99.5 "
-                                     "percentiles of the nonzero voxels, scaled to [0, 1], "
-                                     "background 0, resized to the training size"},
+            "input": {"name": "images", "dtype": "float32", "shape": [None, height, width, depth],
+                      "channels": list(channels),
+                      "description": f"axial slices, channels {', '.join(channels)} in this "
+                                     f"order, each per-volume clipped to the 0.5/99.5 "
+                                     f"percentiles of its nonzero voxels, scaled to [0, 1], "
+                                     f"background 0, resized to the training size"},
             "outputs": {name: {"dtype": "float32", "shape": [None, height, width, 1]}
-                        for name in model.output_names},
+                        for name in outputs},
             "versions": {"boundary_aware": __version__, "keras": keras.__version__,
                          "tensorflow": tf.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
@@ -216,7 +229,7 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
             "data_manifest_sha256": state.get("data_manifest_sha256"),
             "trained_epochs": state.get("epoch"), "training_precision": state.get("precision"),
             "test_metrics": test_metrics}
-    return export_model(model, out, card, overwrite)
+    return export_model(model, out, card, overwrite, state.get("input_channels"))
 
 
 def load_saved_model(path: str | os.PathLike,

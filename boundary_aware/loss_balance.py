@@ -3,16 +3,17 @@
     python -m boundary_aware.loss_balance --config=experiments/table1.py:ours,demo [--workdir=RUN]
         [--batches=4] [--json=FILE]
 
-For each weighted term of Eq. 3 (l1 Dice(seg), l2 Dice(edge), l3 EdgeBCE(edge))
-it prints the norm of the term's gradient with respect to the shared
+For each weighted term of Eq. 3 (`losses.TERMS`: l1 Dice(seg), l2 Dice(edge),
+l3 EdgeBCE(edge)) it prints the norm of the term's gradient with respect to the shared
 trainable weights (the weights every term reaches: the encoder and the shape
 stream; the decoder serves only `seg`, the edge head only `edge`) and its
 share of the three norms together, averaged over a few unaugmented training
 batches, in training mode (batch statistics), as one training step sees
 them. It does so at initialization (a fresh model built with the config's
 seed) and, with --workdir, for that run's scored checkpoint, under each
-reduction of Eq. 5: the reductions differ by a constant factor (1, H x W, 20),
-so one gradient gives all three. The BCE is computed from the edge logits.
+reduction of Eq. 5: the reductions differ by a constant factor
+(`losses.bce_scale`: 1, H x W, 20), so one gradient gives all three. The BCE is
+computed from the model's edge logits output.
 
 TensorFlow and JAX backends (the gradient is backend code, like a trainer's).
 
@@ -26,56 +27,45 @@ import keras
 import numpy as np
 
 from boundary_aware import losses
-from boundary_aware.data import edge_target_numpy, epoch_order, load_prepared
+from boundary_aware.data import Manifest, edge_target_numpy, epoch_order, load_prepared
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models import build_model
 from boundary_aware.run_directory import RunDirectory
 
-TERMS = ("l1 Dice(seg)", "l2 Dice(edge)", "l3 BCE(edge)")
-
-
-def bce_scale(reduction, image_shape):
-    """The factor that turns the pixel-mean BCE into `reduction` (see `edge_bce_loss`)."""
-    return {"mean": 1.0, "sum": float(np.prod(image_shape)),
-            "scaled_mean": losses.GATED_SCNN_SCALE}[reduction]
-
-
-def _probe(model):
-    """The model with its edge logits (before the sigmoid) as a third output."""
-    outputs = dict(model.output)
-    outputs["edge_logits"] = model.get_layer("edge_resize").output
-    return keras.Model(model.input, outputs)
+TERMS = losses.TERMS
+UNIT_WEIGHTS = {term.name: 1.0 for term in TERMS}
 
 
 def _unit_terms(outputs, seg, edge):
-    """The three Eq. 3 terms with unit weights and the pixel-mean BCE (from logits)."""
-    return losses.loss_terms({"seg": seg, "edge": edge}, outputs, (1.0, 1.0, 1.0),
-                             bce_reduction="mean")
+    """The Eq. 3 terms with unit weights and the pixel-mean BCE (from the logits), stacked
+    in `TERMS` order."""
+    terms = losses.loss_terms({"mask": seg, "edge": edge}, outputs, UNIT_WEIGHTS,
+                              options=losses.LossOptions(bce_reduction="mean"))
+    return [terms[term.name] for term in TERMS]
 
 
 def term_gradients(model, x, seg, edge):
-    """(values (3,), [per-variable gradients (3, *shape)]) of the unit-weight terms."""
-    probe = _probe(model)
+    """(values (T,), [per-variable gradients (T, *shape)]) of the unit-weight terms."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         from boundary_aware.data_pipeline import tf  # the module that owns TensorFlow
         with tf.GradientTape(persistent=True) as tape:
-            terms = _unit_terms(probe(x, training=True), seg, edge)
-        grads = [tape.gradient(t, probe.trainable_variables) for t in terms]
+            terms = _unit_terms(model(x, training=True), seg, edge)
+        grads = [tape.gradient(t, model.trainable_variables) for t in terms]
         del tape
         values = np.array([float(t) for t in terms])
         per_var = [np.stack([np.zeros(v.shape, np.float32) if g[i] is None else
                              keras.ops.convert_to_numpy(g[i]) for g in grads])
-                   for i, v in enumerate(probe.trainable_variables)]
+                   for i, v in enumerate(model.trainable_variables)]
         return values, per_var
     if backend == "jax":
         import jax
         import jax.numpy as jnp
-        trainable = [v.value for v in probe.trainable_variables]
-        frozen = [v.value for v in probe.non_trainable_variables]
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
 
         def terms_of(params):
-            outputs, _ = probe.stateless_call(params, frozen, x, training=True)
+            outputs, _ = model.stateless_call(params, frozen, x, training=True)
             return jnp.stack(_unit_terms(outputs, seg, edge))
         values = np.asarray(terms_of(trainable))
         return values, [np.asarray(g) for g in jax.jacrev(terms_of)(trainable)]
@@ -86,10 +76,11 @@ def term_gradients(model, x, seg, edge):
 def measure(model, images, masks, edge_width=2, batch_size=8):
     """Unit-weight term values and gradient norms on the shared weights, per batch averaged.
 
-    Returns {"values": (3,), "norms": (3,), "shared": [variable paths], "parameters": n},
-    unweighted and for the pixel-mean BCE; `shares` applies weights and reductions.
+    Returns {"values": (T,), "norms": (T,), "shared": [variable paths], "parameters": n}
+    in `TERMS` order, unweighted and for the pixel-mean BCE; `shares` applies weights and
+    reductions.
     """
-    grads_sum, values_sum, n_batches = None, np.zeros(3), 0
+    grads_sum, values_sum, n_batches = None, np.zeros(len(TERMS)), 0
     for start in range(0, len(images) - batch_size + 1, batch_size):
         x = images[start:start + batch_size]
         seg = masks[start:start + batch_size].astype(np.float32)
@@ -101,22 +92,26 @@ def measure(model, images, masks, edge_width=2, batch_size=8):
     if n_batches == 0:
         raise ValueError(f"need at least one batch of {batch_size} slices, got {len(images)}")
     grads = [g / n_batches for g in grads_sum]
-    variables = _probe(model).trainable_variables
-    reached = [np.abs(g.reshape(3, -1)).max(axis=1) > 0 for g in grads]
+    variables = model.trainable_variables
+    reached = [np.abs(g.reshape(len(TERMS), -1)).max(axis=1) > 0 for g in grads]
     shared = [i for i, r in enumerate(reached) if r.all()]
-    norms = np.sqrt([sum(float(np.sum(grads[i][t] ** 2)) for i in shared) for t in range(3)])
+    norms = np.sqrt([sum(float(np.sum(grads[i][t] ** 2)) for i in shared)
+                     for t in range(len(TERMS))])
     return {"values": values_sum / n_batches, "norms": norms,
             "shared": [variables[i].path for i in shared],
             "parameters": int(sum(np.prod(variables[i].shape) for i in shared))}
 
 
 def shares(measured, weights, reduction, image_shape):
-    """Weighted values, gradient norms and shares of the three terms under `reduction`."""
-    scale = np.array([1.0, 1.0, bce_scale(reduction, image_shape)]) * np.asarray(weights, float)
+    """Weighted values, gradient norms and shares of the terms under `reduction`
+    (`weights`: {term: weight})."""
+    weights = losses.check_weights(weights)
+    scale = np.array([weights[t.name] * (losses.bce_scale(reduction, image_shape)
+                                         if t.reduced else 1.0) for t in TERMS])
     norms = measured["norms"] * scale
     total = norms.sum()
     return {"values": (measured["values"] * scale).tolist(), "norms": norms.tolist(),
-            "shares": (norms / total if total > 0 else np.zeros(3)).tolist()}
+            "shares": (norms / total if total > 0 else np.zeros(len(TERMS))).tolist()}
 
 
 def loss_balance(config, workdir=None, batches=4):
@@ -125,15 +120,16 @@ def loss_balance(config, workdir=None, batches=4):
     batch_size = int(config.train.batch_size)
     order = epoch_order(len(images), config.train.seed, 0)[:batches * batch_size]
     images, masks = images[order], masks[order]
-    weights = tuple(config.loss.weights)
+    weights = losses.check_weights(config.loss.weights.to_dict())
     size = (config.data.image_size, config.data.image_size)
+    channels = len(Manifest.read(config.data.prepared_dir).channels)
     keras.utils.set_random_seed(config.train.seed)
-    models = {"initialization": build_model(config.model.name, input_shape=size + (1,),
+    models = {"initialization": build_model(config.model.name, input_shape=size + (channels,),
                                             **config.model.kwargs.to_dict())}
     if workdir is not None:
         path = RunDirectory(workdir).checkpoint()
         models[f"trained ({path})"] = load_keras_model(path)
-    report = {"config": f"{config.variant},{config.profile}", "weights": list(weights),
+    report = {"config": f"{config.variant},{config.profile}", "weights": weights,
               "configured_reduction": config.loss.edge_bce_reduction,
               "batches": batches, "batch_size": batch_size, "image_size": list(size),
               "models": {}}
@@ -148,7 +144,8 @@ def loss_balance(config, workdir=None, batches=4):
 
 
 def render(report):
-    lines = [f"loss balance of {report['config']}: weights {tuple(report['weights'])}, "
+    weights = ", ".join(f"{name} {w:g}" for name, w in report["weights"].items())
+    lines = [f"loss balance of {report['config']}: weights {weights}, "
              f"{report['batches']} batches of {report['batch_size']} slices at "
              f"{report['image_size'][0]} x {report['image_size'][1]}; configured BCE reduction "
              f"{report['configured_reduction']!r}", "",
@@ -158,7 +155,8 @@ def render(report):
         lines.append(f"{name}: gradients on {m['shared_tensors']} shared weight tensors "
                      f"({m['shared_parameters']:,} parameters)")
         for reduction, r in m["reductions"].items():
-            for term, value, norm, share in zip(TERMS, r["values"], r["norms"], r["shares"]):
+            for term, value, norm, share in zip((t.symbol for t in TERMS), r["values"],
+                                                r["norms"], r["shares"]):
                 lines.append(f"{'':<16} {reduction:<12} {term:<14} {value:>10.4g} {norm:>11.3e} "
                              f"{100 * share:>6.1f}%")
     return "\n".join(lines)

@@ -11,20 +11,34 @@ cross entropy); Sudre et al. 2017 (generalized Dice).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 from keras import ops
 
+from boundary_aware.models.registry import logits_name
+
 Tensor = Any  # a backend tensor or a numpy array
-Weights = Sequence[float]  # (lambda1, lambda2, lambda3) of Eq. 3
+Weights = Mapping[str, float]  # {term name: weight} of Eq. 3
 
 DICE_EPS = 1e-5
 PROB_EPS = 1e-7
-PAPER_WEIGHTS = (1.0, 0.5, 0.1)  # (lambda1, lambda2, lambda3) of Sec. 3.2
 BCE_REDUCTIONS = ("mean", "sum", "scaled_mean")
-GATED_SCNN_SCALE = 20.0
 DEFAULT_BCE_REDUCTION = "mean"
+GATED_SCNN_SCALE = 20.0
+
+
+def bce_scale(reduction: str, image_shape: Sequence[int]) -> float:
+    """What a reduction of Eq. 5 multiplies the pixel-mean BCE by: 1 ("mean"), the pixels
+    of one image ("sum": summed per image, then averaged over the batch) or Gated-SCNN's
+    20 ("scaled_mean"). `edge_bce_loss` computes each; `loss_balance` compares them."""
+    scales = {"mean": 1.0, "sum": float(math.prod(image_shape)),
+              "scaled_mean": GATED_SCNN_SCALE}
+    if reduction not in scales:
+        raise ValueError(f"edge BCE reduction must be one of {BCE_REDUCTIONS}, got {reduction!r}")
+    return scales[reduction]
 
 
 def _f32(x):
@@ -89,8 +103,7 @@ def edge_bce_loss(y_true: Tensor, y_pred: Tensor, reduction: str = "mean",
     Reference: Hatamizadeh et al. 2019, Eq. 5; Xie & Tu 2015; Takikawa et al.
     2019 (Gated-SCNN) for the scaled mean.
     """
-    if reduction not in BCE_REDUCTIONS:
-        raise ValueError(f"edge BCE reduction must be one of {BCE_REDUCTIONS}, got {reduction!r}")
+    bce_scale(reduction, ())  # a ValueError for an unknown reduction, before any work
     y = _f32(y_true)
     if from_logits:
         z = _f32(y_pred)
@@ -100,20 +113,9 @@ def edge_bce_loss(y_true: Tensor, y_pred: Tensor, reduction: str = "mean",
         log_p, log_not_p = ops.log(p), ops.log(1.0 - p)
     beta = ops.mean(1.0 - y)
     loss = -(beta * y * log_p + (1.0 - beta) * (1.0 - y) * log_not_p)
-    if reduction == "sum":
+    if reduction == "sum":  # Eq. 5 as written: the sum over each image's pixels
         return ops.mean(ops.sum(ops.reshape(loss, (ops.shape(loss)[0], -1)), axis=1))
-    scale = GATED_SCNN_SCALE if reduction == "scaled_mean" else 1.0
-    return scale * ops.mean(loss)
-
-
-def sigmoid_logits(y_pred):
-    """The logits behind a sigmoid output, where the backend keeps them, else None.
-
-    Keras's TensorFlow backend records them on the output of a sigmoid
-    activation (as it does for its own cross entropies); JAX and PyTorch do
-    not, and the loss then works from the clipped probabilities.
-    """
-    return getattr(y_pred, "_keras_logits", None)
+    return bce_scale(reduction, ()) * ops.mean(loss)
 
 
 def edge_target(mask: Tensor, width: int = 2) -> Tensor:
@@ -140,133 +142,182 @@ def edge_target(mask: Tensor, width: int = 2) -> Tensor:
     return dilated - eroded
 
 
-def loss_terms(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS, edge_width: int = 2,
-               bce_reduction=DEFAULT_BCE_REDUCTION):
-    """The three weighted terms of Eq. 3, `(l1 Dice(seg), l2 Dice(edge), l3 EdgeBCE(edge))`.
+@dataclass(frozen=True)
+class Term:
+    """One weighted term of Eq. 3.
 
-    `y_true` holds "seg" (the mask) and optionally "edge" (else it is computed
-    with `edge_target`); `y_pred` holds "seg" and "edge" probabilities (and,
-    optionally, "edge_logits", which the BCE then uses).
+    `output` is the model output it supervises and `target` what it compares
+    that output with: "mask" (the region mask) or "edge" (its boundary band,
+    `edge_target`). `value(target, probability, logits, options)` gives the
+    unweighted term; `logits` is None where the model has no logits output
+    for `output` (the term then works from the probabilities). `reduced`:
+    Eq. 5's reduction applies, so the term scales with `bce_scale`.
     """
-    l1, l2, l3 = weights
-    edge_true = y_true.get("edge")
-    if edge_true is None:
-        edge_true = edge_target(y_true["seg"], edge_width)
-    return (l1 * dice_loss(y_true["seg"], y_pred["seg"]),
-            *edge_terms(edge_true, y_pred["edge"], l2, l3, bce_reduction,
-                        y_pred.get("edge_logits")))
+
+    name: str
+    output: str
+    target: str
+    symbol: str
+    value: Callable[..., Tensor]
+    reduced: bool = False
 
 
-def edge_terms(edge_true, edge_pred, dice_weight, bce_weight,
-               bce_reduction=DEFAULT_BCE_REDUCTION, logits=None):
-    """The shape-stream terms of Eq. 3, `(l2 Dice(edge), l3 EdgeBCE(edge))`.
+@dataclass(frozen=True)
+class LossOptions:
+    """The settings of the terms beyond their weights (`config.loss`)."""
 
-    The BCE uses `logits` if given, else those the backend kept on the
-    sigmoid output (`sigmoid_logits`), else the clipped probabilities.
-    """
+    generalized_dice: bool = False
+    bce_reduction: str = DEFAULT_BCE_REDUCTION
+
+
+def _seg_dice(target, probability, logits, options):
+    dice = generalized_dice_loss if options.generalized_dice else dice_loss
+    return dice(target, probability)
+
+
+def _edge_dice(target, probability, logits, options):
+    return dice_loss(target, probability)
+
+
+def _edge_bce(target, probability, logits, options):
     if logits is None:
-        logits = sigmoid_logits(edge_pred)
-    bce = (edge_bce_loss(edge_true, logits, bce_reduction, from_logits=True) if logits is not None
-           else edge_bce_loss(edge_true, edge_pred, bce_reduction))
-    return dice_weight * dice_loss(edge_true, edge_pred), bce_weight * bce
+        return edge_bce_loss(target, probability, options.bce_reduction)
+    return edge_bce_loss(target, logits, options.bce_reduction, from_logits=True)
+
+
+# Eq. 3, in its order: one entry per term; a new term (a boundary loss, a region
+# head) is one more entry, with its weight under `config.loss.weights`.
+TERMS = (
+    Term("seg_dice", "seg", "mask", "l1 Dice(seg)", _seg_dice),
+    Term("edge_dice", "edge", "edge", "l2 Dice(edge)", _edge_dice),
+    Term("edge_bce", "edge", "edge", "l3 BCE(edge)", _edge_bce, reduced=True),
+)
+TERM_NAMES = tuple(t.name for t in TERMS)
+PAPER_WEIGHTS = {"seg_dice": 1.0, "edge_dice": 0.5, "edge_bce": 0.1}  # l1, l2, l3 of Sec. 3.2
+TARGETS = ("mask", "edge")
+
+
+def check_weights(weights: Weights, output_names: Sequence[str] | None = None) -> dict:
+    """`weights` as {term: float} in `TERMS` order (missing terms weigh 0); ValueError for
+    an unknown term, a negative weight, or a weighted term whose output the model lacks."""
+    weights = dict(weights)
+    unknown = sorted(set(weights) - set(TERM_NAMES))
+    if unknown:
+        raise ValueError(f"unknown loss term(s) {unknown}; the terms of Eq. 3 are "
+                         f"{list(TERM_NAMES)}")
+    checked = {}
+    for term in TERMS:
+        value = weights.get(term.name, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value < 0:
+            raise ValueError(f"the weight of {term.name} must be a number >= 0, got {value!r}")
+        checked[term.name] = float(value)
+        if value and output_names is not None and term.output not in output_names:
+            raise ValueError(f"{term.name} has weight {value} but the model has no "
+                             f"{term.output!r} output (its outputs: {sorted(output_names)})")
+    return checked
+
+
+def loss_terms(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS, edge_width: int = 2,
+               options: LossOptions = LossOptions()) -> dict:
+    """The weighted terms of Eq. 3 as {term name: value}, for the outputs `y_pred` has.
+
+    `y_true` holds "mask" and optionally "edge" (else it is computed with
+    `edge_target`); `y_pred` holds the model's probability outputs and,
+    where it has them, their logits (`registry.logits_name`), which the BCE
+    then reads. Terms of weight 0 are included (as 0 x their value).
+    """
+    weights = check_weights(weights)
+    targets = dict(y_true)
+    if "edge" not in targets:
+        targets["edge"] = edge_target(y_true["mask"], edge_width)
+    return {term.name: weights[term.name] * term.value(
+                targets[term.target], y_pred[term.output], y_pred.get(logits_name(term.output)),
+                options)
+            for term in TERMS if term.output in y_pred}
 
 
 def boundary_aware_loss(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS,
-                        edge_width: int = 2,
-                        bce_reduction=DEFAULT_BCE_REDUCTION):
-    """Total loss of Eq. 3 on dicts of outputs (see `loss_terms`).
-
-    Returns `l1 Dice(seg) + l2 Dice(edge) + l3 EdgeBCE(edge)`.
+                        edge_width: int = 2, options: LossOptions = LossOptions()):
+    """Total loss of Eq. 3 on dicts of outputs (see `loss_terms`): the sum of its terms.
 
     Reference: Hatamizadeh et al. 2019, Eq. 3.
     """
-    seg, edge_dice, edge_bce = loss_terms(y_true, y_pred, weights, edge_width, bce_reduction)
-    return seg + edge_dice + edge_bce
+    return _sum(list(loss_terms(y_true, y_pred, weights, edge_width, options).values()))
+
+
+def _sum(values):
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
 
 
 @keras.saving.register_keras_serializable(package="boundary_aware")
-class DiceLoss(keras.losses.Loss):
-    """Keras wrapper of `dice_loss` (or `generalized_dice_loss`) for `compile`.
+class OutputLoss(keras.losses.Loss):
+    """The weighted Eq. 3 terms of one model output, summed: what `compile` attaches to it.
+
+    With `from_logits` the loss is attached to the output's logits
+    (`registry.logits_name`), and the probability terms read their sigmoid;
+    otherwise it is attached to the probability output.
 
     Args:
-        generalized: use the generalized Dice of Sudre et al. instead of Eq. 4.
-        eps: the epsilon of the denominator.
+        output: the model output the terms supervise ("seg", "edge").
+        weights: {term name: weight} of that output's terms (`TERMS`).
+        from_logits: whether `y_pred` is the output's logits.
+        generalized_dice, bce_reduction: `LossOptions`.
     """
 
-    def __init__(self, generalized=False, eps=DICE_EPS, name="dice", **kwargs):
+    def __init__(self, output, weights, from_logits=False, generalized_dice=False,
+                 bce_reduction=DEFAULT_BCE_REDUCTION, name=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
-        super().__init__(name=name, **kwargs)
-        self.generalized = bool(generalized)
-        self.eps = float(eps)
+        super().__init__(name=name or f"{output}_loss", **kwargs)
+        self.output = output
+        self.weights = check_weights(weights)
+        self.terms = [term for term in TERMS if term.output == output and self.weights[term.name]]
+        if not self.terms:
+            raise ValueError(f"no weighted term of Eq. 3 supervises {output!r}")
+        self.from_logits = bool(from_logits)
+        self.options = LossOptions(bool(generalized_dice), bce_reduction)
+        bce_scale(bce_reduction, ())
 
     def call(self, y_true, y_pred):
-        fn = generalized_dice_loss if self.generalized else dice_loss
-        return fn(y_true, y_pred, self.eps)
+        logits = _f32(y_pred) if self.from_logits else None
+        probability = ops.sigmoid(logits) if self.from_logits else y_pred
+        return _sum([self.weights[term.name] * term.value(y_true, probability, logits,
+                                                          self.options)
+                     for term in self.terms])
 
     def get_config(self):
-        return {**super().get_config(), "generalized": self.generalized, "eps": self.eps}
+        return {**super().get_config(), "output": self.output,
+                "weights": {t.name: self.weights[t.name] for t in self.terms},
+                "from_logits": self.from_logits,
+                "generalized_dice": self.options.generalized_dice,
+                "bce_reduction": self.options.bce_reduction}
 
 
-@keras.saving.register_keras_serializable(package="boundary_aware")
-class EdgeAwareLoss(keras.losses.Loss):
-    """The shape-stream terms of Eq. 3: `l2 Dice(edge) + l3 EdgeBCE(edge)`.
+def compile_losses(output_names: Sequence[str], weights: Weights = PAPER_WEIGHTS,
+                   options: LossOptions = LossOptions()) -> tuple[dict, dict]:
+    """`(losses, targets)` for a model with `output_names` under Eq. 3's `weights`.
 
-    `y_true` is the boundary target (see `edge_target`).
-
-    Args:
-        dice_weight: lambda2 (0.5 in the paper).
-        bce_weight: lambda3 (0.1 in the paper).
-        bce_reduction: the reduction of Eq. 5 (see `edge_bce_loss`).
+    `losses` is the loss dict for `model.compile`: one `OutputLoss` per
+    supervised output, keyed by the output it reads (its logits where the
+    model has them). `targets` maps the same keys to what the data must
+    provide there ("mask" or "edge"; `TARGETS`): the keys of the `y` dict of
+    every batch. An output without a weighted term gets no loss (the paper's
+    "no edge loss" row leaves the shape stream unsupervised).
     """
-
-    def __init__(self, dice_weight=PAPER_WEIGHTS[1], bce_weight=PAPER_WEIGHTS[2],
-                 bce_reduction=DEFAULT_BCE_REDUCTION, name="edge_aware", **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(name=name, **kwargs)
-        if bce_reduction not in BCE_REDUCTIONS:
-            raise ValueError(f"bce_reduction must be one of {BCE_REDUCTIONS}, got {bce_reduction!r}")
-        self.dice_weight = float(dice_weight)
-        self.bce_weight = float(bce_weight)
-        self.bce_reduction = bce_reduction
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        # Keras converts y_pred before `call`; keep the sigmoid's logits for the BCE
-        self._logits = sigmoid_logits(y_pred)
-        try:
-            return super().__call__(y_true, y_pred, sample_weight)
-        finally:
-            self._logits = None
-
-    def call(self, y_true, y_pred):
-        edge_dice, edge_bce = edge_terms(y_true, y_pred, self.dice_weight, self.bce_weight,
-                                         self.bce_reduction, getattr(self, "_logits", None))
-        return edge_dice + edge_bce
-
-    def get_config(self):
-        return {**super().get_config(), "dice_weight": self.dice_weight,
-                "bce_weight": self.bce_weight, "bce_reduction": self.bce_reduction}
-
-
-def trains_edge(outputs: Sequence[str], weights: Weights) -> bool:
-    """Whether Eq. 3 supervises the edge output: the model has one ("edge" in
-    its output names `outputs`) and l2 or l3 of `weights` is non-zero. Where
-    it does not, training needs no edge target and the edge head stays at its
-    initial weights."""
-    return "edge" in outputs and any(float(w) != 0.0 for w in tuple(weights)[1:])
-
-
-def compile_losses(outputs: Sequence[str], weights: Weights = PAPER_WEIGHTS, generalized: bool = False,
-                   bce_reduction=DEFAULT_BCE_REDUCTION):
-    """Loss dict for `model.compile` over a model's output names (Eq. 3).
-
-    The "seg" output gets `l1 * Dice`; an "edge" output gets `EdgeAwareLoss`
-    with (l2, l3) and the BCE reduction, or no loss at all when both are 0
-    (the shape stream is then unsupervised, the paper's "no edge loss" row).
-    """
-    l1, l2, l3 = weights
-    losses = {"seg": DiceLoss(generalized=generalized)}
-    loss_weights = {"seg": float(l1)}
-    if trains_edge(outputs, weights):
-        losses["edge"] = EdgeAwareLoss(l2, l3, bce_reduction)
-        loss_weights["edge"] = 1.0
-    return losses, loss_weights
+    weights = check_weights(weights, output_names)
+    losses, targets = {}, {}
+    for output in dict.fromkeys(t.output for t in TERMS if weights[t.name] > 0):
+        terms = [t for t in TERMS if t.output == output]
+        kinds = {t.target for t in terms}
+        if len(kinds) > 1:
+            raise ValueError(f"the terms of {output!r} compare it with different targets "
+                             f"{sorted(kinds)}; one output takes one target")
+        from_logits = logits_name(output) in output_names
+        key = logits_name(output) if from_logits else output
+        losses[key] = OutputLoss(output, {t.name: weights[t.name] for t in terms}, from_logits,
+                                 options.generalized_dice, options.bce_reduction)
+        targets[key] = kinds.pop()
+    return losses, targets

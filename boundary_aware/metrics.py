@@ -78,11 +78,6 @@ def _status(pred, ref):
     return EMPTY_BOTH if not (p or r) else EMPTY_PRED if not p else EMPTY_REF
 
 
-def empty_status(pred: ArrayLike, ref: ArrayLike) -> str:
-    """"none", "both", "pred" (only the prediction is empty) or "ref"."""
-    return _status(*_binary_pair(pred, ref))
-
-
 def _overlap(pred, ref):
     """(Dice, Jaccard) of two boolean arrays; 1.0 for both when both are empty."""
     inter = np.count_nonzero(pred & ref)
@@ -117,18 +112,6 @@ def _surface_distances(pred, ref, spacing):
     return to_ref[pred_border], to_pred[ref_border]
 
 
-def surface_distances(pred: ArrayLike, ref: ArrayLike, spacing: Spacing = None):
-    """Both directed surface-distance arrays (pred->ref, ref->pred), as medpy.
-
-    Both masks must be non-empty.
-    """
-    pred, ref = _binary_pair(pred, ref)
-    spacing = _spacing(spacing, pred.ndim)
-    if _status(pred, ref) != EMPTY_NONE:
-        raise ValueError("surface distances need two non-empty masks")
-    return _surface_distances(*_crop_to_union(pred, ref), spacing)
-
-
 def hausdorff_distance(pred: ArrayLike, ref: ArrayLike, spacing: Spacing = None,
                        percentile: float = 100) -> float:
     """Symmetric Hausdorff distance in mm (voxels without `spacing`).
@@ -156,8 +139,9 @@ def segmentation_metrics(pred: ArrayLike, ref: ArrayLike, spacing: Spacing = Non
                          percentiles: Sequence[float] = (100, 95)) -> dict:
     """All metrics at once: the crop and the surface distances are computed once.
 
-    Returns a dict with dice, jaccard, `empty` (see `empty_status`) and one
-    Hausdorff value per percentile: "hd" for 100, "hd95" for 95 ("hdP" for P).
+    Returns a dict with dice, jaccard, `empty` ("none", "both", "pred": only the
+    prediction is empty, or "ref": only the reference) and one Hausdorff value
+    per percentile: "hd" for 100, "hd95" for 95 ("hdP" for P).
     """
     pred, ref = _binary_pair(pred, ref)
     spacing_mm = _spacing(spacing, pred.ndim)

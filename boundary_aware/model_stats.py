@@ -7,7 +7,9 @@ counted too). Element-wise work (normalization, activations, resizes, adds)
 is not counted; it is a few percent of the total for these networks.
 
 Usage:
-    python -m boundary_aware.model_stats [--models=ours,unet,vnet] [--size=240]
+    python -m boundary_aware.model_stats [--models=ours,unet,vnet] [--size=240] [--channels=1]
+
+The default input is the paper's: one channel (T1c, `data.PAPER_CHANNELS`).
 """
 
 import math
@@ -15,6 +17,7 @@ import math
 import keras
 from keras.src import backend
 
+from boundary_aware.data import PAPER_CHANNELS
 from boundary_aware.models import MODELS, build_model
 
 _CONV_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
@@ -69,9 +72,9 @@ def forward_flops(model, input_shape=None):
     return int(total[0])
 
 
-def model_stats(name, size=240, **kwargs):
-    """`{"model", "params", "gflops"}` for `build_model(name, (size, size, 1))`."""
-    model = build_model(name, input_shape=(size, size, 1), **kwargs)
+def model_stats(name, size=240, channels=len(PAPER_CHANNELS), **kwargs):
+    """`{"model", "params", "gflops"}` for `build_model(name, (size, size, channels))`."""
+    model = build_model(name, input_shape=(size, size, channels), **kwargs)
     return {"model": name, "params": int(model.count_params()),
             "gflops": forward_flops(model) / 1e9}
 
@@ -81,10 +84,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--size", type=int, default=240)
+    parser.add_argument("--channels", type=int, default=len(PAPER_CHANNELS))
     args = parser.parse_args(argv)
-    print(f"{'model':<6} {'parameters':>12} {'GFLOP/image':>12}   (input {args.size}x{args.size}x1)")
+    print(f"{'model':<6} {'parameters':>12} {'GFLOP/image':>12}   "
+          f"(input {args.size}x{args.size}x{args.channels})")
     for name in args.models.split(","):
-        stats = model_stats(name, args.size)
+        stats = model_stats(name, args.size, args.channels)
         print(f"{name:<6} {stats['params']:>12,d} {stats['gflops']:>12.2f}")
 
 

@@ -81,6 +81,35 @@ def load_volume(path, kind="image"):
     return np.ascontiguousarray(data), img.affine, tuple(float(z) for z in img.header.get_zooms())
 
 
+def load_channels(paths, names):
+    """Read the channel volumes of one case and stack them: `(image (X, Y, Z, C), affine,
+    zooms)` in LPS axis order, the affine and zooms of the first file. Every volume
+    must lie on the first one's grid (shape and affine); `names` name the channels in
+    the error messages."""
+    volumes, first = [], None
+    for path, name in zip(paths, names):
+        volume, affine, zooms = load_volume(path, "image")
+        if first is None:
+            first = (path, name, volume.shape, affine, zooms)
+        else:
+            check_same_grid(first[0], first[1], first[2], first[3], path, volume.shape, affine)
+        volumes.append(volume)
+    if first is None:
+        raise ValueError("load_channels needs at least one file")
+    return np.stack(volumes, axis=-1), first[3], first[4]
+
+
+def check_same_grid(reference, name, shape, affine, path, other_shape, other_affine):
+    """DataError naming `path` unless its shape and affine are those of `reference` (the
+    `name` volume)."""
+    if tuple(other_shape) != tuple(shape):
+        raise DataError(f"{path}: shape {tuple(other_shape)} differs from the {name}'s "
+                        f"{tuple(shape)} ({reference})")
+    if not np.allclose(affine, other_affine, atol=1e-3):
+        raise DataError(f"{path}: affine differs from the {name}'s ({reference}): "
+                        f"{np.round(other_affine, 3).tolist()} vs {np.round(affine, 3).tolist()}")
+
+
 OUTPUT_MARK = b"boundary-aware output"  # in the header's descrip field of what we write
 
 

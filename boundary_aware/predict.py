@@ -1,15 +1,19 @@
-"""Segment T1c NIfTI volumes: `boundary-aware-predict --model=... --input=... --output=...`.
+"""Segment NIfTI volumes: `boundary-aware-predict --model=... --input=... --output=...`.
 
 `--model` is a training workdir (the checkpoint its rule scores, final.keras
 by default: `boundary_aware.run_directory`), a `.keras` file (loaded with safe
 mode on) or an exported SavedModel folder; `.h5` files and pickles are
-refused. `--input` is one T1c volume (any orientation) with `--output` a
-file, or a folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or
-`<case>-t1c.nii.gz`) with `--output` a folder (one mask per case,
-`<case>_tc.nii.gz`, and `summary.json`). Each volume is normalized exactly as
-in training, segmented slice by slice over every axial slice (batched),
-resized back, thresholded (`--threshold`, 0.5) and written as a uint8 NIfTI
-with the input's shape, affine and orientation; `--edge_output` also writes
+refused. The model's input channels (MRI sequences; T1c for the paper's
+models) come from its run or its export (`boundary_aware.inference`).
+`--input` is one volume per channel, comma-separated in the model's channel
+order (one T1c file for the paper's models), with `--output` a file; or a
+folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or `<case>-t1c.nii.gz`,
+and the other sequences' files where the model takes them:
+`data_prep.brats`) with `--output` a folder (one mask per case,
+`<case>_tc.nii.gz`, and `summary.json`). Each volume is segmented by
+`inference.segment_volume` (every axial slice, each channel normalized as in
+training), thresholded (`--threshold`, 0.5) and written as a uint8 NIfTI with
+the first input's shape, affine and orientation; `--edge_output` also writes
 the boundary probability (float32, `<name>_edge.nii.gz`). Outputs are written
 atomically and never replace existing files unless `--overwrite`.
 """
@@ -19,137 +23,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from boundary_aware import runtime
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError, normalization_range, normalize, resize_slices
+from boundary_aware.data import DataError
 from boundary_aware.files import atomic_write_text, check_writable_folder
-from boundary_aware.model_files import REFUSED_SUFFIXES, load_keras_model
-from boundary_aware.nifti import is_our_output, load_volume, save_like
-from boundary_aware.run_directory import RunDirectory
-
-Predictor = Callable[[np.ndarray], dict]  # (N, H, W, C) float32 -> {output: (N, H, W, 1)}
-
-T1C_SUFFIXES = ("_t1ce.nii.gz", "-t1c.nii.gz")
-
-
-def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
-                   trust_model: bool = False) -> tuple[Predictor, tuple[int, ...]]:
-    """`(predict_fn, (H, W, C))` for a workdir, a .keras file or a SavedModel folder.
-
-    `predict_fn(images)` takes (N, H, W, C) float32 and returns a dict of
-    (N, H, W, 1) float32 probabilities, running `batch_size` slices at a time
-    (None: `runtime.inference_batch_size()`).
-    A SavedModel whose graph holds operations our own exports never use is
-    refused unless `trust_model` (`export.check_saved_model`).
-    """
-    path = Path(model_path)
-    batch_size = batch_size or runtime.inference_batch_size()
-    if path.suffix.lower() in REFUSED_SUFFIXES:
-        load_keras_model(path)  # raises, naming the reason
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        from boundary_aware.export import load_saved_model
-        serve, input_shape = load_saved_model(path, trust_model=trust_model)
-        return batched(serve, batch_size), input_shape
-    if RunDirectory.looks_like_one(path):
-        path = RunDirectory(path).checkpoint()
-        if not path.is_file():
-            raise DataError(f"{path}: no such checkpoint in this training workdir (is training "
-                            f"complete?); pass the .keras file to use another one")
-    if path.suffix != ".keras" or not path.is_file():
-        raise DataError(f"{model_path}: not a .keras file, a training workdir or a SavedModel")
-    streams = runtime.inference_streams()
-    runtime.share_cores_between(streams)  # before the model's first operation
-    model = load_keras_model(path)
-    return keras_predictor(model, batch_size, streams), tuple(model.input_shape[1:])
-
-
-def keras_predictor(model, batch_size: int = 16, streams: int = 1) -> Predictor:
-    """`predict_fn(images)` of a Keras model, in the form `segment_volume` takes (`batched`)."""
-    return batched(model.predict_on_batch, batch_size, streams)
-
-
-def batched(run, batch_size: int, streams: int = 1) -> Predictor:
-    """`predict_fn(images)` from `run(batch) -> {output: array}`, a model's one forward pass.
-
-    Runs `batch_size` slices per call, `streams` calls at a time (threads;
-    `runtime.inference_streams`). The last batch is padded to `batch_size`
-    with blank slices whose outputs are dropped, so the model is traced for
-    one input shape only; in inference mode every slice's output depends on
-    that slice alone.
-    """
-    def one(batch):
-        return {name: np.asarray(value) for name, value in run(batch).items()}
-
-    def predict(images):
-        n = len(images)
-        if n == 0:
-            raise DataError("no slices to segment")
-        padded = np.concatenate([images, np.zeros((-n % batch_size,) + images.shape[1:],
-                                                  images.dtype)])
-        batches = [padded[i:i + batch_size] for i in range(0, len(padded), batch_size)]
-        outputs = [one(batches[0])]  # first alone: it traces the function
-        if streams > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(streams) as pool:
-                outputs += list(pool.map(one, batches[1:]))
-        else:
-            outputs += [one(batch) for batch in batches[1:]]
-        return {name: np.concatenate([o[name] for o in outputs])[:n] for name in outputs[0]}
-    return predict
-
-
-def distinct_slices(slices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`(run, source)`: the slices to segment, and for every slice its row among them.
-
-    A constant slice (every pixel the same value: above and below the head)
-    is segmented once per value, and the others of that value take its
-    output; every other slice is its own. The model maps a slice to its
-    output one slice at a time, so this gives every slice the output it
-    would have had, with fewer forward passes (10-20 of BraTS's 155 slices).
-    """
-    flat = slices.reshape(len(slices), -1)
-    lo, hi = flat.min(axis=1), flat.max(axis=1)
-    run, source, first = [], np.empty(len(slices), np.int64), {}
-    for i in range(len(slices)):
-        if lo[i] == hi[i]:
-            if lo[i] in first:
-                source[i] = first[lo[i]]
-                continue
-            first[lo[i]] = len(run)
-        source[i] = len(run)
-        run.append(i)
-    return np.asarray(run, np.int64), source
-
-
-def segment_volume(predict: Predictor, input_shape: tuple[int, ...], volume: np.ndarray,
-                   distinct: bool = True) -> dict[str, np.ndarray]:
-    """Probabilities (X, Y, Z) of every output for an LPS-ordered T1c volume.
-
-    With `distinct` (the default), constant slices share one forward pass
-    (`distinct_slices`); without, every slice is segmented.
-    """
-    size = input_shape[0]
-    lo, hi = normalization_range(volume)
-    slices = np.moveaxis(normalize(volume, lo, hi), 2, 0)  # (Z, X, Y)
-    slices = np.clip(resize_slices(slices, size, order=1), 0, 1)[..., None]
-    slices = slices.astype(np.float32)
-    run, source = (distinct_slices(slices) if distinct
-                   else (np.arange(len(slices)), np.arange(len(slices))))
-    x, y, _ = volume.shape
-    result = {}
-    for name, value in predict(slices[run]).items():
-        prob = np.asarray(value, np.float32)[source, ..., 0]  # (Z, size, size)
-        if prob.shape[1:] != (x, y):
-            from scipy import ndimage
-            prob = ndimage.zoom(prob, (1, x / size, y / size), order=1, grid_mode=True,
-                                mode="nearest")
-        result[name] = np.clip(np.moveaxis(prob, 0, 2), 0, 1)
-    return result
+from boundary_aware.inference import Predictor, load_predictor, segment_volume
+from boundary_aware.nifti import is_our_output, load_channels, save_like
+from data_prep.brats import discover_images
 
 
 def _edge_path(output):
@@ -158,28 +41,36 @@ def _edge_path(output):
     return output.with_name(f"{stem}_edge.nii.gz")
 
 
-def predict_file(predict: Predictor, input_shape: tuple[int, ...], image_path: str | os.PathLike,
-                 output: str | os.PathLike, threshold: float = 0.5, edge_output: bool = False,
-                 overwrite: bool = False, distinct: bool = True) -> dict:
-    """Segment one volume and write its mask (and edge map); returns a summary dict.
+def predict_file(predictor: Predictor, image_paths, output: str | os.PathLike,
+                 threshold: float = 0.5, edge_output: bool = False, overwrite: bool = False,
+                 distinct: bool = True) -> dict:
+    """Segment one case (a path per channel, in the predictor's order) and write its mask
+    (and edge map) on the first file's grid; returns a summary dict.
 
     `distinct`: as in `segment_volume`."""
     output = Path(output)
+    paths = [Path(p) for p in ([image_paths] if isinstance(image_paths, (str, os.PathLike))
+                               else image_paths)]
+    if len(paths) != len(predictor.channels):
+        raise DataError(f"{', '.join(map(str, paths))}: the model takes "
+                        f"{len(predictor.channels)} volumes ({', '.join(predictor.channels)}), "
+                        f"got {len(paths)}")
     if not (output.name.endswith(".nii.gz") or output.name.endswith(".nii")):
         raise DataError(f"{output}: the output must end in .nii.gz or .nii")
     targets = [output] + ([_edge_path(output)] if edge_output else [])
     for target in targets:
         check_replaceable(target, overwrite, is_our_output, "a mask written by this package")
-    volume, _, _ = load_volume(image_path, "image")
-    probs = segment_volume(predict, input_shape, volume, distinct)
+    volume, _, _ = load_channels(paths, predictor.channels)
+    probs = segment_volume(predictor, volume, distinct)
     mask = (probs["seg"] > threshold).astype(np.uint8)
     if edge_output and "edge" not in probs:
-        raise DataError(f"{image_path}: this model has no edge output (only the boundary-aware one does)")
+        raise DataError(f"{paths[0]}: this model has no edge output (only the boundary-aware "
+                        f"one does)")
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_like(mask, image_path, output, np.uint8)
+    save_like(mask, paths[0], output, np.uint8)
     if edge_output:
-        save_like(probs["edge"], image_path, targets[1], np.float32)
-    return {"input": str(image_path), "output": str(output), "voxels": int(mask.sum()),
+        save_like(probs["edge"], paths[0], targets[1], np.float32)
+    return {"input": ",".join(map(str, paths)), "output": str(output), "voxels": int(mask.sum()),
             "slices_with_tumor": int(np.count_nonzero(mask.any(axis=(0, 1))))}
 
 
@@ -202,61 +93,56 @@ def _is_our_summary(path: Path) -> bool:
     return isinstance(summary, dict) and {"model", "threshold", "cases", "errors"} <= set(summary)
 
 
-def find_t1c(folder: str | os.PathLike) -> list[tuple[str, Path]]:
-    """(case id, T1c path) of every case in a BraTS-layout folder."""
-    found = []
-    for suffix in T1C_SUFFIXES:
-        for path in sorted(Path(folder).rglob(f"*{suffix}")):
-            case_id = path.name[: -len(suffix)]
-            if path.parent.name == case_id:
-                found.append((case_id, path))
-    if not found:
-        raise DataError(f"{folder}: no T1c volumes in BraTS layout "
-                        f"(<case>/<case>_t1ce.nii.gz or <case>/<case>-t1c.nii.gz)")
-    return sorted(found)
-
-
 def predict_path(model: str | os.PathLike, input_path: str | os.PathLike,
                  output: str | os.PathLike, threshold: float = 0.5, edge_output: bool = False,
                  overwrite: bool = False, batch_size: int | None = None, progress: bool = False,
                  trust_model: bool = False) -> dict:
-    """Segment a file or a BraTS folder (see the module docstring)."""
-    input_path, output = Path(input_path), Path(output)
-    if not input_path.exists():
-        raise DataError(f"{input_path}: file not found")
+    """Segment a case's files or a BraTS folder (see the module docstring). `input_path`
+    is a folder, a file, or a comma-separated list of files (or a list of paths), one
+    per model channel."""
+    if isinstance(input_path, (str, os.PathLike)):
+        input_path = str(input_path).split(",")
+    inputs = [Path(p) for p in input_path]
+    output = Path(output)
+    for path in inputs:
+        if not path.exists():
+            raise DataError(f"{path}: file not found")
     if not 0 < threshold < 1:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
     if batch_size is not None and batch_size < 1:
         raise DataError(f"--batch_size must be >= 1, got {batch_size}")
-    if input_path.is_file():
-        if output.resolve() == input_path.resolve():
-            raise DataError(f"{output}: is the input; choose another output file")
+    if len(inputs) > 1 or inputs[0].is_file():
+        for path in inputs:
+            if not path.is_file():
+                raise DataError(f"{path}: not a file (give a folder alone, or one file per "
+                                f"channel)")
+            if output.resolve() == path.resolve():
+                raise DataError(f"{output}: is the input; choose another output file")
         if output.is_dir():
             raise DataError(f"{output}: is a folder; --output must name a .nii.gz file when "
-                            f"--input is a file")
+                            f"--input names files")
         check_writable_folder(output.parent)
-        predict, input_shape = load_predictor(model, batch_size, trust_model)
-        return predict_file(predict, input_shape, input_path, output, threshold, edge_output,
-                            overwrite)
-    cases = find_t1c(input_path)
+        predictor = load_predictor(model, batch_size, trust_model)
+        return predict_file(predictor, inputs, output, threshold, edge_output, overwrite)
     if output.exists() and not output.is_dir():
         raise DataError(f"{output}: must be a folder when --input is a folder")
     check_writable_folder(output)
     check_replaceable(output / "summary.json", overwrite, _is_our_summary,
                       "a summary written by this package")
-    predict, input_shape = load_predictor(model, batch_size, trust_model)
+    predictor = load_predictor(model, batch_size, trust_model)
+    cases = discover_images(inputs[0], predictor.channels)
     iterator = cases
     if progress:
         from tqdm import tqdm
         iterator = tqdm(cases, desc="cases", unit="case", file=sys.stderr)
     summary = {"model": str(model), "threshold": threshold, "cases": {}, "errors": {}}
-    for case_id, path in iterator:
+    for case in iterator:
         try:
-            summary["cases"][case_id] = predict_file(
-                predict, input_shape, path, output / f"{case_id}_tc.nii.gz", threshold,
-                edge_output, overwrite)
+            summary["cases"][case.case_id] = predict_file(
+                predictor, case.channel_files(predictor.channels),
+                output / f"{case.case_id}_tc.nii.gz", threshold, edge_output, overwrite)
         except DataError as err:
-            summary["errors"][case_id] = str(err)
+            summary["errors"][case.case_id] = str(err)
             print(f"error: {err}", file=sys.stderr)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "summary.json", json.dumps(summary, indent=1))
@@ -280,7 +166,9 @@ def main(argv):
 def define_flags() -> None:
     from absl import flags
     flags.DEFINE_string("model", None, "Workdir, .keras file or SavedModel folder.")
-    flags.DEFINE_string("input", None, "A T1c NIfTI file, or a folder in BraTS layout.")
+    flags.DEFINE_string("input", None, "A NIfTI file per model channel (comma-separated, in "
+                        "the model's channel order; one T1c file for the paper's models), or a "
+                        "folder in BraTS layout.")
     flags.DEFINE_string("output", None, "Output .nii.gz file (or folder for a folder input).")
     flags.DEFINE_float("threshold", 0.5, "Probability threshold for the mask.")
     flags.DEFINE_bool("edge_output", False, "Also write the boundary probability map.")

@@ -11,28 +11,30 @@ import keras
 import numpy as np
 
 from boundary_aware.augment import AugmentConfig, sample_params
-from boundary_aware.batches import assemble_batch, tune_process
+from boundary_aware.batches import assemble_batch, target_dict, tune_process
 from boundary_aware.data import epoch_order, num_batches
 
 
 class SliceDataset(keras.utils.PyDataset):
-    """Batches `(image, {"seg": mask, "edge": edge})` of float32 (B, H, W, 1).
+    """Batches `(image, y)`: float32 images (B, H, W, C) and, under each key of `targets`,
+    the float32 mask or its edge band (B, H, W, 1).
 
     Args:
         images, masks: arrays from `data.load_prepared`.
         batch_size: slices per batch.
+        targets: {key of y: "mask" or "edge"}, the second value of `losses.compile_losses`
+            (the edge band is computed only where a key asks for it).
         seed: seed of the shuffle and of the augmentation.
         shuffle: reshuffle every epoch (training) or keep the order (evaluation).
         augment: an `AugmentConfig` (None: no augmentation).
         edge_width: width of the boundary band.
         drop_remainder: drop the last incomplete batch.
         initial_epoch: the epoch the first pass stands for (for resumed runs).
-        with_edge: also yield the "edge" target (off for models without an edge loss).
         **kwargs: `keras.utils.PyDataset` arguments (workers, ...).
     """
 
-    def __init__(self, images, masks, batch_size, seed=0, shuffle=True, augment=None,
-                 edge_width=2, drop_remainder=False, initial_epoch=0, with_edge=True, **kwargs):
+    def __init__(self, images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
+                 edge_width=2, drop_remainder=False, initial_epoch=0, **kwargs):
         super().__init__(**kwargs)
         self.images, self.masks = images, masks
         self.batch_size = int(batch_size)
@@ -41,7 +43,8 @@ class SliceDataset(keras.utils.PyDataset):
         self.edge_width = int(edge_width)
         self.drop_remainder = bool(drop_remainder)
         self.epoch = int(initial_epoch)
-        self.with_edge = bool(with_edge)
+        self.targets = dict(targets)
+        self.with_edge = "edge" in self.targets.values()
         tune_process()
         self._prepare_epoch()
 
@@ -59,7 +62,7 @@ class SliceDataset(keras.utils.PyDataset):
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         image, seg, edge = assemble_batch(self.images, self.masks, self.order[rows],
                                           self.params[rows], self.edge_width, self.with_edge)
-        return image, ({"seg": seg, "edge": edge} if self.with_edge else {"seg": seg})
+        return image, target_dict(self.targets, seg, edge)
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -8,7 +8,7 @@
         previous.keras the resume point before it, kept until the next one is complete
         best.keras     highest validation Dice so far
         final.keras    the weights after the last epoch (once training completes)
-        metrics.json   the test scores (`boundary_aware.evaluate`)
+        metrics.json   the test scores (`boundary_aware.evaluate`; format `METRICS_FORMAT`)
         tensorboard/   TensorBoard logs (TensorFlow backend)
         .lock          held by the process that trains or evaluates the run
         run.log        the run's messages, when an executor runs it away from the console
@@ -30,14 +30,34 @@ import os
 from pathlib import Path
 from typing import Any
 
+from boundary_aware.errors import FormatError
 from boundary_aware.files import atomic_write_text, exclusive_lock
 
 CHECKPOINTS = ("final", "best", "last")
 DEFAULT_RULE = "final"
+# 2: `format_version` recorded (readers check it); 1: the files before, without it
+METRICS_FORMAT = 2
+
+
+def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's `metrics.json`, checked to be of `METRICS_FORMAT` (`FormatError` otherwise,
+    with the command that writes it again)."""
+    path = Path(path)
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise FormatError(f"{path}: cannot read the scores ({err})") from None
+    version = metrics.get("format_version", 1) if isinstance(metrics, dict) else None
+    if version != METRICS_FORMAT:
+        raise FormatError(f"{path}: scores of format {version}, written by another version of "
+                          f"this package (it reads format {METRICS_FORMAT}); score the run again: "
+                          f"boundary-aware-evaluate --workdir={path.parent}")
+    return metrics
 
 
 def scored_checkpoint(config: dict) -> str:
-    """The checkpoint name ("final" or "best") that a run's config (a dict) asks to score."""
+    """The checkpoint name ("final", "best" or "last") that a run's config (a dict) asks to
+    score."""
     name = config.get("eval", {}).get("checkpoint", DEFAULT_RULE)
     if name not in CHECKPOINTS:
         raise ValueError(f"eval.checkpoint must be one of {CHECKPOINTS}, got {name!r}")
@@ -98,8 +118,8 @@ class RunDirectory:
         return json.loads(self.state_path.read_text()) if self.state_path.is_file() else None
 
     def read_metrics(self) -> dict[str, Any] | None:
-        """The test scores, or None before evaluation."""
-        return json.loads(self.metrics_path.read_text()) if self.metrics_path.is_file() else None
+        """The test scores (`read_metrics_file`), or None before evaluation."""
+        return read_metrics_file(self.metrics_path) if self.metrics_path.is_file() else None
 
     def is_complete(self) -> bool:
         """Whether training has run to its last epoch and written final.keras."""
@@ -111,14 +131,21 @@ class RunDirectory:
     def write_state(self, state: dict) -> None:
         atomic_write_text(self.state_path, json.dumps(state, indent=1))
 
-    def write_metrics(self, metrics: dict) -> None:
-        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=1))
+    def write_metrics(self, metrics: dict) -> dict:
+        """Write `metrics.json`, stamped with `METRICS_FORMAT`; returns what was written."""
+        stamped = {"format_version": METRICS_FORMAT, **metrics}
+        atomic_write_text(self.metrics_path, json.dumps(stamped, indent=1))
+        return stamped
 
     def needs_evaluation(self) -> bool:
-        """No metrics yet, metrics older than the scored checkpoint, or from an older version."""
+        """No metrics yet, metrics older than the scored checkpoint, or of another format."""
         if not self.metrics_path.exists():
             return True
         scored = self.checkpoint()
         if scored.exists() and self.metrics_path.stat().st_mtime < scored.stat().st_mtime:
             return True
-        return "per_volume" not in self.read_metrics()
+        try:
+            self.read_metrics()
+        except FormatError:
+            return True
+        return False

@@ -20,6 +20,8 @@ import keras
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+PIPELINES = ("auto", "tf", "pydataset")
+VERBOSITY = ("auto", 0, 1, 2)
 
 
 def tensorflow_available() -> bool:
@@ -97,8 +99,8 @@ def uses_tf_data(pipeline: str) -> bool:
     "auto" is tf.data on the TensorFlow backend where TensorFlow is installed,
     the `PyDataset` elsewhere.
     """
-    if pipeline not in ("auto", "tf", "pydataset"):
-        raise ValueError(f"data.pipeline must be auto, tf or pydataset, got {pipeline!r}")
+    if pipeline not in PIPELINES:
+        raise ValueError(f"data.pipeline must be one of {PIPELINES}, got {pipeline!r}")
     if pipeline == "auto":
         return keras.backend.backend() == "tensorflow" and tensorflow_available()
     return pipeline == "tf"

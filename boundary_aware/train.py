@@ -27,22 +27,23 @@ import keras
 import numpy as np
 
 from boundary_aware import losses, runtime
-from boundary_aware.augment import AugmentConfig, sample_params
-from boundary_aware.batches import assemble_batch
+from boundary_aware.augment import AugmentConfig
+from boundary_aware.batches import plain_batch
 from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fingerprint,
                                           new_state, resume_point)
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError, load_prepared, read_manifest
-from boundary_aware.errors import LockedError
+from boundary_aware.config_check import check_config
+from boundary_aware.data import DataError, Manifest, load_prepared
+from boundary_aware.errors import ConfigError, LockedError
 from boundary_aware.files import atomic_file, atomic_save_model
 from boundary_aware.model_files import load_keras_model
-from boundary_aware.models import build_model, check_image_size
-from boundary_aware.run_directory import RunDirectory, scored_checkpoint
+from boundary_aware.models import build_model
+from boundary_aware.run_directory import RunDirectory
 
 # Keras warns, at every trace, that the edge head of a run without edge loss
 # gets no gradient. That is what the "no edge loss" row means (the shape
 # stream is then unsupervised); `train` says so once instead.
-_EDGE_HEAD_WARNING = re.escape("Gradients do not exist for variables ['edge_logits/")
+_EDGE_HEAD_WARNING = re.escape("Gradients do not exist for variables ['edge_projection/")
 
 
 class TrainingError(RuntimeError):
@@ -54,17 +55,18 @@ def poly_learning_rate(epoch: int, lr0: float, epochs: int, power: float = 0.9) 
     return float(lr0 * (1.0 - epoch / epochs) ** power)
 
 
-def trains_edge(config, model) -> bool:
-    """Whether this run supervises the model's edge output (`losses.trains_edge`)."""
-    return losses.trains_edge(model.output_names, tuple(config.loss.weights))
+def loss_setup(config, output_names) -> tuple[dict, dict]:
+    """`(losses, targets)` of Eq. 3 for a model with `output_names` under the config
+    (`losses.compile_losses`): the loss dict for `compile`, and the data's `y` keys."""
+    options = losses.LossOptions(config.loss.generalized_dice, config.loss.edge_bce_reduction)
+    return losses.compile_losses(output_names, config.loss.weights.to_dict(), options)
 
 
-def make_inputs(config, images, masks, initial_epoch: int, with_edge: bool):
+def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
     """Training batches: tf.data or a PyDataset, as `runtime.uses_tf_data` says."""
-    kwargs = dict(batch_size=config.train.batch_size, seed=config.train.seed, shuffle=True,
-                  augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
-                  edge_width=config.loss.edge_width, initial_epoch=initial_epoch,
-                  with_edge=with_edge)
+    kwargs = dict(batch_size=config.train.batch_size, targets=targets, seed=config.train.seed,
+                  shuffle=True, augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
+                  edge_width=config.loss.edge_width, initial_epoch=initial_epoch)
     if runtime.uses_tf_data(config.data.pipeline):
         from boundary_aware.data_pipeline import make_dataset
         return make_dataset(images, masks, **kwargs)
@@ -72,23 +74,21 @@ def make_inputs(config, images, masks, initial_epoch: int, with_edge: bool):
     return SliceDataset(images, masks, **kwargs)
 
 
-def build_and_compile(config, precision: str) -> keras.Model:
-    """The config's model under dtype policy `precision`, compiled with Eq. 3's losses and Adam."""
+def build_and_compile(config, precision: str, channels: int) -> keras.Model:
+    """The config's model for `channels` input channels under dtype policy `precision`,
+    compiled with Eq. 3's losses and Adam."""
     keras.config.set_dtype_policy(precision)
-    model = build_model(config.model.name,
-                        input_shape=(config.data.image_size, config.data.image_size, 1),
+    size = config.data.image_size
+    model = build_model(config.model.name, input_shape=(size, size, channels),
                         **config.model.kwargs.to_dict())
-    loss, loss_weights = losses.compile_losses(model.output_names, tuple(config.loss.weights),
-                                               config.loss.generalized_dice,
-                                               config.loss.edge_bce_reduction)
+    loss, _ = loss_setup(config, model.output_names)
     model.compile(keras.optimizers.Adam(config.train.learning_rate), loss=loss,
-                  loss_weights=loss_weights,
                   jit_compile=runtime.jit_compile_setting(config.train.jit_compile),
                   steps_per_execution=config.train.steps_per_execution)
     return model
 
 
-def build_training_state(model, images, masks, config, with_edge: bool) -> None:
+def build_training_state(model, images, masks, config, targets: dict) -> None:
     """Create the optimizer's and the compiled loss's variables now, eagerly.
 
     Otherwise Keras on TensorFlow creates them while tracing the train step,
@@ -99,53 +99,22 @@ def build_training_state(model, images, masks, config, with_edge: bool) -> None:
     """
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    n = min(len(images), int(config.train.batch_size))
-    identity = sample_params(n, 0, 0, AugmentConfig(enabled=False))
-    x, seg, edge = assemble_batch(images, masks, np.arange(n), identity,
-                                  config.loss.edge_width, with_edge)
-    y = {"seg": seg, "edge": edge} if with_edge else {"seg": seg}
+    rows = np.arange(min(len(images), int(config.train.batch_size)))
+    x, y = plain_batch(images, masks, rows, config.loss.edge_width, targets)
     model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
 
 
-def validate_config(config) -> None:
-    """Reject settings that cannot train, before any work (`TrainingError` naming the key)."""
-    def need(ok, key, value, what):
-        if not ok:
-            raise TrainingError(f"config: {key} = {value!r}: {what}")
-    t = config.train
-    need(isinstance(t.epochs, int) and t.epochs >= 1, "train.epochs", t.epochs, "must be >= 1")
-    need(isinstance(t.batch_size, int) and t.batch_size >= 1, "train.batch_size", t.batch_size,
-         "must be >= 1")
-    need(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "must be > 0")
-    need(isinstance(t.steps_per_execution, int) and t.steps_per_execution >= 1,
-         "train.steps_per_execution", t.steps_per_execution, "must be >= 1")
-    need(t.precision in runtime.PRECISIONS, "train.precision", t.precision,
-         f"must be one of {runtime.PRECISIONS}")
-    need(t.jit_compile in runtime.JIT_COMPILE, "train.jit_compile", t.jit_compile,
-         f"must be one of {sorted(runtime.JIT_COMPILE)}")
-    need(0 < config.eval.threshold < 1, "eval.threshold", config.eval.threshold,
-         "must be between 0 and 1")
-    need(isinstance(config.eval.batch_size, int) and config.eval.batch_size >= 1,
-         "eval.batch_size", config.eval.batch_size, "must be >= 1")
-    need(len(tuple(config.loss.weights)) == 3 and all(w >= 0 for w in config.loss.weights),
-         "loss.weights", tuple(config.loss.weights), "must be three weights >= 0 (Eq. 3)")
-    try:
-        scored_checkpoint(config.to_dict())
-        check_image_size(config.data.image_size, {config.model.name: config.model.kwargs.to_dict()})
-    except ValueError as err:
-        raise TrainingError(f"config: {err}") from None
-
-
-def _start_or_check(run: RunDirectory, config, prepared: Path) -> None:
+def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
     """Write the run's config, or check that an existing run was made with this one."""
-    manifest = read_manifest(prepared)
     if manifest.image_size != config.data.image_size:
         raise TrainingError(f"{prepared}: slices are {manifest.image_size} px, "
                             f"the config asks for {config.data.image_size}")
     resolved = json.loads(config.to_json())
     if run.config_path.exists():
         if run.read_config() != resolved:
-            raise TrainingError(f"{run.path}: holds a run made with another config; "
+            made_by = (run.read_state() or {}).get("package_version")
+            by = f" (made by boundary-aware {made_by})" if made_by else ""
+            raise TrainingError(f"{run.path}: holds a run made with another config{by}; "
                                 f"use a new --workdir (see {run.config_path})")
     else:
         run.write_config(resolved)
@@ -160,8 +129,8 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = (),
     A workdir holding checkpoints but no `state.json` cannot be resumed
     exactly and is refused unless `restart` (train again from epoch 0).
     """
-    validate_config(config)
-    read_manifest(config.data.prepared_dir)  # the data exists, before anything is created
+    check_config(config)  # ConfigError naming the key, before anything is created
+    Manifest.read(config.data.prepared_dir)  # the data exists, before anything is created
     run = RunDirectory(workdir)
     if run.path.exists() and not run.path.is_dir():
         raise TrainingError(f"{run.path}: exists and is not a folder")
@@ -172,7 +141,8 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = (),
 
 def _train_locked(run: RunDirectory, config, callbacks, restart: bool) -> dict:
     prepared = Path(config.data.prepared_dir)
-    _start_or_check(run, config, prepared)
+    manifest = Manifest.read(prepared)
+    _start_or_check(run, config, manifest, prepared)
     precision = runtime.resolve_precision(config.train.precision)
     runtime.seed_everything(config.train.seed, config.train.deterministic)
 
@@ -182,7 +152,7 @@ def _train_locked(run: RunDirectory, config, callbacks, restart: bool) -> dict:
             raise TrainingError(f"{run.path}: holds checkpoints but no state.json, so it cannot "
                                 f"be resumed exactly; pass --restart to train it again from "
                                 f"epoch 0 (its checkpoints are then replaced)")
-        state = new_state(prepared, precision)
+        state = new_state(prepared, precision, manifest.channels)
     if state["data_manifest_sha256"] != data_fingerprint(prepared):
         raise TrainingError(f"{prepared}: the prepared data changed since this run started "
                             f"(manifest hash differs); use a new --workdir")
@@ -213,11 +183,11 @@ def _train_locked(run: RunDirectory, config, callbacks, restart: bool) -> dict:
             model = load_keras_model(start_from, compile=True)
             print(f"{run.path}: resuming after epoch {state['epoch']}", flush=True)
         else:
-            model = build_and_compile(config, precision)
+            model = build_and_compile(config, precision, len(manifest.channels))
         # the edge target only where a loss uses it (not for U-Net, V-Net, "no edge loss")
-        with_edge = trains_edge(config, model)
-        build_training_state(model, images, masks, config, with_edge)
-    inputs = make_inputs(config, images, masks, state["epoch"], with_edge)
+        _, targets = loss_setup(config, model.output_names)
+        build_training_state(model, images, masks, config, targets)
+    inputs = make_inputs(config, images, masks, state["epoch"], targets)
     checkpoint = EpochCheckpoint(run, val_images, val_masks, config.eval.batch_size,
                                  config.eval.threshold, state)
     schedule = keras.callbacks.LearningRateScheduler(
@@ -228,7 +198,7 @@ def _train_locked(run: RunDirectory, config, callbacks, restart: bool) -> dict:
     all_callbacks += list(callbacks)
     try:
         with warnings.catch_warnings():
-            if "edge" in model.output_names and not with_edge:
+            if "edge" in model.output_names and "edge" not in targets.values():
                 print(f"{run.path}: no edge loss in this run; the edge head is not trained "
                       f"(the shape stream is unsupervised)", flush=True)
                 warnings.filterwarnings("ignore", message=_EDGE_HEAD_WARNING)
@@ -263,7 +233,7 @@ def define_flags() -> None:
 def main(argv) -> None:
     from absl import flags
     del argv
-    with exit_on(TrainingError, DataError, LockedError):
+    with exit_on(TrainingError, ConfigError, DataError, LockedError):
         train(flags.FLAGS.config, flags.FLAGS.workdir, restart=flags.FLAGS.restart)
 
 

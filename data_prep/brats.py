@@ -1,12 +1,14 @@
 """Find BraTS cases on disk and read them, validating every file.
 
-Layouts (docs/data.md):
-* BraTS 2018-2021: `<root>/**/<case>/<case>_t1ce.nii.gz` + `<case>_seg.nii.gz`,
-  labels {0, 1, 2, 4};
-* BraTS 2023+:     `<root>/**/<case>/<case>-t1c.nii.gz` + `<case>-seg.nii.gz`,
-  labels {0, 1, 2, 3}.
-Other files in a case folder (flair, t1, t2, ...) are ignored. Every problem
-raises `DataError` naming the file and what is wrong.
+The one place that knows BraTS file names (docs/data.md). Layouts:
+* BraTS 2018-2021: `<root>/**/<case>/<case>_t1.nii.gz`, `_t1ce`, `_t2`, `_flair`
+  and `_seg.nii.gz`; labels {0, 1, 2, 4};
+* BraTS 2023+:     `<root>/**/<case>/<case>-t1n.nii.gz`, `-t1c`, `-t2w`, `-t2f`
+  and `-seg.nii.gz`; labels {0, 1, 2, 3}.
+A case is found by the files of the sequences asked for (`channels`, default
+the paper's T1c); other files in its folder are ignored. Folders are walked
+without following symbolic links. Every problem raises `DataError` naming
+the file and what is wrong.
 """
 
 import os
@@ -15,21 +17,38 @@ from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.data import CONVENTIONS, DataError, region_mask
-from boundary_aware.nifti import load_volume
+from boundary_aware.data import CONVENTIONS, PAPER_CHANNELS, DataError, region_mask
+from boundary_aware.nifti import check_same_grid, load_channels, load_volume
 
-LAYOUTS = {  # convention: (image suffix, seg suffix)
-    "brats2018": ("_t1ce.nii.gz", "_seg.nii.gz"),
-    "brats2023": ("-t1c.nii.gz", "-seg.nii.gz"),
+SEQUENCES = ("t1", "t1c", "t2", "flair")
+SEQUENCE_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR", "seg": "segmentation"}
+LAYOUTS = {  # convention: the file-name suffix of each sequence and of the segmentation
+    "brats2018": {"t1": "_t1.nii.gz", "t1c": "_t1ce.nii.gz", "t2": "_t2.nii.gz",
+                  "flair": "_flair.nii.gz", "seg": "_seg.nii.gz"},
+    "brats2023": {"t1": "-t1n.nii.gz", "t1c": "-t1c.nii.gz", "t2": "-t2w.nii.gz",
+                  "flair": "-t2f.nii.gz", "seg": "-seg.nii.gz"},
 }
 
 
 @dataclass(frozen=True)
 class Case:
+    """One case's files: `files` maps each channel (and "seg", where asked for) to its path."""
+
     case_id: str
-    image: Path
-    seg: Path
+    files: dict
     convention: str
+
+    def channel_files(self, channels):
+        return [self.files[c] for c in channels]
+
+
+def check_channels(channels) -> tuple[str, ...]:
+    """`channels` as a tuple of known, distinct sequence names (ValueError otherwise)."""
+    channels = tuple(channels)
+    unknown = [c for c in channels if c not in SEQUENCES]
+    if not channels or unknown or len(set(channels)) != len(channels):
+        raise ValueError(f"channels must be distinct names among {SEQUENCES}, got {channels}")
+    return channels
 
 
 def _files(root, unreadable):
@@ -42,13 +61,9 @@ def _files(root, unreadable):
     return sorted(found)
 
 
-def discover_cases(root, on_error="fail", skipped=None):
-    """All cases under `root` (either layout), sorted by id.
-
-    A folder that has a seg file but no T1c (or the reverse) is an error. A
-    folder that cannot be read is an error naming it, or with
-    `on_error="skip"` it is left out and recorded in `skipped` (folder: why).
-    """
+def _scan(root, kinds, on_error="fail", skipped=None):
+    """{case id: Case} of every case folder under `root` with a file of any of `kinds`
+    (channels, and "seg"), every one of them required."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
@@ -61,55 +76,85 @@ def discover_cases(root, on_error="fail", skipped=None):
         if skipped is not None:
             skipped[folder] = f"cannot read this folder ({why})"
     cases = {}
-    for convention, (img_suffix, seg_suffix) in LAYOUTS.items():
-        matching = [p for p in files if p.name.endswith(img_suffix)] + \
-            [p for p in files if p.name.endswith(seg_suffix)]
-        for path in matching:
-            suffix = img_suffix if path.name.endswith(img_suffix) else seg_suffix
-            case_id = path.name[: -len(suffix)]
-            if path.parent.name != case_id:
-                continue  # not in its own case folder: not a BraTS file
-            image, seg = path.parent / (case_id + img_suffix), path.parent / (case_id + seg_suffix)
-            for needed, what in ((image, "T1c"), (seg, "segmentation")):
-                if not needed.is_file():
-                    raise DataError(f"{needed}: missing {what} file of case {case_id}")
-            other = cases.get(case_id)
-            if other and other.image != image:
-                raise DataError(f"{image}: case id {case_id} also found at {other.image}")
-            cases[case_id] = Case(case_id, image, seg, convention)
+    for convention, suffixes in LAYOUTS.items():
+        for kind in kinds:
+            for path in (p for p in files if p.name.endswith(suffixes[kind])):
+                case_id = path.name[: -len(suffixes[kind])]
+                if path.parent.name != case_id:
+                    continue  # not in its own case folder: not a BraTS file
+                found = {k: path.parent / (case_id + suffixes[k]) for k in kinds}
+                for needed, path_needed in found.items():
+                    if not path_needed.is_file():
+                        raise DataError(f"{path_needed}: missing {SEQUENCE_NAMES[needed]} file "
+                                        f"of case {case_id}")
+                other = cases.get(case_id)
+                if other and other.files != found:
+                    raise DataError(f"{found[kinds[0]]}: case id {case_id} also found at "
+                                    f"{other.files[kinds[0]]}")
+                cases[case_id] = Case(case_id, found, convention)
+    return cases
+
+
+def _layout_hint(kinds):
+    """The file names of `kinds` in each layout, for an error message."""
+    return " or ".join("<case>/" + ", ".join(f"<case>{LAYOUTS[c][k]}" for k in kinds)
+                       for c in LAYOUTS)
+
+
+def discover_cases(root, on_error="fail", skipped=None, channels=PAPER_CHANNELS):
+    """All cases under `root` (either layout) with the `channels` and a segmentation,
+    sorted by id.
+
+    A folder that has a segmentation but misses a channel (or the reverse)
+    is an error. A folder that cannot be read is an error naming it, or with
+    `on_error="skip"` it is left out and recorded in `skipped` (folder: why).
+    """
+    kinds = check_channels(channels) + ("seg",)
+    cases = _scan(root, kinds, on_error, skipped)
     if not cases:
-        raise DataError(f"{root}: no BraTS cases found (expected <case>/<case>_t1ce.nii.gz "
-                        f"and <case>_seg.nii.gz, or <case>-t1c.nii.gz and <case>-seg.nii.gz)")
+        raise DataError(f"{root}: no BraTS cases found (expected {_layout_hint(kinds)})")
     return [cases[k] for k in sorted(cases)]
 
 
-def load_case(case, region="tc"):
-    """Read and validate one case: `(image, mask, zooms)` in LPS axis order."""
-    image, affine, zooms = load_volume(case.image, "image")
-    if image.size and image.min() == image.max():
-        raise DataError(f"{case.image}: the T1c is constant (every voxel is {image.flat[0]}): "
-                        f"it holds no image")
-    seg, seg_affine, _ = load_volume(case.seg, "seg")
-    if image.shape != seg.shape:
-        raise DataError(f"{case.seg}: shape {seg.shape} differs from the T1c's {image.shape} "
-                        f"({case.image})")
-    if not np.allclose(affine, seg_affine, atol=1e-3):
-        raise DataError(f"{case.seg}: affine differs from the T1c's ({case.image}): "
-                        f"{np.round(seg_affine, 3).tolist()} vs {np.round(affine, 3).tolist()}")
+def discover_images(root, channels=PAPER_CHANNELS):
+    """All cases under `root` (either layout) with every one of `channels` (no
+    segmentation needed: the cases to segment), sorted by id."""
+    kinds = check_channels(channels)
+    cases = _scan(root, kinds)
+    if not cases:
+        raise DataError(f"{root}: no {' + '.join(SEQUENCE_NAMES[k] for k in kinds)} volumes in "
+                        f"BraTS layout ({_layout_hint(kinds)})")
+    return [cases[k] for k in sorted(cases)]
+
+
+def load_case(case, region="tc", channels=PAPER_CHANNELS):
+    """Read and validate one case: `(image (X, Y, Z, C), mask, zooms)` in LPS axis order."""
+    channels = check_channels(channels)
+    names = [SEQUENCE_NAMES[c] for c in channels]
+    image, affine, zooms = load_channels(case.channel_files(channels), names)
+    for c, (path, name) in enumerate(zip(case.channel_files(channels), names)):
+        volume = image[..., c]
+        if volume.size and volume.min() == volume.max():
+            raise DataError(f"{path}: the {name} is constant (every voxel is {volume.flat[0]}): "
+                            f"it holds no image")
+    seg_path = case.files["seg"]
+    seg, seg_affine, _ = load_volume(seg_path, "seg")
+    check_same_grid(case.files[channels[0]], names[0], image.shape[:3], affine, seg_path,
+                    seg.shape, seg_affine)
     if np.issubdtype(seg.dtype, np.floating):
         if not np.all(np.isfinite(seg)):
-            raise DataError(f"{case.seg}: NaN or inf labels")
+            raise DataError(f"{seg_path}: NaN or inf labels")
         if np.any(seg != np.round(seg)):
-            raise DataError(f"{case.seg}: non-integer labels")
+            raise DataError(f"{seg_path}: non-integer labels")
     labels = np.unique(seg)
     allowed = CONVENTIONS[case.convention]["labels"]
     unknown = sorted(set(labels.tolist()) - set(allowed))
     if unknown:
-        raise DataError(f"{case.seg}: labels {[int(v) for v in unknown]} are outside the "
+        raise DataError(f"{seg_path}: labels {[int(v) for v in unknown]} are outside the "
                         f"{case.convention} convention {list(allowed)} "
                         f"(found {[int(v) for v in labels]})")
     mask = region_mask(seg, case.convention, region)
     if not mask.any():
-        raise DataError(f"{case.seg}: the {region.upper()} region is empty "
+        raise DataError(f"{seg_path}: the {region.upper()} region is empty "
                         f"(labels found: {[int(v) for v in labels]})")
     return image, mask, zooms

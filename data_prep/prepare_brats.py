@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import (REGIONS, SPLITS, DataError, Manifest, case_record,
-                                 manifest_path, normalization_range, normalize, resize_slices,
-                                 select_slices, split_paths)
+from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, REGIONS, SPLITS, DataError,
+                                 Manifest, case_record, manifest_format, manifest_path,
+                                 normalize_channels, resize_slices, select_slices, split_paths)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
-from boundary_aware.models import check_image_size
+from boundary_aware.models import check_image_size  # the registry; Keras is not loaded
 from boundary_aware.version import __version__
 from data_prep.brats import discover_cases, load_case
 
@@ -66,24 +66,24 @@ def read_split_file(path, case_ids):
     return split
 
 
-def prepare_case(case, region, slices_per_case, image_size, root=None):
-    """Load, validate, select, normalize and resize one case.
+def prepare_case(case, region, slices_per_case, image_size, root, channels=PAPER_CHANNELS):
+    """Load, validate, select, normalize (each channel on its own) and resize one case.
 
-    The manifest record names each source file by its path relative to `root`
-    (the BraTS folder), so that evaluation can score the whole volumes.
+    Returns (images (N, size, size, C) float32, masks (N, size, size, 1) uint8, manifest
+    record); the record names each source file by its path relative to `root` (the BraTS
+    folder), so that evaluation can score the whole volumes.
     """
-    image, mask, zooms = load_case(case, region)
+    image, mask, zooms = load_case(case, region, channels)
     indices = select_slices(mask, slices_per_case)
-    lo, hi = normalization_range(image)
-    norm = normalize(image[:, :, indices], lo, hi)
-    images = resize_slices(np.moveaxis(norm, 2, 0), image_size, order=1)
+    norm, ranges = normalize_channels(image, indices)
+    images = np.stack([resize_slices(np.moveaxis(norm[..., c], 2, 0), image_size, order=1)
+                       for c in range(norm.shape[-1])], axis=-1)
     masks = resize_slices(np.moveaxis(mask[:, :, indices], 2, 0), image_size, order=0)
-    files = {kind: (path, path.resolve().relative_to(Path(root).resolve()) if root else None,
-                    file_sha256(path))
-             for kind, path in (("t1c", case.image), ("seg", case.seg))}
-    record = case_record(case.case_id, case.convention, indices, image.shape, zooms[:3], lo, hi,
-                         files)
-    return np.clip(images, 0, 1)[..., None].astype(np.float32), masks[..., None].astype(np.uint8), record
+    files = {kind: (path, path.resolve().relative_to(Path(root).resolve()), file_sha256(path))
+             for kind, path in case.files.items()}
+    record = case_record(case.case_id, case.convention, indices, image.shape[:3], zooms[:3],
+                         [lo for lo, _ in ranges], [hi for _, hi in ranges], files)
+    return np.clip(images, 0, 1).astype(np.float32), masks[..., None].astype(np.uint8), record
 
 
 def _prepare_one(args):
@@ -134,16 +134,19 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
                "split_file": str(Path(split_file).resolve()) if split_file else None,
                "on_error": on_error}
     if manifest_path(out_dir).is_file():
-        try:
-            existing = Manifest.read(out_dir)
-            existing.options
-        except (ValueError, KeyError, TypeError):
+        version = manifest_format(out_dir)
+        if version is None:
             raise DataError(f"{manifest_path(out_dir)}: not a manifest of this package; "
-                            f"{out_dir} is not replaced") from None
-        if existing.options == options and not overwrite:
-            log(f"{out_dir}: already prepared with these options; nothing to do")
-            return existing
+                            f"{out_dir} is not replaced")
+        if version != MANIFEST_FORMAT and not overwrite:
+            raise DataError(f"{out_dir}: holds a dataset prepared by another version of this "
+                            f"package (manifest format {version}, this one writes "
+                            f"{MANIFEST_FORMAT}); pass --overwrite to prepare it again")
         if not overwrite:
+            existing = Manifest.read(out_dir)
+            if existing.options == options:
+                log(f"{out_dir}: already prepared with these options; nothing to do")
+                return existing
             raise DataError(f"{out_dir}: holds a dataset prepared with other options "
                             f"({existing.options}); pass --overwrite to replace it")
     elif out_dir.exists() and any(out_dir.iterdir()):
@@ -174,14 +177,16 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
             log(f"skipped case {case_id}: {error}")
 
     split = {name: [c for c in split[name] if c in prepared] for name in SPLITS}
-    manifest = Manifest.create(__version__, options, split, skipped,
+    manifest = Manifest.create(__version__, options, PAPER_CHANNELS, split, skipped,
                                {c: prepared[c][2] for c in sorted(prepared)})
     with atomic_folder(out_dir, replace=True) as tmp:
         for name in SPLITS:
             parts = [prepared[c] for c in split[name]]
-            size = (0, image_size, image_size, 1)
-            images = np.concatenate([p[0] for p in parts]) if parts else np.zeros(size, np.float32)
-            masks = np.concatenate([p[1] for p in parts]) if parts else np.zeros(size, np.uint8)
+            empty = (0, image_size, image_size)
+            images = np.concatenate([p[0] for p in parts]) if parts else \
+                np.zeros(empty + (len(PAPER_CHANNELS),), np.float32)
+            masks = np.concatenate([p[1] for p in parts]) if parts else \
+                np.zeros(empty + (1,), np.uint8)
             images_path, masks_path = split_paths(tmp, name)
             np.save(images_path, images)
             np.save(masks_path, masks)

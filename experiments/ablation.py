@@ -18,13 +18,15 @@ import os
 from typing import Sequence
 
 from boundary_aware.cli import run_absl
-from experiments.runner import define_experiment_flags, experiment_main, seeded_experiment
+from experiments.runner import (DEFAULT_SEEDS, define_experiment_flags, experiment_main,
+                                seeded_experiment)
 from experiments.table1 import ABLATION_ROWS
 
 
-def ablation(out: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2), brats_dir: str | None = None,
-             split_file: str | None = None, profile: str | None = None,
-             overrides: Sequence[str] = (), executor: str = "local", **executor_options) -> None:
+def ablation(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS,
+             brats_dir: str | None = None, split_file: str | None = None,
+             profile: str | None = None, overrides: Sequence[str] = (),
+             executor: str = "local", **executor_options) -> None:
     """The ablation rows over `seeds` into OUT/ablation.* (module docstring); `executor` and
     its options as `experiments.runner.run_sweep`."""
     seeded_experiment(out, "ablation", "Edge-loss ablation", ABLATION_ROWS, seeds, brats_dir,
@@ -32,8 +34,7 @@ def ablation(out: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2), brats_dir
 
 
 def main(argv) -> None:
-    experiment_main(lambda out, brats_dir, split_file, profile, overrides, seeds, **kw: ablation(
-        out, seeds, brats_dir, split_file, profile, overrides, **kw))
+    experiment_main(ablation)
 
 
 def define_flags() -> None:

@@ -9,7 +9,8 @@ into the demo profile's `data.prepared_dir` (data/demo_prepared), so that
 runs without overrides. Reruns reuse what exists.
 """
 
-from experiments.runner import prepare_data, say
+from experiments.runner import prepare_data
+from experiments.steps import say
 from experiments.table1 import PROFILE_DATA
 
 

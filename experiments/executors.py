@@ -1,6 +1,6 @@
 """Where the runs of a sweep execute: here, one after another, or as Ray tasks.
 
-Both executors run each (variant, seed) through `runner.run_variant`: the
+Both executors run each (variant, seed) through `steps.run_variant`: the
 training and evaluation commands in child processes, writing the same run
 directory under OUT. `ray_sweep` makes each run one Ray task on a local
 cluster or an existing one (`address`):
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boundary_aware.run_directory import RunDirectory
-from experiments.runner import RunError, run_variant
+from experiments.steps import RunError, run_variant
 
 # Ray's own processes kept small on a laptop: no dashboard, a small object store
 # (the tasks exchange only file paths).

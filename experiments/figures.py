@@ -17,8 +17,9 @@ import numpy as np
 
 from boundary_aware.data import load_prepared
 from boundary_aware.model_files import load_keras_model
+from boundary_aware.models.boundary_aware_net import attention_maps
 from boundary_aware.run_directory import RunDirectory
-from experiments.runner import run_dir
+from experiments.steps import run_dir
 
 
 def _load(run):
@@ -40,7 +41,7 @@ def pick_slices(masks, meta, count):
 def figure2(table_dir, images, masks, meta, out, seed=0):
     import matplotlib.pyplot as plt
     model = _load(run_dir(table_dir, "ours", seed))
-    probe = keras.Model(model.input, [model.get_layer(f"attention{k}").output for k in (1, 2, 3)])
+    probe = keras.Model(model.input, attention_maps(model))
     index = pick_slices(masks, meta, 1)[0]
     maps = probe.predict(images[index:index + 1], verbose=0)
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))

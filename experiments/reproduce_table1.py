@@ -22,7 +22,8 @@ import os
 from typing import Sequence
 
 from boundary_aware.cli import run_absl
-from experiments.runner import define_experiment_flags, experiment_main, seeded_experiment
+from experiments.runner import (DEFAULT_SEEDS, define_experiment_flags, experiment_main,
+                                seeded_experiment)
 from experiments.table1 import TABLE_ROWS
 
 PAPER = {  # Table 1 of the paper: (mean, std) per slice
@@ -36,10 +37,11 @@ JACCARD_NOTE = ("In the paper's Table 1 every Jaccard mean is above its Dice mea
                 "Jaccard index of the same predictions; ours shows Jaccard <= Dice.")
 
 
-def reproduce(out: str | os.PathLike, brats_dir: str | None = None, split_file: str | None = None,
+def reproduce(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS,
+              brats_dir: str | None = None, split_file: str | None = None,
               profile: str | None = None, overrides: Sequence[str] = (),
-              seeds: Sequence[int] = (0, 1, 2), rows: Sequence[str] = TABLE_ROWS,
-              executor: str = "local", **executor_options) -> None:
+              executor: str = "local", rows: Sequence[str] = TABLE_ROWS,
+              **executor_options) -> None:
     """Table 1's rows over `seeds` into OUT/table1.* (module docstring); `executor` and
     its options as `experiments.runner.run_sweep`."""
     seeded_experiment(out, "table1", "Table 1 reproduction", rows, seeds, brats_dir, split_file,

@@ -1,55 +1,24 @@
-"""Shared steps of the experiment scripts: data, runs (train + evaluate) over seeds."""
+"""The experiment scripts' shared body: the data, every run over seeds, the tables.
+
+`seeded_experiment` prepares the data (`prepare_data`), runs every (variant,
+seed) on an executor (`run_sweep`, `experiments.executors`; one run is
+`experiments.steps.run_variant`) and writes the seeded tables
+(`experiments.seeded_table`). `experiment_main` and `define_experiment_flags`
+are the command line of `reproduce_table1` and `ablation`, whose entry points
+take the same arguments: `(out, *, seeds, brats_dir, split_file, profile,
+overrides, executor, **executor_options)`.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Sequence
 
-from boundary_aware.run_directory import RunDirectory
+from experiments.executors import Job, local_sweep, ray_sweep
+from experiments.steps import RunError, run_dir, say, step
 from experiments.table1 import PROFILE_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_FILE = ROOT / "experiments" / "table1.py"
 DEFAULT_SEEDS = (0, 1, 2)
-
-
-class RunError(RuntimeError):
-    """A step of an experiment (data, training, evaluation) failed; its own messages came first."""
-
-
-def say(message: str, log=None) -> None:
-    """A progress line on the console, or appended to the run's `log` file."""
-    line = f"[boundary-aware] {message}"
-    if log is None:
-        print(line, flush=True)
-    else:
-        with open(log, "a") as stream:
-            stream.write(line + "\n")
-
-
-def python_env(extra: dict | None = None) -> dict:
-    """The environment for a child Python process that imports this checkout's packages."""
-    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            **(extra or {})}
-
-
-def run_python(args, check: bool = True, log=None, **kwargs) -> subprocess.CompletedProcess:
-    """`python *args` in a child process, from the repository root, with `python_env`;
-    with `log`, its output is appended to that file."""
-    env = python_env(kwargs.pop("env", None))
-    if log is None:
-        return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT, **kwargs)
-    with open(log, "a") as stream:
-        return subprocess.run([sys.executable, *args], check=check, env=env, cwd=ROOT,
-                              stdout=stream, stderr=subprocess.STDOUT, **kwargs)
-
-
-def run_module(module: str, args, log=None) -> subprocess.CompletedProcess:
-    """`python -m module *args` as a child that dies with this process (`experiments.child`)."""
-    return run_python(["-m", "experiments.child", str(os.getpid()), module, *args], log=log)
 
 
 def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None) -> Path:
@@ -64,7 +33,7 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
         if not done.exists():
             say(f"generating {synthetic['num_cases']} synthetic BraTS-like cases in {brats_dir} "
                 f"(NOT BraTS data)")
-            _step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
+            step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
                    f"--num_cases={synthetic['num_cases']}", f"--seed={synthetic['seed']}",
                    f"--shape={synthetic['shape']}"], f"{brats_dir}: generating synthetic data")
             done.write_text("ok\n")
@@ -73,47 +42,8 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
             f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
     if split_file:
         args.append(f"--split_file={Path(split_file).resolve()}")
-    _step(args, f"{prepared}: data preparation")
+    step(args, f"{prepared}: data preparation")
     return prepared
-
-
-def run_variant(variant: str, profile: str, prepared, workdir, overrides=(),
-                seed: int | None = None, log=None) -> Path:
-    """Train (resuming if needed) and evaluate one variant; returns its metrics.json path.
-
-    With `log`, every message of the run goes to that file instead of the console.
-    """
-    run = RunDirectory(workdir)
-    args = [f"--config={CONFIG_FILE}:{variant},{profile}", f"--workdir={run.path}",
-            f"--config.data.prepared_dir={Path(prepared).resolve()}"]
-    if seed is not None:
-        args.append(f"--config.train.seed={seed}")
-    args += [f"--config.{o}" for o in overrides]
-    if run.is_complete():
-        say(f"{run.path.name}: training already complete in {run.path}", log)
-    else:
-        say(f"{run.path.name}: training in {run.path}", log)
-        _step(["-m", "boundary_aware.train", *args], f"{run.path}: training", log)
-    if run.needs_evaluation():
-        say(f"{run.path.name}: evaluating", log)
-        _step(["-m", "boundary_aware.evaluate", f"--workdir={run.path}"],
-              f"{run.path}: evaluation", log)
-    return run.metrics_path
-
-
-def _step(args, what: str, log=None) -> None:
-    """`python -m MODULE ARGS` (args = ["-m", MODULE, *ARGS]); RunError if it fails."""
-    try:
-        run_module(args[1], args[2:], log=log)
-    except subprocess.CalledProcessError as err:
-        where = f"see {log}" if log else "its messages are above"
-        raise RunError(f"{what} failed (exit status {err.returncode}); {where}; rerun the same "
-                       f"command to resume") from None
-
-
-def run_dir(out, variant: str, seed: int) -> Path:
-    """Where a run (variant, seed) lives: OUT/runs/VARIANT_seedSEED."""
-    return Path(out) / "runs" / f"{variant}_seed{seed}"
 
 
 def run_sweep(out, variants, seeds, profile: str, prepared, overrides=(), executor: str = "local",
@@ -124,7 +54,6 @@ def run_sweep(out, variants, seeds, profile: str, prepared, overrides=(), execut
     Returns ({variant: {seed: metrics.json}}, {run name: why it failed}); the local
     executor stops at the first failure (RunError), Ray finishes the other runs.
     """
-    from experiments.executors import Job, local_sweep, ray_sweep
     jobs = [Job(variant, seed, profile, str(Path(prepared).resolve()),
                 str(run_dir(out, variant, seed)), tuple(overrides))
             for variant in variants for seed in seeds]
@@ -189,8 +118,8 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
 
 
 def experiment_main(experiment) -> None:
-    """Run `experiment(out, brats_dir, split_file, profile, overrides, seeds, executor=...,
-    ...)` from the flags of `define_experiment_flags`."""
+    """Run `experiment(out, seeds=..., brats_dir=..., split_file=..., profile=...,
+    overrides=..., executor=..., ...)` from the flags of `define_experiment_flags`."""
     from absl import flags
 
     from boundary_aware.cli import exit_on
@@ -200,8 +129,9 @@ def experiment_main(experiment) -> None:
         if f.executor == "ray":
             options = dict(address=f.ray_address, gpus_per_run=f.gpus_per_run,
                            cpus_per_run=f.cpus_per_run)
-        experiment(f.out, f.brats_dir or None, f.split_file or None, f.profile or None,
-                   f.override, parse_seeds(f.seeds), executor=f.executor, **options)
+        experiment(f.out, seeds=parse_seeds(f.seeds), brats_dir=f.brats_dir or None,
+                   split_file=f.split_file or None, profile=f.profile or None,
+                   overrides=f.override, executor=f.executor, **options)
 
 
 def define_experiment_flags(default_out: str) -> None:

@@ -19,11 +19,10 @@ Reference: docs/design.md ("Statistics").
 import json
 from pathlib import Path
 
-import numpy as np
-
-from boundary_aware.comparison import average_over_seeds, paired_comparison
+from boundary_aware.comparison import average_over_seeds, mean_std, paired_comparison
 from boundary_aware.files import atomic_write_csv, atomic_write_text
 from boundary_aware.metrics import METRIC_NAMES
+from boundary_aware.run_directory import read_metrics_file
 
 COMPARED_METRICS = ("dice", "hd95")
 ROW_NAMES = {"unet": "U-Net", "vnet": "V-Net", "ours_no_edge": "Ours (no edge loss)",
@@ -55,11 +54,6 @@ def experiment_notes(synthetic, runs, overrides=()):
     return notes
 
 
-def _mean_std(values):
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.mean()), float(values.std())
-
-
 def row_summary(variant, runs):
     """One table row from a variant's runs: {seed: metrics dict}."""
     seeds = sorted(runs)
@@ -70,26 +64,26 @@ def row_summary(variant, runs):
            "slices": first["per_slice"]["n"]}
     for name in METRIC_NAMES:
         values = [m["per_slice"][name]["mean"] for m in per_seed]
-        row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+        row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
         row[f"{name}_per_seed"] = values
-        row[f"{name}_pooled_mean"], row[f"{name}_pooled_std"] = _mean_std(
+        row[f"{name}_pooled_mean"], row[f"{name}_pooled_std"] = mean_std(
             [r[name] for m in per_seed for r in m["slices"]])
     for name in ("hd", "hd95"):
-        row[f"{name}_median"] = _mean_std([m["per_slice"][name]["median"] for m in per_seed])[0]
-        row[f"{name}_nonempty_mean"] = _mean_std(
+        row[f"{name}_median"] = mean_std([m["per_slice"][name]["median"] for m in per_seed])[0]
+        row[f"{name}_nonempty_mean"] = mean_std(
             [m["per_slice"][name]["nonempty_mean"] for m in per_seed])[0]
-    row["empty_pred_slices"] = _mean_std([m["per_slice"]["empty"]["pred"] for m in per_seed])[0]
+    row["empty_pred_slices"] = mean_std([m["per_slice"]["empty"]["pred"] for m in per_seed])[0]
     row["empty_pred_slices_per_seed"] = [m["per_slice"]["empty"]["pred"] for m in per_seed]
     if all(m.get("per_volume") for m in per_seed):
         row["cases"] = first["per_volume"]["n"]
         for name in METRIC_NAMES:
             values = [m["per_volume"][name]["mean"] for m in per_seed]
-            row[f"volume_{name}_mean"], row[f"volume_{name}_std"] = _mean_std(values)
+            row[f"volume_{name}_mean"], row[f"volume_{name}_std"] = mean_std(values)
         row["volume_dice_per_seed"] = [m["per_volume"]["dice"]["mean"] for m in per_seed]
-        row["fp_slices"] = _mean_std([m["per_volume"]["fp_slices"] for m in per_seed])[0]
+        row["fp_slices"] = mean_std([m["per_volume"]["fp_slices"] for m in per_seed])[0]
         row["fp_slices_per_seed"] = [m["per_volume"]["fp_slices"] for m in per_seed]
     for name in ("dice", "hd95"):
-        row[f"selected_{name}_mean"] = _mean_std(
+        row[f"selected_{name}_mean"] = mean_std(
             [m["selected_slices"][name]["mean"] for m in per_seed])[0]
     return row
 
@@ -220,6 +214,7 @@ def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours")
 
 
 def load_runs(metrics_files):
-    """{variant: {seed: metrics dict}} from {variant: {seed: metrics.json path}}."""
-    return {v: {s: json.loads(Path(p).read_text()) for s, p in files.items()}
+    """{variant: {seed: metrics dict}} from {variant: {seed: metrics.json path}}, each checked
+    to be of the current format (`run_directory.read_metrics_file`)."""
+    return {v: {s: read_metrics_file(p) for s, p in files.items()}
             for v, files in metrics_files.items()}

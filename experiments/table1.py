@@ -14,7 +14,8 @@ Profiles:
            whole table runs in minutes on 2 CPU cores.
 The data each profile prepares (slice size, slices per case, synthetic cases)
 is `PROFILE_DATA`.
-Every value can be overridden: --config.train.epochs=5.
+Every value can be overridden: --config.train.epochs=5, --config.loss.weights.edge_bce=0.
+`boundary_aware.config_check` says which keys training reads and what they allow.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
@@ -23,14 +24,14 @@ import ml_collections
 
 from boundary_aware.losses import PAPER_WEIGHTS
 
-L1, L2, L3 = PAPER_WEIGHTS  # Eq. 3's weights (Sec. 3.2)
-VARIANTS = {  # variant: (model, (l1, l2, l3), model options beyond the profile's)
-    "unet": ("unet", (L1, 0.0, 0.0), {}),
-    "vnet": ("vnet", (L1, 0.0, 0.0), {}),
-    "ours_no_edge": ("ours", (L1, 0.0, 0.0), {}),
-    "ours": ("ours", (L1, L2, L3), {}),
-    "ours_no_edge_bce": ("ours", (L1, L2, 0.0), {}),
-    "ours_bilinear_fusion": ("ours", (L1, L2, L3), {"fusion": "bilinear"}),
+NO_EDGE = {"edge_dice": 0.0, "edge_bce": 0.0}  # l2 = l3 = 0: no term supervises the edge output
+VARIANTS = {  # variant: (model, Eq. 3's weights, model options beyond the profile's)
+    "unet": ("unet", {**PAPER_WEIGHTS, **NO_EDGE}, {}),
+    "vnet": ("vnet", {**PAPER_WEIGHTS, **NO_EDGE}, {}),
+    "ours_no_edge": ("ours", {**PAPER_WEIGHTS, **NO_EDGE}, {}),
+    "ours": ("ours", dict(PAPER_WEIGHTS), {}),
+    "ours_no_edge_bce": ("ours", {**PAPER_WEIGHTS, "edge_bce": 0.0}, {}),
+    "ours_bilinear_fusion": ("ours", dict(PAPER_WEIGHTS), {"fusion": "bilinear"}),
 }
 TABLE_ROWS = ("unet", "vnet", "ours_no_edge", "ours")
 ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion")
@@ -71,7 +72,7 @@ def get_config(arg="ours,demo"):
     c.model.kwargs = dict(MODEL_KWARGS[profile][model_name], norm="batch", **options)
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.weights = weights  # (lambda1, lambda2, lambda3) of Eq. 3
+    c.loss.weights = ml_collections.ConfigDict(weights)  # {term: weight} of Eq. 3 (losses.TERMS)
     c.loss.generalized_dice = False
     c.loss.edge_width = 2
     c.loss.edge_bce_reduction = "scaled_mean"  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
@@ -99,5 +100,5 @@ def get_config(arg="ours,demo"):
     c.eval = ml_collections.ConfigDict()
     c.eval.threshold = 0.5
     c.eval.batch_size = 16
-    c.eval.checkpoint = "final"  # the scored checkpoint: final or best (boundary_aware.run_directory)
+    c.eval.checkpoint = "final"  # the scored checkpoint: final, best or last (run_directory)
     return c

@@ -39,8 +39,8 @@ def to_numpy(x):
 
 def run_python(code, env=None, timeout=300):
     """Run `code` in a fresh interpreter (same backend unless env overrides)."""
-    from experiments import runner
-    return runner.run_python(["-c", code], check=False, env={"TF_CPP_MIN_LOG_LEVEL": "3",
+    from experiments import steps
+    return steps.run_python(["-c", code], check=False, env={"TF_CPP_MIN_LOG_LEVEL": "3",
                                                              **(env or {})},
                              capture_output=True, text=True, timeout=timeout)
 

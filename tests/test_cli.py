@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from boundary_aware.console import RETRACING, is_notice, started_as_command
 from tests.conftest import ROOT
 
 COMMANDS = {
@@ -68,7 +69,20 @@ def _model_files(folder):
     (["boundary-aware-train", "--config=experiments/table1.py:unet,demo", "--workdir=NEW",
       "--config.data.prepared_dir=/no/such/data"], "/no/such/data/manifest.json: no prepared"),
     (["boundary-aware-train", "--config=experiments/table1.py:unet,demo", "--workdir=NEW",
-      "--config.train.epochs=0"], "train.epochs = 0: must be >= 1"),
+      "--config.train.epochs=0"], "train.epochs = 0: must be an integer >= 1"),
+    (["boundary-aware-train", "--config=experiments/table1.py:ours,demo", "--workdir=NEW",
+      "--config.loss.edge_bce_reduction=meen"],
+     "loss.edge_bce_reduction = 'meen': must be one of ('mean', 'sum', 'scaled_mean')"),
+    (["boundary-aware-train", "--config=experiments/table1.py:ours,demo", "--workdir=NEW",
+      "--config.data.pipeline=tfdata"], "data.pipeline = 'tfdata': must be one of"),
+    (["boundary-aware-train", "--config=experiments/table1.py:ours,demo", "--workdir=NEW",
+      "--config.data.augment.rotate_p=1.5"], "rotate_p must be in [0, 1], got 1.5"),
+    (["boundary-aware-train", "--config=experiments/table1.py:ours,demo", "--workdir=NEW",
+      "--config.model.kwargs.fusion=nearest"], "fusion must be one of ('area', 'bilinear')"),
+    (["boundary-aware-train", "--config=experiments/table1.py:ours,demo", "--workdir=NEW",
+      "--config.eval.checkpoint=worst"], "eval.checkpoint = 'worst': must be one of"),
+    (["boundary-aware-train", "--config=experiments/table1.py:unet,demo", "--workdir=NEW",
+      "--config.loss.weights.edge_dice=0.5"], "edge_dice has weight 0.5 but the model has no"),
     (["boundary-aware-prepare", "--brats_dir=/no/such/brats", "--out_dir=NEW"],
      "/no/such/brats: not a directory"),
     (["boundary-aware-prepare", "--brats_dir=tests/data/brats_samples", "--out_dir=NEW",
@@ -88,4 +102,58 @@ def test_an_installed_command_reports_an_expected_error_in_one_line(args, proble
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and problem in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert not [line for line in result.stderr.splitlines() if is_notice(line)], result.stderr
     assert not (tmp_path / "new").exists() and not Path("/tmp/x.nii.gz").exists()
+
+
+def test_which_processes_count_as_commands():
+    python = sys.executable
+    assert started_as_command([python, "-m", "boundary_aware.predict", "--model=x"])
+    assert started_as_command([python, "-u", "-m", "experiments.child", "1", "boundary_aware.eval"])
+    assert started_as_command([python, str(Path(python).parent / "boundary-aware-train")])
+    assert not started_as_command([python, "-m", "pytest", "-q"])
+    assert not started_as_command([python, "my_script.py", "-m", "boundary_aware.train"])
+    assert not started_as_command([python, "-c", "import boundary_aware"])
+
+
+def test_tensorflows_notices_are_told_apart_from_real_messages():
+    assert is_notice("WARNING: All log messages before absl::InitializeLog() is called are "
+                     "written to STDERR\n")
+    assert is_notice("I0000 00:00:1795995235.722117    3723 port.cc:153] oneDNN custom "
+                     "operations are on. You may see slightly different numerical results.")
+    assert is_notice("To enable the following instructions: AVX2 AVX512F FMA, in other "
+                     "operations, rebuild TensorFlow with the appropriate compiler flags.")
+    assert not is_notice("E0000 00:00:1795995235.722117    3723 cuda_dnn.cc:8310] Unable to "
+                         "register cuDNN factory")
+    assert not is_notice("error: /no/such/run: no such run directory")
+
+
+def test_a_command_started_with_python_m_keeps_tensorflows_notices_off_the_console():
+    """With the filter off (BOUNDARY_AWARE_TF_NOTICES=1) the same command shows them: the
+    check would see them come back."""
+    args = [sys.executable, "-m", "boundary_aware.model_stats", "--models=unet", "--size=32"]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "BOUNDARY_AWARE_TF_NOTICES"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    loud = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**env, "BOUNDARY_AWARE_TF_NOTICES": "1"})
+    assert quiet.returncode == 0 == loud.returncode, quiet.stderr[-2000:]
+    assert "unet" in quiet.stdout
+    assert quiet.stderr.strip() == "", quiet.stderr
+    assert any(is_notice(line) for line in loud.stderr.splitlines()), loud.stderr
+
+
+def test_the_retracing_warning_stays_off_a_commands_console():
+    """Batches through `predict` and then `predict_on_batch` make TensorFlow warn that it
+    retraced (evaluation does that); a command's console does not show it, and with the
+    filter off it does."""
+    import os
+    args = [sys.executable, "-m", "experiments.child", str(os.getpid()), "tests.retracing"]
+    env = {k: v for k, v in os.environ.items() if k != "BOUNDARY_AWARE_TF_NOTICES"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    loud = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**env, "BOUNDARY_AWARE_TF_NOTICES": "1"})
+    assert quiet.returncode == 0 == loud.returncode, quiet.stderr[-2000:]
+    assert quiet.stderr.strip() == "done", quiet.stderr
+    assert RETRACING in loud.stderr

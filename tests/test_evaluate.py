@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from boundary_aware import metrics
+from boundary_aware.console import RETRACING, is_notice
 from boundary_aware.evaluate import evaluate, score_volume, summarize
 from boundary_aware.predict import predict_path
-from tests.conftest import tiny_prepared, module_code, run_python
+from boundary_aware.run_directory import METRICS_FORMAT
+from tests.conftest import ROOT, tiny_prepared, module_code, run_python
 
 TINY_RUN = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
             "--config.train.batch_size=4", "--config.train.epochs=30", "--config.eval.batch_size=8",
@@ -68,6 +70,7 @@ def test_evaluate_scores_slices_whole_volumes_and_both_checkpoints(trained_run, 
     run = trained_run / "run"
     result = evaluate(run)
     assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(result))
+    assert result["format_version"] == METRICS_FORMAT
     assert result["checkpoint"] == "final.keras" and result["checkpoint_rule"] == "final"
     assert set(result["checkpoints"]) == {"final", "best"} and result["epoch"] == 30
     model = keras.saving.load_model(run / "final.keras", compile=False)
@@ -128,3 +131,25 @@ def test_whole_volume_scoring_checks_the_source_files(trained_run, tmp_path):
     from boundary_aware.data import DataError
     with pytest.raises(DataError, match=f"{case}_seg.nii.gz: differs from the file"):
         evaluate(copy)
+
+
+def test_the_evaluate_command_prints_its_scores_without_tensorflows_notices(trained_run, tmp_path):
+    """With the filter off (BOUNDARY_AWARE_TF_NOTICES=1) the same command shows TensorFlow's
+    start-up notices, so the check would see them come back."""
+    import os
+    import subprocess
+    import sys
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run / "run", copy)
+    args = [sys.executable, "-m", "boundary_aware.evaluate", f"--workdir={copy}"]
+    env = {k: v for k, v in os.environ.items() if k != "BOUNDARY_AWARE_TF_NOTICES"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "whole volumes" in quiet.stdout
+    assert RETRACING not in quiet.stderr
+    assert not any(is_notice(line) for line in quiet.stderr.splitlines()), quiet.stderr
+    loud = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**env, "BOUNDARY_AWARE_TF_NOTICES": "1"})
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert any(is_notice(x) for x in loud.stderr.splitlines())

@@ -53,6 +53,7 @@ def test_model_card_and_existing_output_protection(exported):
     on_disk = json.loads((root / "saved" / "model_card.json").read_text())
     assert on_disk == card
     assert card["model"] == "ours" and card["input"]["shape"] == [None, 32, 32, 1]
+    assert card["input"]["channels"] == ["t1c"] and set(card["outputs"]) == {"seg", "edge"}
     assert card["data_manifest_sha256"] == "ab" * 32 and card["training_precision"] == "mixed_float16"
     assert "saved_model.pb" in card["files"] and all(len(h) == 64 for h in card["files"].values())
     assert set(card["versions"]) >= {"boundary_aware", "keras", "tensorflow"}
@@ -296,7 +297,7 @@ def test_predict_overwrite_replaces_only_its_own_masks(run_dir, tmp_path):
 
 
 def test_distinct_slices_runs_each_constant_value_once():
-    from boundary_aware.predict import distinct_slices
+    from boundary_aware.inference import distinct_slices
     slices = np.zeros((6, 4, 4, 1), np.float32)
     slices[1, 0, 0] = 0.5  # content
     slices[3] = 0.25  # constant, another value
@@ -313,8 +314,8 @@ def test_predict_with_shared_blank_slices_and_streams_equals_every_slice_through
     """On a real BraTS volume (17 constant slices), with a model whose batch-norm statistics
     are random: the probabilities of `segment_volume` (blank slices run once, padded last
     batch, `streams` batches at a time) equal those of every slice through `model.predict`."""
+    from boundary_aware.inference import Predictor, keras_predictor, segment_volume
     from boundary_aware.nifti import load_volume
-    from boundary_aware.predict import keras_predictor, segment_volume
     keras.utils.set_random_seed(1)
     model = build_model("ours", input_shape=(32, 32, 1), **TINY)
     rng = np.random.default_rng(1)
@@ -326,12 +327,57 @@ def test_predict_with_shared_blank_slices_and_streams_equals_every_slice_through
 
     def every_slice(images):
         calls.append(len(images))
-        return model.predict(images, batch_size=16, verbose=0)
-    expected = segment_volume(every_slice, (32, 32, 1), volume, distinct=False)
-    got = segment_volume(keras_predictor(model, batch_size=5, streams=streams), (32, 32, 1),
-                         volume)
-    assert calls == [155]
+        out = model.predict(images, batch_size=16, verbose=0)
+        return {"seg": out["seg"], "edge": out["edge"]}
+    expected = segment_volume(Predictor(every_slice, (32, 32, 1), ("t1c",)), volume[..., None],
+                              distinct=False)
+    got = segment_volume(keras_predictor(model, batch_size=5, streams=streams),
+                         volume[..., None])
+    assert calls == [155] and set(got) == {"seg", "edge"}  # the logits stay inside
     for name in ("seg", "edge"):
         np.testing.assert_allclose(got[name], expected[name], atol=1e-6)
         assert np.array_equal(got[name] > 0.5, expected[name] > 0.5)
     assert 0.01 < (got["seg"] > 0.5).mean() < 0.99  # a mask with both classes
+
+
+# ---- a model of more than one channel ---------------------------------------
+
+def test_a_two_channel_model_predicts_from_one_file_per_channel_and_from_a_folder(tmp_path):
+    """A run whose state records two channels (T1c, FLAIR): predict takes the files in that
+    order, finds both in a BraTS folder, and refuses the wrong number of files."""
+    keras.utils.set_random_seed(2)
+    model = build_model("unet", input_shape=(32, 32, 2), base_filters=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "final.keras")
+    (run / "config.json").write_text(json.dumps({"model": {"name": "unet"}, "variant": "unet"}))
+    (run / "state.json").write_text(json.dumps({"epoch": 1, "input_channels": ["t1c", "flair"]}))
+    case = tmp_path / "brats" / "Case_1"
+    case.mkdir(parents=True)
+    shutil.copy(CASE, case / "Case_1_t1ce.nii.gz")
+    source = nib.load(str(CASE))
+    flair = np.asarray(source.dataobj)[::-1].copy()  # another image on the same grid
+    nib.save(nib.Nifti1Image(flair, source.affine, source.header),
+             str(case / "Case_1_flair.nii.gz"))
+    files = f"{case / 'Case_1_t1ce.nii.gz'},{case / 'Case_1_flair.nii.gz'}"
+    one = predict_path(run, files, tmp_path / "one.nii.gz")
+    folder = predict_path(run, tmp_path / "brats", tmp_path / "masks")
+    assert list(folder["cases"]) == ["Case_1"] and not folder["errors"]
+    def mask(path):
+        return np.asarray(nib.load(str(path)).dataobj)
+    np.testing.assert_array_equal(mask(tmp_path / "one.nii.gz"),
+                                  mask(tmp_path / "masks" / "Case_1_tc.nii.gz"))
+    assert one["input"] == files
+    from boundary_aware.inference import load_predictor, segment_volume
+    predictor = load_predictor(run)
+    assert predictor.channels == ("t1c", "flair") and predictor.input_shape == (32, 32, 2)
+    volume = np.stack([np.asarray(source.dataobj), flair], axis=-1)  # LPS already
+    probs = segment_volume(predictor, volume)["seg"]
+    swapped = segment_volume(predictor, volume[..., ::-1])["seg"]
+    assert not np.allclose(probs, swapped)  # the order is the model's, and it matters
+    with pytest.raises(DataError, match=r"takes 2 volumes \(t1c, flair\), got 1"):
+        predict_path(run, case / "Case_1_t1ce.nii.gz", tmp_path / "wrong.nii.gz")
+    (case / "Case_1_flair.nii.gz").unlink()
+    with pytest.raises(DataError, match="Case_1_flair.nii.gz: missing FLAIR file of case Case_1"):
+        predict_path(run, tmp_path / "brats", tmp_path / "masks2")
+    assert not (tmp_path / "wrong.nii.gz").exists()

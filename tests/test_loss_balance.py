@@ -52,10 +52,10 @@ def test_norms_are_the_weighted_gradient_norms_on_the_shared_weights(config):
     masks = np.zeros((4, 32, 32, 1), np.uint8)
     masks[:, 8:20, 10:24] = 1
     measured = measure(model, images, masks, batch_size=4)
-    weighted = shares(measured, (1.0, 0.5, 0.1), "mean", (32, 32))
+    weighted = shares(measured, losses.PAPER_WEIGHTS, "mean", (32, 32))
     assert weighted["norms"] == pytest.approx(measured["norms"] * np.array([1.0, 0.5, 0.1]))
     assert weighted["values"][0] == pytest.approx(measured["values"][0])
     # the decoder serves only seg, the edge head only edge: neither is shared
-    assert not any("dec" in p or "edge_logits" in p for p in measured["shared"])
+    assert not any("dec" in p or "edge_projection" in p for p in measured["shared"])
     assert any("enc1" in p for p in measured["shared"])
     assert any("shape_in" in p for p in measured["shared"])

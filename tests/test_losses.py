@@ -136,8 +136,9 @@ def test_edge_bce_reductions_differ_by_their_scales():
     assert float(losses.edge_bce_loss(y, p, "scaled_mean")) == pytest.approx(20 * mean, rel=1e-5)
     with pytest.raises(ValueError, match="reduction"):
         losses.edge_bce_loss(y, p, "median")
-    with pytest.raises(ValueError, match="bce_reduction"):
-        losses.EdgeAwareLoss(bce_reduction="median")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.OutputLoss("edge", {"edge_bce": 0.1}, bce_reduction="median")
+    assert losses.bce_scale("sum", (6, 10)) == 60 and losses.bce_scale("scaled_mean", ()) == 20
 
 
 def test_edge_bce_from_logits_keeps_the_gradient_of_saturated_pixels():
@@ -199,21 +200,60 @@ def test_total_loss_is_the_weighted_sum_of_eq3():
     e = losses.edge_target(y)
     expected = (1.0 * float(losses.dice_loss(y, seg)) + 0.5 * float(losses.dice_loss(e, edge))
                 + 0.1 * float(losses.edge_bce_loss(e, edge)))
-    total = losses.boundary_aware_loss({"seg": y}, {"seg": seg, "edge": edge})
+    total = losses.boundary_aware_loss({"mask": y}, {"seg": seg, "edge": edge})
     assert float(total) == pytest.approx(expected, rel=1e-6)
-    wrapped = losses.DiceLoss()(y, seg) + losses.EdgeAwareLoss()(e, edge)
+    wrapped = (losses.OutputLoss("seg", {"seg_dice": 1.0})(y, seg)
+               + losses.OutputLoss("edge", {"edge_dice": 0.5, "edge_bce": 0.1})(e, edge))
     assert float(wrapped) == pytest.approx(expected, rel=1e-6)
 
 
-def test_compile_losses_drops_the_edge_loss_when_unsupervised():
-    loss, weights = losses.compile_losses(["seg", "edge"], (1.0, 0.0, 0.0))
-    assert set(loss) == {"seg"} and weights == {"seg": 1.0}
-    loss, weights = losses.compile_losses(["seg", "edge"], (1.0, 0.0, 0.1))
-    assert loss["edge"].dice_weight == 0.0 and loss["edge"].bce_weight == 0.1
+def test_the_terms_are_named_and_read_the_logits_where_the_model_has_them():
+    rng = np.random.default_rng(3)
+    y = (rng.random((2, 16, 16, 1)) > 0.6).astype("float32")
+    seg = rng.random((2, 16, 16, 1)).astype("float32")
+    z = rng.normal(0, 4, (2, 16, 16, 1)).astype("float32")
+    z[0, 0, 0, 0] = -40.0  # saturated: only the logits keep its BCE exact
+    edge = (1 / (1 + np.exp(-z.astype(np.float64)))).astype("float32")
+    e = to_numpy(losses.edge_target(y))
+    terms = losses.loss_terms({"mask": y, "edge": e}, {"seg": seg, "edge": edge, "edge_logits": z})
+    assert list(terms) == ["seg_dice", "edge_dice", "edge_bce"] == list(losses.TERM_NAMES)
+    assert float(terms["edge_bce"]) == pytest.approx(
+        0.1 * float(losses.edge_bce_loss(e, z, from_logits=True)), rel=1e-6)
+    from_probabilities = losses.loss_terms({"mask": y, "edge": e}, {"seg": seg, "edge": edge})
+    assert float(from_probabilities["edge_bce"]) != pytest.approx(float(terms["edge_bce"]))
+    # the compiled loss of the edge output reads its logits: the same three terms, summed
+    compiled, targets = losses.compile_losses(["seg", "edge", "edge_logits"])
+    assert set(compiled) == {"seg", "edge_logits"}
+    assert targets == {"seg": "mask", "edge_logits": "edge"}
+    value = float(compiled["edge_logits"](e, z))
+    assert value == pytest.approx(float(terms["edge_dice"]) + float(terms["edge_bce"]), rel=1e-5)
+    # unit weights: the unweighted terms
+    unit = losses.loss_terms({"mask": y}, {"seg": seg}, {"seg_dice": 1.0})
+    assert list(unit) == ["seg_dice"]
+    assert float(unit["seg_dice"]) == pytest.approx(float(losses.dice_loss(y, seg)))
+
+
+def test_compile_losses_drops_an_output_without_weighted_terms():
+    loss, targets = losses.compile_losses(["seg", "edge"], {"seg_dice": 1.0})
+    assert set(loss) == {"seg"} and targets == {"seg": "mask"}
+    loss, targets = losses.compile_losses(["seg", "edge"], {"seg_dice": 1.0, "edge_bce": 0.1})
+    assert targets == {"seg": "mask", "edge": "edge"}  # no logits output: the probabilities
+    assert [t.name for t in loss["edge"].terms] == ["edge_bce"] and not loss["edge"].from_logits
+
+
+def test_bad_weights_are_named():
+    with pytest.raises(ValueError, match=r"unknown loss term\(s\) \['edge_bc'\]"):
+        losses.check_weights({"edge_bc": 0.1})
+    with pytest.raises(ValueError, match="weight of edge_dice must be a number >= 0"):
+        losses.check_weights({"edge_dice": -1})
+    with pytest.raises(ValueError, match="has weight 0.5 but the model has no 'edge' output"):
+        losses.compile_losses(["seg"], losses.PAPER_WEIGHTS)
 
 
 def test_loss_wrappers_serialize():
-    for loss in (losses.DiceLoss(generalized=True), losses.EdgeAwareLoss(0.3, 0.2, "sum")):
+    for loss in (losses.OutputLoss("seg", {"seg_dice": 1.0}, generalized_dice=True),
+                 losses.OutputLoss("edge", {"edge_dice": 0.3, "edge_bce": 0.2}, True,
+                                   bce_reduction="sum")):
         restored = keras.losses.deserialize(keras.losses.serialize(loss))
         assert restored.get_config() == loss.get_config()
 

@@ -9,6 +9,7 @@ import pytest
 
 from boundary_aware import build_model, losses
 from boundary_aware.models import MODELS
+from boundary_aware.models.boundary_aware_net import attention_maps
 from tests.conftest import ROOT, run_python, to_numpy
 
 pytestmark = pytest.mark.backend
@@ -28,45 +29,90 @@ def fixed_batch(size=32, n=4, seed=0):
     return images.astype("float32"), masks
 
 
+def paper_weights(model):
+    """Eq. 3's paper weights of the terms whose outputs the model has."""
+    outputs = {t.name: t.output for t in losses.TERMS}
+    return {k: w for k, w in losses.PAPER_WEIGHTS.items() if outputs[k] in model.output_names}
+
+
 def compiled(name, input_shape, **kwargs):
     model = build_model(name, input_shape=input_shape, **{**TINY[name], **kwargs})
-    loss, weights = losses.compile_losses(model.output_names)
+    loss, _ = losses.compile_losses(model.output_names, paper_weights(model))
     # TensorFlow's XLA compile costs more than these few CPU steps save;
     # JAX always compiles.
     jit = "auto" if keras.backend.backend() == "jax" else False
-    model.compile(keras.optimizers.Adam(3e-3), loss=loss, loss_weights=weights,
-                  jit_compile=jit)
+    model.compile(keras.optimizers.Adam(3e-3), loss=loss, jit_compile=jit)
     return model
 
 
 def targets(model, masks):
-    y = {"seg": masks}
-    if "edge" in model.output_names:
-        y["edge"] = to_numpy(losses.edge_target(masks))
-    return y
+    """The y dict `compile_losses` asks for: the mask, and its edge band where a loss reads it."""
+    _, kinds = losses.compile_losses(model.output_names, paper_weights(model))
+    arrays = {"mask": masks, "edge": to_numpy(losses.edge_target(masks))}
+    return {key: arrays[kind] for key, kind in kinds.items()}
 
 
 def test_build_model_rejects_bad_arguments():
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
-        build_model("resnet")
+        build_model("resnet", input_shape=(32, 32, 1))
     with pytest.raises(ValueError, match="divisible by 8"):
         build_model("ours", input_shape=(100, 100, 1))
     with pytest.raises(ValueError, match="divisible by 16"):
         build_model("unet", input_shape=(40, 40, 1))
     with pytest.raises(ValueError, match="norm must be one of"):
         build_model("vnet", input_shape=(32, 32, 1), norm="layer")
+    with pytest.raises(ValueError, match=r"unknown keyword\(s\) \['dpeth'\]"):
+        build_model("unet", input_shape=(32, 32, 1), dpeth=3)
+    with pytest.raises(ValueError, match="base_filters must be a positive integer"):
+        build_model("ours", input_shape=(32, 32, 1), base_filters=0)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_builds_at_paper_size_with_probability_outputs(name):
-    model = build_model(name, **TINY[name])
+def test_builds_at_paper_size_with_the_outputs_its_registry_entry_names(name):
+    model = build_model(name, input_shape=(240, 240, 1), **TINY[name])
     x = np.random.default_rng(0).random((1, 240, 240, 1)).astype("float32")
     out = model.predict(x, verbose=0)
-    expected = {"seg", "edge"} if name == "ours" else {"seg"}
-    assert set(out) == expected
-    for value in out.values():
+    assert set(out) == set(MODELS[name].output_names) == set(model.output_names)
+    assert set(MODELS[name].outputs) == ({"seg", "edge"} if name == "ours" else {"seg"})
+    for key, value in out.items():
         assert value.shape == (1, 240, 240, 1) and value.dtype == np.float32
-        assert value.min() >= 0 and value.max() <= 1
+        if key in MODELS[name].outputs:
+            assert value.min() >= 0 and value.max() <= 1
+    for head in MODELS[name].logits:  # the probability is the sigmoid of its logits output
+        np.testing.assert_allclose(out[head], 1 / (1 + np.exp(-out[f"{head}_logits"])),
+                                   rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_registry_size_divisor_is_the_total_downsampling(name):
+    """At the smallest size the registry allows, the deepest map is 1 x 1; half as large
+    is refused."""
+    divisor = MODELS[name].divisor(TINY[name])
+    model = build_model(name, input_shape=(divisor, divisor, 1), **TINY[name])
+    sizes = [o.shape[1] for layer in model.layers for o in
+             (layer.output if isinstance(layer.output, (list, tuple)) else [layer.output])
+             if o is not None and len(o.shape) == 4]
+    assert min(sizes) == 1
+    with pytest.raises(ValueError, match=f"divisible by {divisor}"):
+        build_model(name, input_shape=(divisor // 2, divisor // 2, 1), **TINY[name])
+
+
+def test_models_take_any_number_of_input_channels():
+    x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")
+    for name in sorted(MODELS):
+        model = build_model(name, input_shape=(32, 32, 3), **TINY[name])
+        out = model.predict(x, verbose=0)
+        changed = x.copy()
+        changed[..., 2] = 0  # the third channel alone changes the output
+        assert not np.allclose(model.predict(changed, verbose=0)["seg"], out["seg"])
+
+
+def test_attention_maps_are_the_three_attention_layers_in_stream_order():
+    model = build_model("ours", input_shape=(32, 32, 1), **TINY["ours"])
+    maps = attention_maps(model)
+    assert len(maps) == 3
+    names = [t._keras_history.operation.name for t in maps]
+    assert names == ["attention1", "attention2", "attention3"]
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -152,11 +198,10 @@ def test_mixed_float16_training_step_with_xla_on_tensorflow():
         pytest.skip("a TensorFlow/XLA issue")
     keras.config.set_dtype_policy("mixed_float16")
     model = build_model("ours", input_shape=(32, 32, 1), fusion="bilinear", **TINY["ours"])
-    loss, weights = losses.compile_losses(model.output_names)
-    model.compile(keras.optimizers.Adam(1e-3), loss=loss, loss_weights=weights, jit_compile=True)
+    loss, _ = losses.compile_losses(model.output_names)
+    model.compile(keras.optimizers.Adam(1e-3), loss=loss, jit_compile=True)
     images, masks = fixed_batch()
-    edges = to_numpy(losses.edge_target(masks))
-    history = model.fit(images, {"seg": masks, "edge": edges}, epochs=1, verbose=0)
+    history = model.fit(images, targets(model, masks), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 
@@ -165,7 +210,8 @@ def test_todays_graph_gives_the_outputs_of_the_graph_before_the_memory_bound_cha
     """tests/make_reference_outputs.py saved tiny models, every weight random, and their
     outputs (inference and training mode) with the graph before the one-channel 1x1
     convolutions became channel sums and batch normalization's statistics one pass
-    (issue 15). Same weights, today's graph: the same outputs, to float32 rounding."""
+    (docs/design.md, "Computing the same thing with fewer bytes"). Same weights, today's
+    graph: the same outputs, to float32 rounding."""
     import boundary_aware.layers  # noqa: F401
     from tests.make_reference_outputs import TINY as REFERENCE
     data = ROOT / "tests" / "data" / "checkpoints"
@@ -177,12 +223,12 @@ def test_todays_graph_gives_the_outputs_of_the_graph_before_the_memory_bound_cha
     model.set_weights(old.get_weights())
     projections = [layer.name for layer in model._flatten_layers()
                    if type(layer).__name__ == "ChannelProjection"]
-    assert "seg_logits" in projections  # the new graph is the one under test
+    assert "seg_projection" in projections  # the new graph is the one under test
     if name == "ours":
-        assert {"shape_side1", "edge_logits", "gate_conv"} <= set(projections)
+        assert {"shape_side1", "edge_projection", "gate_conv"} <= set(projections)
     for training in (False, True):
         out = model(saved["x"], training=training)
-        for key in model.output_names:
+        for key in old.output_names:
             np.testing.assert_allclose(
                 to_numpy(out[key]), saved[f"{key}_{'training' if training else 'inference'}"],
                 atol=1e-5, rtol=1e-5, err_msg=f"{name} {key} training={training}")

@@ -6,13 +6,27 @@ import pytest
 from boundary_aware import losses
 from scipy import ndimage
 
-from boundary_aware.augment import AugmentConfig, augment_numpy, inverse_affine, sample_params
+from boundary_aware.augment import (AugmentConfig, augment_slice, inverse_affine, sample_params,
+                                    warp_matrices)
 from boundary_aware.data import edge_target_numpy, epoch_order
 from boundary_aware.pydataset import SliceDataset
 from tests.conftest import ROOT, to_numpy
 
 tf = pytest.importorskip("tensorflow")
 from boundary_aware.data_pipeline import make_dataset  # noqa: E402
+
+BOTH = {"seg": "mask", "edge": "edge"}  # the y keys of these tests: the mask and its edge band
+
+
+def augment_numpy(images, masks, params):
+    """`augment_slice` over (B, H, W, C) images and (B, H, W, 1) masks, into new arrays."""
+    images = np.ascontiguousarray(images, np.float32)
+    masks = np.ascontiguousarray(masks, np.uint8)
+    out_img, out_mask = np.empty_like(images), np.empty_like(masks)
+    for i, matrix in enumerate(warp_matrices(params, *images.shape[1:3])):
+        augment_slice(images[i], masks[i, ..., 0], params[i], matrix, out_img[i],
+                      out_mask[i, ..., 0])
+    return out_img, out_mask
 
 
 def toy_slices(n=13, size=32, seed=0):
@@ -43,8 +57,8 @@ def test_pipeline_edge_target_agrees_with_the_loss_and_with_scipy(width):
 
 def test_without_augmentation_both_pipelines_give_identical_batches():
     images, masks = toy_slices()
-    ds = make_dataset(images, masks, 4, seed=11)
-    py = SliceDataset(images, masks, 4, seed=11)
+    ds = make_dataset(images, masks, 4, BOTH, seed=11)
+    py = SliceDataset(images, masks, 4, BOTH, seed=11)
     assert len(py) == 4
     for epoch in range(3):
         batches = list(ds)
@@ -64,21 +78,21 @@ def test_shuffle_is_seeded_and_changes_per_epoch():
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c) and sorted(a) == list(range(50))
     images, masks = toy_slices()
-    first = next(iter(make_dataset(images, masks, 4, seed=2)))[0].numpy()
-    again = next(iter(make_dataset(images, masks, 4, seed=2)))[0].numpy()
+    first = next(iter(make_dataset(images, masks, 4, BOTH, seed=2)))[0].numpy()
+    again = next(iter(make_dataset(images, masks, 4, BOTH, seed=2)))[0].numpy()
     np.testing.assert_array_equal(first, again)
-    ordered = SliceDataset(images, masks, 5, shuffle=False, drop_remainder=True)
+    ordered = SliceDataset(images, masks, 5, BOTH, shuffle=False, drop_remainder=True)
     assert len(ordered) == 2
     np.testing.assert_array_equal(ordered[1][0], images[5:10])
-    resumed = SliceDataset(images, masks, 4, seed=2, initial_epoch=1)
+    resumed = SliceDataset(images, masks, 4, BOTH, seed=2, initial_epoch=1)
     np.testing.assert_array_equal(resumed[0][0], images[epoch_order(13, 2, 1)[:4]])
 
 
 def test_augmented_batches_agree_across_pipelines_and_stay_valid():
     images, masks = toy_slices()
     config = AugmentConfig(flip_ap=True, rotate_deg=15, scale=0.15)
-    ds = make_dataset(images, masks, 4, seed=5, augment=config)
-    py = SliceDataset(images, masks, 4, seed=5, augment=config)
+    ds = make_dataset(images, masks, 4, BOTH, seed=5, augment=config)
+    py = SliceDataset(images, masks, 4, BOTH, seed=5, augment=config)
     changed = 0
     for i, (x, y) in enumerate(ds):
         px, py_y = py[i]
@@ -194,3 +208,52 @@ def test_left_right_flip_exchanges_the_hemispheres_of_a_real_scan():
 def test_old_augmentation_names_are_refused_clearly():
     with pytest.raises(ValueError, match="flip_ud is now flip_ap"):
         AugmentConfig.from_dict({"flip_ud": True})
+
+
+def test_augmentation_settings_out_of_range_are_named():
+    for settings, problem in (({"rotate_p": 1.5}, "rotate_p must be in"),
+                              ({"scale": 1.0}, r"scale must be in \[0, 1\)"),
+                              ({"flip_lr": "yes"}, "flip_lr must be true or false"),
+                              ({"shear": 0.1}, r"unknown augmentation settings \['shear'\]")):
+        with pytest.raises(ValueError, match=problem):
+            AugmentConfig.from_dict(settings)
+
+
+# ---- more than one channel -----------------------------------------------------
+
+def two_channel_slices(n=9, size=32, seed=7):
+    """Channel 0: the toy slices; channel 1: a different image (a gradient inside the head)."""
+    images, masks = toy_slices(n, size, seed)
+    ramp = np.linspace(0.2, 0.9, size, dtype=np.float32)[None, :, None, None]
+    second = np.where(images > 0, ramp, 0).astype(np.float32)
+    return np.concatenate([images, second], axis=-1), masks
+
+
+def test_augmentation_moves_every_channel_with_the_same_transform():
+    images, masks = two_channel_slices()
+    config = AugmentConfig(flip_ap=True, rotate_deg=20, rotate_p=0.5, scale=0.2, scale_p=0.5)
+    params = sample_params(len(images), 3, 0, config)
+    both, both_mask = augment_numpy(images, masks, params)
+    assert both.shape == images.shape
+    for c in range(2):  # each channel alone gets what it gets inside the pair
+        alone, alone_mask = augment_numpy(images[..., c:c + 1], masks, params)
+        np.testing.assert_array_equal(both[..., c:c + 1], alone)
+        np.testing.assert_array_equal(both_mask, alone_mask)
+    assert not np.array_equal(both[..., 0], both[..., 1])
+    flipped = sample_params(1, 0, 0, AugmentConfig(enabled=False))
+    flipped[0, 0] = 1  # left-right flip of both channels
+    out, _ = augment_numpy(images[:1], masks[:1], flipped)
+    np.testing.assert_array_equal(out[0], images[0, ::-1])
+
+
+def test_both_pipelines_carry_every_channel():
+    images, masks = two_channel_slices()
+    ds = make_dataset(images, masks, 4, BOTH, seed=1)
+    py = SliceDataset(images, masks, 4, {"seg": "mask"}, seed=1)
+    order = epoch_order(len(images), 1, 0)
+    for i, (x, y) in enumerate(ds):
+        assert x.shape[-1] == 2 and set(y) == {"seg", "edge"}
+        np.testing.assert_array_equal(x.numpy(), images[order[i * 4:(i + 1) * 4]])
+        px, py_y = py[i]
+        np.testing.assert_array_equal(px, x.numpy())
+        assert set(py_y) == {"seg"}  # no edge band where no key asks for it

@@ -9,10 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from boundary_aware.data import DataError, load_prepared
+from boundary_aware.data import MANIFEST_FORMAT, DataError, load_prepared
 from data_prep import synthetic
 from data_prep.prepare_brats import default_split, prepare
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_python
 
 SAMPLES = ROOT / "tests" / "data" / "brats_samples"
 SHAPE = (64, 64, 32)
@@ -84,9 +84,11 @@ def test_manifest_records_everything(real):
     manifest = json.loads((real / "manifest.json").read_text())
     case = manifest["cases"]["BraTS2013_pat0005"]
     assert case["spacing"] == [1.0, 1.0, 1.0] and case["shape"] == [240, 240, 155]
-    assert case["normalization"]["hi"] > case["normalization"]["lo"]
+    assert case["normalization"]["hi"][0] > case["normalization"]["lo"][0]  # one per channel
     assert len(case["files"]["t1c"]["sha256"]) == 64 and case["files"]["seg"]["bytes"] > 0
+    assert case["files"]["t1c"]["path"] == "BraTS2013_pat0005/BraTS2013_pat0005_t1ce.nii.gz"
     assert manifest["options"]["slices_per_case"] == 20 and manifest["package_version"]
+    assert manifest["channels"] == ["t1c"] and manifest["format_version"] == MANIFEST_FORMAT
 
 
 # ---- layouts, split, determinism, overwrite --------------------------------
@@ -397,6 +399,30 @@ def test_overwrite_replaces_only_a_prepared_dataset(brats, tmp_path):
     with pytest.raises(DataError, match="not a manifest of this package"):
         run(brats, thesis, overwrite=True)
     assert (thesis / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_dataset_of_an_older_format_is_replaced_only_with_overwrite(brats, tmp_path):
+    out = tmp_path / "out"
+    run(brats, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["format_version"], manifest["channels"]  # as written before both existed
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"another version of this package \(manifest format 1, "
+                                        r"this one writes 2\); pass --overwrite"):
+        run(brats, out)
+    run(brats, out, overwrite=True)
+    assert json.loads((out / "manifest.json").read_text())["format_version"] == MANIFEST_FORMAT
+
+
+def test_preparation_starts_without_keras(tmp_path):
+    """Checking the image size against every model reads the model registry, not Keras."""
+    code = (f"import sys\nfrom data_prep.prepare_brats import prepare\n"
+            f"prepare({str(SAMPLES)!r}, {str(tmp_path / 'out')!r}, slices_per_case=2, "
+            f"image_size=48, log=lambda *a: None)\n"
+            f"print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_a_second_preparation_into_the_same_folder_refuses(brats, tmp_path):

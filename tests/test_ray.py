@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments.executors import Job, local_sweep, ray_sweep
-from experiments.runner import run_dir
+from experiments.steps import run_dir
 from tests.conftest import ROOT, tiny_prepared
 
 pytest.importorskip("ray")
@@ -177,7 +177,7 @@ def test_a_failing_run_is_reported_by_name_and_the_others_finish(local, no_ray_l
 def test_an_incomplete_sweep_writes_what_finished_and_fails(local, tmp_path, monkeypatch):
     """The experiment names the failed runs in the table and exits non-zero."""
     import experiments.runner as runner
-    from experiments.runner import RunError
+    from experiments.steps import RunError
     root, prepared, expected = local
     done = {"unet": {0: Path(expected["unet_seed0"])}}
     monkeypatch.setattr(runner, "prepare_data", lambda *a, **k: prepared)

@@ -174,7 +174,7 @@ def test_a_full_disk_while_writing_metrics_keeps_the_old_ones(straight, tmp_path
     monkeypatch.setattr(RunDirectory, "write_metrics", full_disk)
     with pytest.raises(DataError, match="metrics.json: cannot write .*No space left"):
         evaluate(workdir, per_volume=False)
-    assert json.loads((workdir / "metrics.json").read_text()) == {"old": True}
+    assert json.loads((workdir / "metrics.json").read_text()) == {"format_version": 2, "old": True}
 
 
 # ---- two at once ------------------------------------------------------------

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
-from boundary_aware.data import Manifest, split_paths
-from boundary_aware.run_directory import RunDirectory, scored_checkpoint
+from boundary_aware.data import DataError, Manifest, load_prepared, split_paths
+from boundary_aware.errors import FormatError
+from boundary_aware.run_directory import (METRICS_FORMAT, RunDirectory, read_metrics_file,
+                                          scored_checkpoint)
 
 
 def test_checkpoint_follows_the_runs_rule(tmp_path):
@@ -42,13 +44,25 @@ def test_needs_evaluation_when_metrics_are_missing_stale_or_old(tmp_path):
     run.write_config({"eval": {"checkpoint": "final"}})
     run.checkpoint("final").write_bytes(b"weights")
     assert run.needs_evaluation()  # no metrics
-    run.write_metrics({"per_slice": {}})
-    assert run.needs_evaluation()  # written by a version without whole-volume scores
-    run.write_metrics({"per_slice": {}, "per_volume": None})
+    run.metrics_path.write_text(json.dumps({"per_slice": {}, "per_volume": None}))
+    assert run.needs_evaluation()  # written by a version before the format was recorded
+    written = run.write_metrics({"per_slice": {}, "per_volume": None})
+    assert written["format_version"] == METRICS_FORMAT == run.read_metrics()["format_version"]
     assert not run.needs_evaluation()
     later = time.time() + 10
     os.utime(run.checkpoint("final"), (later, later))  # retrained after the evaluation
     assert run.needs_evaluation()
+
+
+def test_every_reader_refuses_an_older_metrics_file_saying_what_to_rerun(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    run.metrics_path.write_text(json.dumps({"per_slice": {}, "per_volume": {}}))
+    for read in (run.read_metrics, lambda: read_metrics_file(run.metrics_path)):
+        with pytest.raises(FormatError, match=r"metrics.json: scores of format 1, written by "
+                                              r"another version.*boundary-aware-evaluate "
+                                              rf"--workdir={run.path}"):
+            read()
 
 
 def test_manifest_accessors(tmp_path):
@@ -56,11 +70,12 @@ def test_manifest_accessors(tmp_path):
     t1c.write_bytes(b"t")
     seg.write_bytes(b"s")
     from boundary_aware.data import case_record
-    record = case_record("c1", "brats2018", [4, 5], (120, 100, 50), (1.0, 2.0, 3.0), 0.1, 9.0,
-                         {"t1c": (t1c, "c1/c1_t1ce.nii.gz", "ab"), "seg": (seg, None, "cd")})
+    record = case_record("c1", "brats2018", [4, 5], (120, 100, 50), (1.0, 2.0, 3.0), [0.1], [9.0],
+                         {"t1c": (t1c, "c1/c1_t1ce.nii.gz", "ab"),
+                          "seg": (seg, "c1/c1_seg.nii.gz", "cd")})
     split = {"train": ["c1"], "val": [], "test": []}
     manifest = Manifest.create("0", {"image_size": 60, "region": "tc", "brats_dir": str(tmp_path)},
-                               split, {}, {"c1": record})
+                               ["t1c"], split, {}, {"c1": record})
     manifest.write(tmp_path)
     read = Manifest.read(tmp_path)
     assert read == json.loads((tmp_path / "manifest.json").read_text())
@@ -69,5 +84,36 @@ def test_manifest_accessors(tmp_path):
     assert read.spacing("c1") == (1.0, 2.0, 3.0)
     assert read.slice_spacing("c1") == (2.0, pytest.approx(10 / 3))  # 120 px -> 60, 100 -> 60
     assert read.source_file("c1", "t1c") == (tmp_path / "c1" / "c1_t1ce.nii.gz", "ab")
-    assert read.convention("c1") == "brats2018"
+    assert read.convention("c1") == "brats2018" and read.channels == ("t1c",)
     assert split_paths(tmp_path, "val") == (tmp_path / "val_images.npy", tmp_path / "val_masks.npy")
+
+
+def test_a_manifest_of_an_older_format_is_refused_saying_what_to_rerun(tmp_path):
+    old = {"package_version": "0.1.0", "options": {"image_size": 32}, "split": {}, "cases": {},
+           "slices": {}}  # as written before the format was recorded
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(DataError, match=r"manifest format 1, written by an older version.*"
+                                        rf"boundary-aware-prepare .*--out_dir={tmp_path} "
+                                        r"--overwrite"):
+        Manifest.read(tmp_path)
+    with pytest.raises(DataError, match="manifest format 1"):
+        load_prepared(tmp_path, "train")
+
+
+def test_arrays_that_disagree_with_the_manifest_are_refused(tmp_path):
+    """A prepared set whose images have two channels while its manifest names one would
+    lose a channel (or mix them up) without a word: refused, naming the file."""
+    import numpy as np
+    split = {"train": ["c1"], "val": [], "test": []}
+    record = {"slices": [0, 1]}
+    Manifest.create("0", {"image_size": 8}, ["t1c"], split, {}, {"c1": record}).write(tmp_path)
+    images, masks = split_paths(tmp_path, "train")
+    np.save(images, np.zeros((2, 8, 8, 2), np.float32))
+    np.save(masks, np.zeros((2, 8, 8, 1), np.uint8))
+    with pytest.raises(DataError, match=r"train_images.npy: shape \(2, 8, 8, 2\), but the "
+                                        r"manifest says \(N, 8, 8, 1\): 8 px slices, channels t1c"):
+        load_prepared(tmp_path, "train")
+    Manifest.create("0", {"image_size": 8}, ["t1c", "flair"], split, {},
+                    {"c1": record}).write(tmp_path)
+    got, _, meta = load_prepared(tmp_path, "train")
+    assert got.shape == (2, 8, 8, 2) and len(meta) == 2

@@ -6,10 +6,14 @@ import json
 import numpy as np
 import pytest
 
+from boundary_aware.config_check import check_config
+from boundary_aware.errors import FormatError
+from boundary_aware.run_directory import METRICS_FORMAT
 from experiments.reproduce_table1 import PAPER
-from experiments.runner import parse_seeds, run_dir
+from experiments.runner import parse_seeds
+from experiments.steps import run_dir
 from experiments.seeded_table import comparisons, load_runs, write_tables
-from experiments.table1 import TABLE_ROWS, get_config
+from experiments.table1 import TABLE_ROWS, VARIANTS, get_config
 
 CASES = ("c1", "c2", "c3")
 
@@ -36,7 +40,7 @@ def fake_metrics(path, offset, seed):
         return out
     per_slice, per_volume = summary(slices), summary(volumes)
     path.write_text(json.dumps({
-        "checkpoint": "final.keras", "checkpoint_rule": "final", "epoch": 12, "params": 1234,
+        "format_version": METRICS_FORMAT, "checkpoint": "final.keras", "checkpoint_rule": "final", "epoch": 12, "params": 1234,
         "per_slice": per_slice, "per_volume": per_volume, "selected_slices": summary(volumes),
         "slices": slices, "volumes": volumes,
         "checkpoints": {"final": {"epoch": 12, "per_slice": per_slice, "per_volume": per_volume},
@@ -119,8 +123,35 @@ def test_configs_of_every_row_and_profile():
             assert config.eval.checkpoint == "final"
     paper = get_config("ours,paper")
     assert (paper.train.batch_size, paper.train.learning_rate, paper.train.poly_power) == (8, 1e-3, 0.9)
-    assert paper.data.image_size == 240 and tuple(paper.loss.weights) == (1.0, 0.5, 0.1)
-    assert tuple(get_config("ours_no_edge").loss.weights) == (1.0, 0.0, 0.0)
-    assert tuple(get_config("ours_no_edge_bce").loss.weights) == (1.0, 0.5, 0.0)
+    assert paper.data.image_size == 240
+    assert paper.loss.weights.to_dict() == {"seg_dice": 1.0, "edge_dice": 0.5, "edge_bce": 0.1}
+    assert get_config("ours_no_edge").loss.weights.to_dict() == {
+        "seg_dice": 1.0, "edge_dice": 0.0, "edge_bce": 0.0}
+    assert get_config("ours_no_edge_bce").loss.weights.to_dict() == {
+        "seg_dice": 1.0, "edge_dice": 0.5, "edge_bce": 0.0}
+    for variant in VARIANTS:  # every shipped config passes the check training runs first
+        for profile in ("paper", "demo"):
+            check_config(get_config(f"{variant},{profile}"))
     with pytest.raises(ValueError, match="unknown variant"):
         get_config("resnet")
+
+
+def test_the_experiment_entry_points_take_the_same_arguments():
+    import inspect
+
+    from experiments.ablation import ablation
+    from experiments.reproduce_table1 import reproduce
+    table = list(inspect.signature(reproduce).parameters)
+    table.remove("rows")
+    assert table == list(inspect.signature(ablation).parameters) == [
+        "out", "seeds", "brats_dir", "split_file", "profile", "overrides", "executor",
+        "executor_options"]
+
+
+def test_a_table_refuses_scores_of_an_older_format(tmp_path):
+    path = fake_metrics(tmp_path / "metrics.json", 0.5, 0)
+    old = json.loads(path.read_text())
+    del old["format_version"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(FormatError, match="boundary-aware-evaluate --workdir="):
+        load_runs({"ours": {0: path}})

@@ -125,3 +125,74 @@ def test_no_edge_loss_run_trains_without_the_per_trace_gradient_warning(tmp_path
     assert state["completed"]
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
     assert capsys.readouterr().out.count("the edge head is not trained") == 1
+
+
+def test_a_config_error_is_named_before_anything_is_written_and_the_fix_then_trains(
+        tmp_path, prepared):
+    from boundary_aware.errors import ConfigError
+
+    def config_with(change=None):
+        config = get_config("ours,demo")
+        config.data.prepared_dir = str(prepared)
+        config.data.image_size = 32
+        config.model.kwargs.update(base_filters=4, shape_filters=4, dspp_rates=(1, 2, 3))
+        config.train.update(batch_size=4, epochs=1, jit_compile="off")
+        if change:
+            change(config)
+        return config
+
+    bad = [(lambda c: setattr(c.loss, "edge_bce_reduction", "meen"),
+            r"loss.edge_bce_reduction = 'meen': must be one of \('mean', 'sum', 'scaled_mean'\)"),
+           (lambda c: setattr(c.data, "pipeline", "tfdata"), "data.pipeline = 'tfdata'"),
+           (lambda c: setattr(c.data.augment, "rotate_p", 1.5), r"rotate_p must be in \[0, 1\]"),
+           (lambda c: setattr(c.model.kwargs, "fusion", "nearest"), "fusion must be one of"),
+           (lambda c: setattr(c.model.kwargs, "widht", 3), r"unknown keyword\(s\) \['widht'\]"),
+           (lambda c: setattr(c.loss.weights, "edge_bc", 0.1), r"unknown loss term\(s\)"),
+           (lambda c: setattr(c.train, "epoch", 5), "train.epoch = 5: unknown setting"),
+           (lambda c: setattr(c.eval, "checkpoint", "worst"), "eval.checkpoint = 'worst'")]
+    workdir = tmp_path / "run"
+    for change, problem in bad:
+        with pytest.raises(ConfigError, match=problem):
+            train(config_with(change), workdir)
+        assert not workdir.exists()
+    state = train(config_with(), workdir)  # the corrected config trains in that workdir
+    assert state["completed"] and state["epoch"] == 1
+
+
+def test_two_channel_data_trains_with_both_channels(tmp_path, prepared):
+    """A prepared set of two channels made by hand (the T1c and a second image): the model
+    takes both, and training moves the first convolution's weights of the second one."""
+    import shutil
+
+    from boundary_aware.data import Manifest, load_prepared, split_paths
+    two = tmp_path / "two"
+    shutil.copytree(prepared, two)
+    for split in ("train", "val", "test"):
+        images_path, _ = split_paths(two, split)
+        images = np.load(images_path)
+        second = np.where(images > 0, 1.0 - images, 0.0).astype(np.float32)
+        np.save(images_path, np.concatenate([images, second], axis=-1))
+    manifest = Manifest.read(two)
+    manifest["channels"] = ["t1c", "flair"]
+    manifest.write(two)
+    images, _, _ = load_prepared(two, "train")
+    assert images.shape[-1] == 2
+    np.testing.assert_array_equal(images[..., 1], np.where(images[..., 0] > 0,
+                                                           1.0 - images[..., 0], 0.0))
+    config = get_config("unet,demo")
+    config.data.prepared_dir = str(two)
+    config.data.image_size = 32
+    config.model.kwargs.base_filters = 4
+    config.train.update(batch_size=4, epochs=1, jit_compile="off")
+
+    class FirstKernel(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.before = keras.ops.convert_to_numpy(self.model.get_layer("enc1_conv1").kernel)
+    first = FirstKernel()
+    state = train(config, tmp_path / "run", callbacks=[first])
+    assert state["input_channels"] == ["t1c", "flair"]
+    model = keras.saving.load_model(tmp_path / "run" / "final.keras", compile=False)
+    assert model.input_shape == (None, 32, 32, 2)
+    after = keras.ops.convert_to_numpy(model.get_layer("enc1_conv1").kernel)
+    assert first.before.shape[2] == 2
+    assert not np.allclose(after[:, :, 1], first.before[:, :, 1])  # the second channel trained

@@ -33,7 +33,7 @@ class ChannelProjection(keras.layers.Conv2D):
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Example:
-        >>> head = ChannelProjection(name="seg_logits")
+        >>> head = ChannelProjection(name="seg_projection")
         >>> logits = head(ops.ones((2, 16, 16, 32)))  # (2, 16, 16, 1)
 
     Reference: Hatamizadeh et al. 2019, Fig. 1 and Eq. 1.

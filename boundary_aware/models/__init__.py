@@ -1,58 +1,65 @@
-"""Model families: the boundary-aware net ("ours") and the U-Net and V-Net baselines."""
+"""Model families: the boundary-aware net ("ours") and the U-Net and V-Net baselines.
+
+Every family is one entry of `registry.MODELS`. This package imports Keras
+only when a model is built, so that the data tools can check an image size
+without it.
+"""
 
 from __future__ import annotations
 
-import keras
+from typing import Mapping
 
-from boundary_aware.models import boundary_aware_net as _ours
-from boundary_aware.models import vnet as _vnet
-from boundary_aware.models.boundary_aware_net import boundary_aware_net
-from boundary_aware.models.unet import unet
-from boundary_aware.models.vnet import vnet
-
-MODELS = {"ours": boundary_aware_net, "unet": unet, "vnet": vnet}
+from boundary_aware.models.registry import MODELS, ModelSpec, spec
 
 
 def size_divisor(name: str, **kwargs) -> int:
     """What a model's input height and width must be a multiple of (its total downsampling)."""
-    if name == "ours":
-        return 2 ** (_ours.LEVELS - 1)
-    if name == "unet":
-        return 2 ** int(kwargs.get("depth", 4))
-    if name == "vnet":
-        return 2 ** len(_vnet.ENCODER_CONVS)
-    raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return spec(name).divisor(kwargs)
 
 
-def check_image_size(size: int, models: dict | None = None) -> None:
+def check_image_size(size: int, models: Mapping[str, Mapping] | None = None) -> None:
     """ValueError unless `size` suits every model of `models` ({name: kwargs}; default: all
-    three at their default depths), naming the ones it does not suit."""
+    of `MODELS` at their default keywords), naming the ones it does not suit."""
     models = models if models is not None else {name: {} for name in MODELS}
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"image size must be a positive integer, got {size!r}")
-    unsuited = {name: size_divisor(name, **kwargs) for name, kwargs in models.items()
-                if size % size_divisor(name, **kwargs)}
+    divisors = {name: size_divisor(name, **kwargs) for name, kwargs in models.items()}
+    unsuited = {name: d for name, d in divisors.items() if size % d}
     if unsuited:
         needs = ", ".join(f"{name} needs a multiple of {d}" for name, d in unsuited.items())
         raise ValueError(f"image size {size} does not suit every model ({needs})")
 
 
-def build_model(name: str, input_shape: tuple[int, int, int] = (240, 240, 1),
-                **kwargs) -> keras.Model:
-    """Return a `keras.Model` for `name` in `"ours"`, `"unet"`, `"vnet"`.
+def check_input_shape(name: str, input_shape, **kwargs) -> tuple[int, int, int]:
+    """`input_shape` as (height, width, channels) of positive ints that suit model `name`."""
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(not isinstance(d, int) or d <= 0 for d in shape):
+        raise ValueError(f"{name}: input_shape must be (height, width, channels) "
+                         f"with positive integers, got {input_shape!r}")
+    divisor = size_divisor(name, **kwargs)
+    if shape[0] % divisor or shape[1] % divisor:
+        raise ValueError(f"{name}: height and width must be divisible by {divisor} "
+                         f"(the network downsamples {divisor}x), got {shape[0]} x {shape[1]}")
+    return shape
 
-    Keyword arguments go to the family's builder (`base_filters`, `norm`,
-    `dspp_rates`, ...). All outputs are float32 probabilities in [0, 1]:
-    `{"seg", "edge"}` for "ours", `{"seg"}` for the baselines.
+
+def build_model(name: str, input_shape, **kwargs):
+    """Return a `keras.Model` of family `name` ("ours", "unet", "vnet") for `input_shape`
+    (H, W, C).
+
+    Keyword arguments override the family's defaults (`registry.MODELS[name].defaults`:
+    `base_filters`, `norm`, `dspp_rates`, ...). The outputs are a dict of float32 maps:
+    probabilities `{"seg", "edge"}` and the edge logits `edge_logits` for "ours",
+    `{"seg"}` for the baselines (`registry.ModelSpec.output_names`).
 
     Example:
         >>> model = build_model("ours", input_shape=(64, 64, 1), base_filters=8)
         >>> sorted(model.output_names)  # doctest: +SKIP
-        ['edge', 'seg']
+        ['edge', 'edge_logits', 'seg']
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](input_shape=tuple(input_shape), **kwargs)
+    family = spec(name)
+    return family.build(check_input_shape(name, input_shape, **kwargs), kwargs)
 
 
-__all__ = ["MODELS", "boundary_aware_net", "build_model", "unet", "vnet"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "check_image_size", "check_input_shape",
+           "size_divisor", "spec"]

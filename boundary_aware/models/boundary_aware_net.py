@@ -9,19 +9,39 @@ import keras
 
 from boundary_aware.layers import (AttentionLayer, ChannelProjection,
                                    DilatedSpatialPyramidPooling, ResidualBlock, ResizeLike)
-from boundary_aware.models.common import check_input_shape, probability_head
+from boundary_aware.layers.normalization import check_norm
+from boundary_aware.models.common import (check_positive_integers, probability_head,
+                                          sigmoid_with_logits)
 
-LEVELS = 4  # resolutions 1, 1/2, 1/4, 1/8
+LEVELS = 4  # resolutions 1, 1/2, 1/4, 1/8 (the registry's size divisor is 2 ** (LEVELS - 1))
 FUSIONS = ("area", "bilinear")
 
 
-def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters=32,
-                       dspp_rates=(6, 12, 18), norm="batch", groups=8,
-                       residual_gate=False, fusion="area", name="boundary_aware_net"):
-    """Build the boundary-aware network; outputs `{"seg": ..., "edge": ...}`.
+def check_options(base_filters, shape_filters, dspp_rates, norm, groups, residual_gate, fusion):
+    """ValueError naming the first keyword of `boundary_aware_net` whose value cannot build."""
+    check_positive_integers(base_filters=base_filters, shape_filters=shape_filters,
+                            groups=groups)
+    if shape_filters % 4:
+        raise ValueError(f"shape_filters must be divisible by 4, got {shape_filters}")
+    if not isinstance(dspp_rates, (list, tuple)) or not dspp_rates:
+        raise ValueError(f"dspp_rates must be a list of dilation rates, got {dspp_rates!r}")
+    check_positive_integers(**{f"dspp_rates[{i}]": r for i, r in enumerate(dspp_rates)})
+    check_norm(norm)
+    if not isinstance(residual_gate, bool):
+        raise ValueError(f"residual_gate must be true or false, got {residual_gate!r}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+
+
+def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, norm, groups,
+                       residual_gate, fusion, name="boundary_aware_net"):
+    """Build the boundary-aware network; outputs `{"seg", "edge", "edge_logits"}`.
+
+    Build it through `boundary_aware.models.build_model("ours", ...)`, which
+    holds the defaults (`registry.MODELS["ours"]`) and checks the input size.
 
     Args:
-        input_shape: (H, W, 1), H and W divisible by 8.
+        input_shape: (H, W, C), H and W divisible by 8.
         base_filters: F; the encoder levels have F, 2F, 4F, 8F channels.
         shape_filters: channels of the shape stream's first map s0 (halved after
             attention layers 1 and 2: 32 -> 16 -> 8).
@@ -35,16 +55,14 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
         name: model name.
 
     Returns:
-        A functional `keras.Model` whose outputs are float32 probabilities:
-        `seg`, the tumor-core map, and `edge`, the boundary map, both (B, H, W, 1).
+        A functional `keras.Model` whose outputs are float32 maps (B, H, W, 1):
+        `seg`, the tumor-core probability; `edge`, the boundary probability;
+        and `edge_logits`, the boundary map before its sigmoid (what the edge
+        BCE of Eq. 5 reads).
 
     Reference: Hatamizadeh et al. 2019, Sec. 2.1-2.2.
     """
-    input_shape = check_input_shape(input_shape, 2 ** (LEVELS - 1), name)
-    if fusion not in FUSIONS:
-        raise ValueError(f"{name}: fusion must be one of {FUSIONS}, got {fusion!r}")
-    if shape_filters % 4:
-        raise ValueError(f"{name}: shape_filters must be divisible by 4, got {shape_filters}")
+    check_options(base_filters, shape_filters, dspp_rates, norm, groups, residual_gate, fusion)
     f = base_filters
     block = dict(norm=norm, groups=groups)
     inputs = keras.Input(input_shape, name="image")
@@ -76,9 +94,9 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
             channels //= 2
             s = keras.layers.Conv2D(channels, 1, name=f"shape_reduce{k}")(s)
     # "the output of the shape stream that is resized to the original image size"
-    edge_logits = ChannelProjection(name="edge_logits")(s)
+    edge_logits = ChannelProjection(name="edge_projection")(s)
     edge_logits = ResizeLike(name="edge_resize")([edge_logits, inputs])
-    edge = keras.layers.Activation("sigmoid", dtype="float32", name="edge")(edge_logits)
+    edge = sigmoid_with_logits(edge_logits, "edge")
 
     # Fusion: "The output of the last attention layer is concatenated with the
     # output of the encoder in the main stream and fed into a dilated spatial
@@ -95,4 +113,11 @@ def boundary_aware_net(input_shape=(240, 240, 1), base_filters=32, shape_filters
         x = keras.layers.Add(name=f"skip{level + 1}")([x, encoder[level]])
         x = ResidualBlock(width, **block, name=f"dec{level + 1}_block")(x)
     seg = probability_head(x, "seg")
-    return keras.Model(inputs, {"seg": seg, "edge": edge}, name=name)
+    return keras.Model(inputs, {"seg": seg, **edge}, name=name)
+
+
+def attention_maps(model):
+    """The outputs of the network's attention layers 1-3, in the order of the shape stream
+    (Fig. 2 of the paper draws them)."""
+    layers = [layer for layer in model.layers if isinstance(layer, AttentionLayer)]
+    return [layer.output for layer in layers]

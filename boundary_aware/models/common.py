@@ -1,28 +1,37 @@
-"""Pieces shared by the three model families: input checks and output heads."""
+"""Output heads shared by the three model families."""
 
 import keras
 
 from boundary_aware.layers import ChannelProjection
+from boundary_aware.models.registry import logits_name
 
 
-def check_input_shape(input_shape, divisor, model_name):
-    """Validate `(H, W, C)` and return it as a tuple of ints."""
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(not isinstance(d, int) or d <= 0 for d in shape):
-        raise ValueError(f"{model_name}: input_shape must be (height, width, channels) "
-                         f"with positive integers, got {input_shape!r}")
-    h, w, _ = shape
-    if h % divisor or w % divisor:
-        raise ValueError(f"{model_name}: height and width must be divisible by {divisor} "
-                         f"(the network downsamples {divisor}x), got {h} x {w}")
-    return shape
+def check_positive_integers(**values):
+    """ValueError naming the first keyword whose value is not a positive integer."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
 
 
 def probability_head(x, name):
-    """1x1 conv to one channel (`ChannelProjection`), then a float32 sigmoid named `name`.
+    """1x1 conv to one channel (`ChannelProjection` named `<name>_projection`), then a
+    float32 sigmoid named `name`.
 
     The sigmoid runs in float32 under any mixed-precision policy, so every
     model output is a float32 probability in [0, 1].
     """
-    logits = ChannelProjection(name=f"{name}_logits")(x)
+    logits = ChannelProjection(name=f"{name}_projection")(x)
     return keras.layers.Activation("sigmoid", dtype="float32", name=name)(logits)
+
+
+def sigmoid_with_logits(logits, name):
+    """`{name: sigmoid(logits), name_logits: logits}`, both float32.
+
+    For an output whose loss needs its logits (the edge BCE of Eq. 5): the
+    logits are a model output of their own (`registry.logits_name`), cast to
+    float32 by a layer of that name (a functional model's output names are
+    its output layers' names), and the probability is their sigmoid.
+    """
+    logits = keras.layers.Activation("linear", dtype="float32", name=logits_name(name))(logits)
+    probability = keras.layers.Activation("sigmoid", dtype="float32", name=name)(logits)
+    return {name: probability, logits_name(name): logits}

@@ -7,7 +7,13 @@ Biomedical Image Segmentation", MICCAI 2015 (ref. [9] of the paper).
 import keras
 
 from boundary_aware.layers.normalization import check_norm, make_norm
-from boundary_aware.models.common import check_input_shape, probability_head
+from boundary_aware.models.common import check_positive_integers, probability_head
+
+
+def check_options(base_filters, depth, norm, groups):
+    """ValueError naming the first keyword of `unet` whose value cannot build."""
+    check_positive_integers(base_filters=base_filters, depth=depth, groups=groups)
+    check_norm(norm)
 
 
 def _double_conv(x, filters, norm, groups, name):
@@ -19,14 +25,15 @@ def _double_conv(x, filters, norm, groups, name):
     return x
 
 
-def unet(input_shape=(240, 240, 1), base_filters=64, depth=4, norm="batch", groups=8,
-         name="unet"):
+def unet(input_shape, base_filters, depth, norm, groups, name="unet"):
     """Build a 2D U-Net; outputs `{"seg": ...}`.
 
     Two 3x3 convs per level (each followed by norm and ReLU; the original has
     no normalization, `norm="none"` gives it), `depth` 2x2 max-poolings,
     2x2 transposed-conv up-steps, skip concatenation, a 1x1 conv and a float32
     sigmoid. Convs use "same" padding so the output matches the input size.
+    Build it through `boundary_aware.models.build_model("unet", ...)`, which
+    holds the defaults (`registry.MODELS["unet"]`) and checks the input size.
 
     Args:
         input_shape: (H, W, C), H and W divisible by 2**depth.
@@ -37,8 +44,7 @@ def unet(input_shape=(240, 240, 1), base_filters=64, depth=4, norm="batch", grou
 
     Reference: Ronneberger et al. 2015.
     """
-    check_norm(norm)
-    input_shape = check_input_shape(input_shape, 2 ** depth, name)
+    check_options(base_filters, depth, norm, groups)
     inputs = keras.Input(input_shape, name="image")
     x, skips = inputs, []
     for level in range(depth):

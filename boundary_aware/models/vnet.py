@@ -8,11 +8,17 @@ the paper), here with 2D convolutions.
 import keras
 
 from boundary_aware.layers.normalization import check_norm, make_norm
-from boundary_aware.models.common import check_input_shape, probability_head
+from boundary_aware.models.common import check_positive_integers, probability_head
 
-ENCODER_CONVS = (1, 2, 3, 3)  # convs per stage, as in V-Net
+ENCODER_CONVS = (1, 2, 3, 3)  # convs per stage, as in V-Net; one down-step after each
 BOTTOM_CONVS = 3
 DECODER_CONVS = (3, 3, 2, 1)  # from the deepest up-stage to full resolution
+
+
+def check_options(base_filters, norm, groups):
+    """ValueError naming the first keyword of `vnet` whose value cannot build."""
+    check_positive_integers(base_filters=base_filters, groups=groups)
+    check_norm(norm)
 
 
 def _prelu(name):
@@ -31,7 +37,7 @@ def _residual_stage(x, residual, filters, n_convs, norm, groups, name):
     return _prelu(f"{name}_out")(x)
 
 
-def vnet(input_shape=(240, 240, 1), base_filters=16, norm="batch", groups=8, name="vnet"):
+def vnet(input_shape, base_filters, norm, groups, name="vnet"):
     """Build a 2D V-Net; outputs `{"seg": ...}`.
 
     Residual stages of 1, 2, 3, 3 (encoder), 3 (bottom), 3, 3, 2, 1 (decoder)
@@ -39,7 +45,9 @@ def vnet(input_shape=(240, 240, 1), base_filters=16, norm="batch", groups=8, nam
     stride-2 2x2 transposed-conv up-steps halving them; skip concatenation;
     a 1x1 conv and a float32 sigmoid. The first stage adds its input tiled to
     `base_filters` channels, as in V-Net; later stages add their own input.
-    Original V-Net has no normalization: `norm="none"` gives it.
+    Original V-Net has no normalization: `norm="none"` gives it. Build it
+    through `boundary_aware.models.build_model("vnet", ...)`, which holds the
+    defaults (`registry.MODELS["vnet"]`) and checks the input size.
 
     Args:
         input_shape: (H, W, C), H and W divisible by 16.
@@ -49,8 +57,7 @@ def vnet(input_shape=(240, 240, 1), base_filters=16, norm="batch", groups=8, nam
 
     Reference: Milletari et al. 2016.
     """
-    check_norm(norm)
-    input_shape = check_input_shape(input_shape, 2 ** len(ENCODER_CONVS), name)
+    check_options(base_filters, norm, groups)
     inputs = keras.Input(input_shape, name="image")
     f = base_filters
     tiled = keras.layers.Concatenate(name="input_tile")([inputs] * f) \

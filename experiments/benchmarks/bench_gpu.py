@@ -1,4 +1,4 @@
-"""The GPU run of issue 15, in one command: `make bench-gpu` (runs here too, on CPUs).
+"""The GPU run in one command: `make bench-gpu` (runs here too, on CPUs).
 
     KERAS_BACKEND=jax python -m experiments.benchmarks.bench_gpu [--steps=30]
         [--timeout=150] [--peak_tflops=989.4] [--skip=roofline,predict]
@@ -13,7 +13,7 @@ One line per configuration, the card's name first:
    processes as there are cores, against the fastest training rate of 2.;
 5. predict's seconds per 240 x 240 x 155 volume (`predict_speed`, after only).
 Each part has its own time limit, so a slow part costs only its share; a
-summary of the ratios the issue asks for ends the output.
+summary of the ratios against the speed targets of docs/performance.md ends the output.
 """
 
 import argparse
@@ -21,7 +21,7 @@ import os
 import subprocess
 import time
 
-from experiments.runner import run_python
+from experiments.steps import run_python
 
 
 def card_name() -> str:
@@ -95,7 +95,7 @@ def part(name, command, timeout):
 
 
 def summarize(rows, reference, delivered, peak_tflops):
-    """The ratios of issue 15's targets, from what ran."""
+    """The ratios against the speed targets (docs/performance.md), from what ran."""
     def find(model, batch, precision):
         return next((r for r in rows if (r["model"], r["batch"], r["precision"])
                      == (model, batch, precision)), None)

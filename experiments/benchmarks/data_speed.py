@@ -2,7 +2,7 @@
 
     .venv/bin/python -m experiments.benchmarks.data_speed [--cases=4] [--batch_size=8]
 
-Targets (issue 3): preparation under 0.6 s per case per core (the 285 BraTS
+Targets (docs/performance.md): preparation under 0.6 s per case per core (the 285 BraTS
 2018 cases in under 3 minutes on 2 cores); tf.data at least 2,000 augmented
 240 x 240 slices per second on 2 cores. Prints tf.data with the default
 augmentation (flips, rotation and scaling each with p = 0.2, intensity), with

@@ -1,7 +1,7 @@
 """Time our metrics against medpy on a 240 x 240 slice and a 240 x 240 x 155 volume.
 
 Prints one line per case: medpy's time, ours, the speed-up, and the largest
-difference of the four values. Targets (issue 2): >= 5x faster than medpy on
+difference of the four values. Targets (docs/performance.md): >= 5x faster than medpy on
 a slice, < 0.1 s for a volume.
 
     .venv/bin/python -m experiments.benchmarks.metrics_speed [--repeats=5]

@@ -10,11 +10,11 @@ cases of tests/data/brats_samples. Untrained weights with random batch-norm
 statistics, the same in both (the time does not depend on them).
 
 "after" is `predict` as it is: constant slices segmented once
-(`predict.distinct_slices`), `runtime.inference_streams()` batches of
+(`inference.distinct_slices`), `runtime.inference_streams()` batches of
 `runtime.inference_batch_size()` slices at a time, the cores split between
-them. "before" is how `predict` ran before (issue 15): every slice through
-`model.predict` in batches of 16, one at a time, TensorFlow's default
-threads. Each runs in its own process (thread settings are per process).
+them. "before" is how `predict` ran before constant slices were shared and
+the cores split: every slice through `model.predict` in batches of 16, one
+at a time, TensorFlow's default threads. Each runs in its own process (thread settings are per process).
 Each figure is the best of `--repeats` after a warm-up (this machine's speed
 varies by up to 1.6x between runs); the masks of both are compared voxel by
 voxel. Prints the device Keras runs on.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.benchmarks.metrics_speed import best_time
-from experiments.runner import ROOT, run_python
+from experiments.steps import ROOT, run_python
 
 REAL_CASES = ROOT / "tests" / "data" / "brats_samples"
 
@@ -53,11 +53,15 @@ def measure(name: str, way: str, tmp: Path, repeats: int, batch_size: int | None
     import keras
 
     from boundary_aware import build_model
-    from boundary_aware.predict import keras_predictor, predict_file
+    from boundary_aware.data import PAPER_CHANNELS
+    from boundary_aware.inference import Predictor, keras_predictor
+    from boundary_aware.models.registry import probability_outputs
+    from boundary_aware.predict import predict_file
     from experiments.table1 import MODEL_KWARGS
 
     keras.utils.set_random_seed(0)
-    model = build_model(name, **MODEL_KWARGS["paper"][name])
+    model = build_model(name, input_shape=(240, 240, len(PAPER_CHANNELS)),
+                        **MODEL_KWARGS["paper"][name])
     rng = np.random.default_rng(0)
     for variable in model.non_trainable_variables:  # batch-norm statistics
         variable.assign(rng.uniform(0.5, 1.5, tuple(variable.shape))
@@ -66,18 +70,20 @@ def measure(name: str, way: str, tmp: Path, repeats: int, batch_size: int | None
     shape = tuple(model.input_shape[1:])
     if way == "after":
         batch_size = batch_size or runtime.inference_batch_size()
-        predict = keras_predictor(model, batch_size, streams)
+        predictor = keras_predictor(model, batch_size, streams)
     else:
         batch_size = 16
 
         def predict(images):
-            return model.predict(images, batch_size=16, verbose=0)
-    predict(np.zeros((batch_size,) + shape, np.float32))  # warm-up: tracing
+            out = model.predict(images, batch_size=16, verbose=0)
+            return {key: out[key] for key in probability_outputs(out)}
+        predictor = Predictor(predict, shape, PAPER_CHANNELS)
+    predictor(np.zeros((batch_size,) + shape, np.float32))  # warm-up: tracing
     seconds = {}
     for label, path in volumes(tmp).items():
         out = tmp / f"{name}_{label}_{way}.nii.gz"
         seconds[label] = best_time(lambda: predict_file(
-            predict, shape, path, out, overwrite=True, distinct=way == "after"), max(1, repeats))
+            predictor, [path], out, overwrite=True, distinct=way == "after"), max(1, repeats))
     return {"seconds": seconds, "batch": batch_size, "streams": streams, "split": split,
             "backend": keras.backend.backend()}
 
@@ -89,7 +95,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=None,
                         help="after's batch (default: runtime.inference_batch_size(), 2 on CPUs)")
     parser.add_argument("--before", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the way predict ran before issue 15")
+                        help="also time the way predict ran before (module docstring)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement as JSON
     args = parser.parse_args(argv)
     if args.one:

@@ -84,26 +84,25 @@ def training_model(model_name: str, batch: int, precision: str):
     import numpy as np
 
     from boundary_aware import train as training
-    from boundary_aware.augment import AugmentConfig, sample_params
-    from boundary_aware.batches import assemble_batch
+    from boundary_aware.batches import plain_batch
+    from boundary_aware.data import PAPER_CHANNELS
     from experiments.table1 import get_config
 
     config = get_config(f"{model_name},paper")
     with config.unlocked():
         config.train.batch_size = batch
         config.train.jit_compile = "on"
-    model = training.build_and_compile(config, precision)
+    channels = len(PAPER_CHANNELS)
+    model = training.build_and_compile(config, precision, channels)
     size = config.data.image_size
     yy, xx = np.mgrid[:size, :size]
     masks = np.broadcast_to(((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 5) ** 2)
                             [None, ..., None], (batch, size, size, 1)).astype(np.uint8)
-    images = (0.3 + 0.5 * masks).astype(np.float32)
-    with_edge = training.trains_edge(config, model)
-    x, seg, edge = assemble_batch(images, masks, np.arange(batch),
-                                  sample_params(batch, 0, 0, AugmentConfig(enabled=False)),
-                                  config.loss.edge_width, with_edge)
-    y = {"seg": seg, "edge": edge} if with_edge else {"seg": seg}
-    training.build_training_state(model, images, masks, config, with_edge)
+    images = np.broadcast_to(0.3 + 0.5 * masks, (batch, size, size, channels))
+    images = np.ascontiguousarray(images, np.float32)
+    _, targets = training.loss_setup(config, model.output_names)
+    x, y = plain_batch(images, masks, np.arange(batch), config.loss.edge_width, targets)
+    training.build_training_state(model, images, masks, config, targets)
     return model, (x, y)
 
 

@@ -43,7 +43,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments.runner import ROOT, run_python
+from experiments.steps import ROOT, run_python
 
 # The reference lives outside this repository, in the shared folder checked
 # out beside it (../shared/bench); --reference needs it and PyTorch.
@@ -95,8 +95,8 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     import numpy as np
 
     from boundary_aware import train as training
-    from boundary_aware.augment import AugmentConfig, sample_params
-    from boundary_aware.batches import assemble_batch
+    from boundary_aware.batches import plain_batch
+    from boundary_aware.data import PAPER_CHANNELS
     from boundary_aware.model_stats import forward_flops
     from experiments.table1 import get_config
 
@@ -104,10 +104,11 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     with config.unlocked():
         config.train.batch_size = batch_size
         config.train.jit_compile = jit
-    model = training.build_and_compile(config, precision)
+    channels = len(PAPER_CHANNELS)
+    model = training.build_and_compile(config, precision, channels)
     size = config.data.image_size
     gflop = forward_flops(model) / 1e9
-    with_edge = training.trains_edge(config, model)
+    _, targets = training.loss_setup(config, model.output_names)
 
     # in-memory batches: smooth random blobs as masks, the image brighter inside
     n = batch_size * max(steps, warmup_steps)
@@ -118,11 +119,9 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     inside = ((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2
               < radii[:, None, None] ** 2)
     masks = inside[..., None].astype(np.uint8)
-    images = (0.3 + 0.5 * masks + 0.1 * rng.random(masks.shape)).astype(np.float32)
-    x, seg, edge = assemble_batch(images, masks, np.arange(n),
-                                  sample_params(n, 0, 0, AugmentConfig(enabled=False)),
-                                  config.loss.edge_width, with_edge)
-    y = {"seg": seg, "edge": edge} if with_edge else {"seg": seg}
+    images = (0.3 + 0.5 * masks + 0.1 * rng.random(masks.shape[:3] + (channels,)))
+    x, y = plain_batch(images.astype(np.float32), masks, np.arange(n), config.loss.edge_width,
+                       targets)
 
     def fit(count):
         part = batch_size * count
