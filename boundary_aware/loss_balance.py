@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from boundary_aware import losses
+from boundary_aware.config_check import check_config
 from boundary_aware.data import Manifest, edge_target_numpy, epoch_order, load_prepared
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models import build_model
@@ -116,6 +117,7 @@ def shares(measured, weights, reduction, image_shape):
 
 def loss_balance(config, workdir=None, batches=4):
     """Shares at initialization (and for `workdir`'s scored checkpoint), per reduction."""
+    check_config(config)
     images, masks, _ = load_prepared(config.data.prepared_dir, "train")
     batch_size = int(config.train.batch_size)
     order = epoch_order(len(images), config.train.seed, 0)[:batches * batch_size]

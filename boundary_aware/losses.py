@@ -194,7 +194,6 @@ TERMS = (
 )
 TERM_NAMES = tuple(t.name for t in TERMS)
 PAPER_WEIGHTS = {"seg_dice": 1.0, "edge_dice": 0.5, "edge_bce": 0.1}  # l1, l2, l3 of Sec. 3.2
-TARGETS = ("mask", "edge")
 
 
 def check_weights(weights: Weights, output_names: Sequence[str] | None = None) -> dict:
@@ -303,8 +302,8 @@ def compile_losses(output_names: Sequence[str], weights: Weights = PAPER_WEIGHTS
     `losses` is the loss dict for `model.compile`: one `OutputLoss` per
     supervised output, keyed by the output it reads (its logits where the
     model has them). `targets` maps the same keys to what the data must
-    provide there ("mask" or "edge"; `TARGETS`): the keys of the `y` dict of
-    every batch. An output without a weighted term gets no loss (the paper's
+    provide there ("mask", or "edge" for its edge band): the keys of the `y`
+    dict of every batch. An output without a weighted term gets no loss (the paper's
     "no edge loss" row leaves the shape stream unsupervised).
     """
     weights = check_weights(weights, output_names)

@@ -3,9 +3,11 @@
     KERAS_BACKEND=tensorflow python tests/make_reference_outputs.py
 
 Run once, at commit 26b8d22 (before the fused single-channel heads, the
-attention gate as a channel reduction and the DSPP pooling branch as a bias,
-issue 15), so that `tests/test_models.py` can show that the graph of today
-gives the outputs of the graph of then, from the same weights. Every weight,
+attention gate as a channel reduction and the DSPP pooling branch as a bias:
+docs/design.md, "Computing the same thing with fewer bytes"), so that
+`tests/test_models.py` can show that the graph of today gives the outputs of
+the graph of then, from the same weights. (Run today it would write models
+of today's graph, which has nothing to compare with: keep the files.) Every weight,
 the batch-norm statistics included, is random, so that no path is an identity.
 """
 

@@ -41,3 +41,54 @@ print("tensorflow" in sys.modules)
     result = run_python(code, env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def _module_graph():
+    """{module: modules of this distribution it imports}, from every import statement,
+    inside functions too (an import deferred to a function is a dependency all the same)."""
+    files = {}
+    for package in ("boundary_aware", "data_prep", "experiments"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            files[name] = path
+    graph = {}
+    for name, path in files.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files
+                            else node.module for a in node.names}
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = _module_graph()
+    assert graph["experiments.executors"] >= {"experiments.steps"}  # the graph is read
+    cycles, state = [], {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_no_module_finds_a_layer_by_its_name_or_reads_private_logits():
+    """Outputs reach the losses and the figures as model outputs or through the model's own
+    module (`boundary_aware_net.attention_maps`), never by a layer's name or a tensor's
+    private attribute."""
+    found = [f"{p.relative_to(ROOT)}: {needle}" for package in ("boundary_aware", "experiments")
+             for p in sorted((ROOT / package).rglob("*.py"))
+             for needle in (".get_layer(", "_keras_logits") if needle in p.read_text()]
+    assert found == []

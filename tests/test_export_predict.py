@@ -381,3 +381,18 @@ def test_a_two_channel_model_predicts_from_one_file_per_channel_and_from_a_folde
     with pytest.raises(DataError, match="Case_1_flair.nii.gz: missing FLAIR file of case Case_1"):
         predict_path(run, tmp_path / "brats", tmp_path / "masks2")
     assert not (tmp_path / "wrong.nii.gz").exists()
+
+
+def test_a_checkpoint_saved_before_the_logits_output_still_predicts_and_exports(tmp_path):
+    """tests/data/checkpoints/reference_ours.keras was saved by an older graph: outputs `seg`
+    and `edge` only, no record of its channels. It loads, is taken to be T1c, predicts a
+    volume and exports."""
+    from boundary_aware.inference import load_predictor
+    old = ROOT / "tests" / "data" / "checkpoints" / "reference_ours.keras"
+    predictor = load_predictor(old)
+    assert predictor.channels == ("t1c",) and predictor.input_shape == (32, 32, 1)
+    summary = predict_path(old, CASE, tmp_path / "mask.nii.gz", edge_output=True)
+    assert (tmp_path / "mask_edge.nii.gz").is_file() and summary["slices_with_tumor"] >= 0
+    model = keras.saving.load_model(old, compile=False)
+    card = export_model(model, tmp_path / "saved")
+    assert set(card["outputs"]) == {"seg", "edge"} and card["input"]["channels"] == ["t1c"]
