@@ -195,8 +195,8 @@ class Manifest(dict):
             raise FormatError(
                 f"{path}: a dataset of manifest format {version}, "
                 f"{'written by an older version' if older else 'not one'} of this package (it "
-                f"reads format {MANIFEST_FORMAT}); prepare it again: boundary-aware-prepare "
-                f"--brats_dir=... --out_dir={Path(folder)} --overwrite")
+                f"reads format {MANIFEST_FORMAT}); prepare it again: "
+                f"{prepare_command(manifest.get('options'), folder)}")
         return manifest
 
     def write(self, folder: str | os.PathLike) -> None:
@@ -245,6 +245,17 @@ class Manifest(dict):
         """(path, recorded SHA-256) of a case's source file: a channel's name or "seg"."""
         record = self["cases"][case_id]["files"][kind]
         return Path(self["options"]["brats_dir"]) / record["path"], record["sha256"]
+
+
+def prepare_command(options, out_dir) -> str:
+    """The `boundary-aware-prepare` command that prepares `out_dir` again with `options`
+    (a manifest's; what is missing is left for the user to fill in)."""
+    options = options if isinstance(options, dict) else {}
+    flags = [f"--brats_dir={options.get('brats_dir') or '...'}", f"--out_dir={Path(out_dir)}"]
+    for key in ("region", "slices_per_case", "image_size", "seed", "split_file"):
+        if options.get(key) is not None:
+            flags.append(f"--{key}={options[key]}")
+    return "boundary-aware-prepare " + " ".join(flags + ["--overwrite"])
 
 
 def case_record(case_id: str, convention: str, slices: list[int], shape, spacing, lo,

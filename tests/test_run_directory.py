@@ -93,8 +93,8 @@ def test_a_manifest_of_an_older_format_is_refused_saying_what_to_rerun(tmp_path)
            "slices": {}}  # as written before the format was recorded
     (tmp_path / "manifest.json").write_text(json.dumps(old))
     with pytest.raises(DataError, match=r"manifest format 1, written by an older version.*"
-                                        rf"boundary-aware-prepare .*--out_dir={tmp_path} "
-                                        r"--overwrite"):
+                                        r"boundary-aware-prepare --brats_dir=\.\.\. "
+                                        rf"--out_dir={tmp_path} --image_size=32 --overwrite"):
         Manifest.read(tmp_path)
     with pytest.raises(DataError, match="manifest format 1"):
         load_prepared(tmp_path, "train")
