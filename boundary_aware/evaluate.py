@@ -6,10 +6,10 @@ Scores the test split of a run (docs/design.md, "Evaluation") three ways:
 * per volume (BraTS's protocol, beyond the paper): every axial slice of each
   test case's source volumes (the files of the data manifest's channels,
   checked against their recorded SHA-256) is segmented through the same code
-  path as `predict` (`boundary_aware.inference`), and the 3D metrics compare the predicted tumor core with the
-  whole label volume at the source spacing. This counts the false positives
-  on slices without tumor core (`fp_slices`), which the paper's protocol
-  never sees;
+  path as `predict` (`boundary_aware.inference`), and the 3D metrics compare
+  the predicted tumor core with the whole label volume at the source
+  spacing. This counts the false positives on slices without tumor core
+  (`fp_slices`), which the paper's protocol never sees;
 * selected slices: the same 3D metrics over each case's prepared slices
   only (the former "per case" score; not BraTS's protocol).
 Hausdorff means are dominated by slices where one mask is empty (each adds

@@ -111,8 +111,8 @@ def batched(run, batch_size: int, streams: int = 1) -> SliceFunction:
     that slice alone.
     """
     def one(batch):
-        return {name: np.asarray(value) for name, value in run(batch).items()
-                if name in probability_outputs([name])}
+        result = run(batch)
+        return {name: np.asarray(result[name]) for name in probability_outputs(result)}
 
     def predict(images):
         n = len(images)

@@ -278,7 +278,7 @@ class OutputLoss(keras.losses.Loss):
             raise ValueError(f"no weighted term of Eq. 3 supervises {output!r}")
         self.from_logits = bool(from_logits)
         self.options = LossOptions(bool(generalized_dice), bce_reduction)
-        bce_scale(bce_reduction, ())
+        bce_scale(bce_reduction, ())  # a ValueError for an unknown reduction, at construction
 
     def call(self, y_true, y_pred):
         logits = _f32(y_pred) if self.from_logits else None

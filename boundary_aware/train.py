@@ -130,18 +130,18 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = (),
     exactly and is refused unless `restart` (train again from epoch 0).
     """
     check_config(config)  # ConfigError naming the key, before anything is created
-    Manifest.read(config.data.prepared_dir)  # the data exists, before anything is created
+    manifest = Manifest.read(config.data.prepared_dir)  # before anything is created
     run = RunDirectory(workdir)
     if run.path.exists() and not run.path.is_dir():
         raise TrainingError(f"{run.path}: exists and is not a folder")
     run.path.mkdir(parents=True, exist_ok=True)
     with run.lock():
-        return _train_locked(run, config, callbacks, restart)
+        return _train_locked(run, config, manifest, callbacks, restart)
 
 
-def _train_locked(run: RunDirectory, config, callbacks, restart: bool) -> dict:
+def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
+                  restart: bool) -> dict:
     prepared = Path(config.data.prepared_dir)
-    manifest = Manifest.read(prepared)
     _start_or_check(run, config, manifest, prepared)
     precision = runtime.resolve_precision(config.train.precision)
     runtime.seed_everything(config.train.seed, config.train.deterministic)

@@ -14,7 +14,8 @@ statistics, the same in both (the time does not depend on them).
 `runtime.inference_batch_size()` slices at a time, the cores split between
 them. "before" is how `predict` ran before constant slices were shared and
 the cores split: every slice through `model.predict` in batches of 16, one
-at a time, TensorFlow's default threads. Each runs in its own process (thread settings are per process).
+at a time, TensorFlow's default threads. Each runs in its own process
+(thread settings are per process).
 Each figure is the best of `--repeats` after a warm-up (this machine's speed
 varies by up to 1.6x between runs); the masks of both are compared voxel by
 voxel. Prints the device Keras runs on.
