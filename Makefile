@@ -59,17 +59,22 @@ demo-data: install
 	$(PY) -m experiments.demo_data
 
 # The paper's Table 1. Without BRATS_DIR: synthetic demo data, demo profile.
-# make reproduce-table1 [SEEDS=0,1,2] [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo]
+# make reproduce-table1 [SEEDS=0,1,2,3,4] [BRATS_DIR=...] [SPLIT=split.json] [PROFILE=paper|demo]
+#                       [PHANTOM=confirmation|development|plain] [WORKERS=2]
 #                       [OUT=...] [OVERRIDES="train.epochs=5 train.batch_size=4"]
 #                       [EXECUTOR=local|ray] [RAY_ADDRESS=host:port] [GPUS_PER_RUN=1] [CPUS_PER_RUN=1]
-# Every row runs once per seed (default 0,1,2).
+# Every row runs once per seed (default 0,1,2,3,4). Without BRATS_DIR: the confirmation phantom
+# (the README's tables); PHANTOM=development is where settings are chosen.
 OUT ?= results/table1
 PROFILE ?=
 SPLIT ?=
 OVERRIDES ?=
 SEEDS ?=
+PHANTOM ?=
 # EXECUTOR=ray runs every (row, seed) as a Ray task: a local cluster, or RAY_ADDRESS=host:port.
 EXECUTOR ?= local
+# EXECUTOR=local: runs at a time (default: 2 on a machine with 2+ cores and no NVIDIA GPU, else 1)
+WORKERS ?=
 RAY_ADDRESS ?=
 GPUS_PER_RUN ?=
 CPUS_PER_RUN ?=
@@ -79,6 +84,7 @@ TABLE_ARGS = --out=$(OUT) $(if $(BRATS_DIR_SET),--brats_dir=$(BRATS_DIR_SET)) \
 	$(if $(GPUS_PER_RUN),--gpus_per_run=$(GPUS_PER_RUN)) \
 	$(if $(CPUS_PER_RUN),--cpus_per_run=$(CPUS_PER_RUN)) \
 	$(if $(SPLIT),--split_file=$(SPLIT)) $(if $(PROFILE),--profile=$(PROFILE)) \
+	$(if $(PHANTOM),--phantom=$(PHANTOM)) $(if $(WORKERS),--workers=$(WORKERS)) \
 	$(foreach o,$(OVERRIDES),--override=$(o))
 BRATS_DIR_SET = $(if $(filter command line environment,$(origin BRATS_DIR)),$(BRATS_DIR))
 

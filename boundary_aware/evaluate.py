@@ -18,7 +18,8 @@ items where both masks are non-empty, and the empty-mask counts.
 
 Both checkpoints of a completed run are scored: the one the run's rule names
 (`config.eval.checkpoint`, "final" by default; see `boundary_aware.run_directory`)
-with every record, the other as summaries under `checkpoints`. Writes
+with every record, the other under `checkpoints` (its summaries, and its slice
+and volume records, so that tables can compare under either rule). Writes
 `metrics.json` in the workdir (`run_directory.METRICS_FORMAT`).
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
@@ -37,7 +38,7 @@ from boundary_aware.comparison import mean_std
 from boundary_aware.data import DataError, Manifest, load_prepared, region_mask
 from boundary_aware.errors import LockedError
 from boundary_aware.files import file_sha256
-from boundary_aware.inference import keras_predictor, segment_volume
+from boundary_aware.inference import keras_predictor, segment_slices, volume_slices
 from boundary_aware.metrics import METRIC_NAMES
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.nifti import load_channels, load_volume
@@ -125,13 +126,19 @@ def volume_cases(manifest: Manifest, split: str):
 
 
 def score_volumes(models, manifest, split, threshold, batch_size):
-    """{name: whole-volume records} of several models; each source volume is read once."""
+    """{name: whole-volume records} of several models; each source volume is read, and
+    resized to each input size, once."""
     predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels)
                   for name, m in models.items()}
     records = {name: [] for name in models}
     for case_id, volume, ref, spacing in volume_cases(manifest, split):
+        inputs = {}
         for name, predictor in predictors.items():
-            pred = segment_volume(predictor, volume)["seg"] > threshold
+            size = predictor.input_shape[0]
+            if size not in inputs:
+                inputs[size] = volume_slices(volume, size)
+            prob = segment_slices(predictor, inputs[size], volume.shape[:2], outputs=("seg",))
+            pred = prob["seg"] > threshold
             records[name].append({"case": case_id, **score_volume(pred, ref, spacing)})
     return records
 
@@ -176,11 +183,13 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
         summary = {"epoch": epochs[name], "per_slice": summarize(slices),
                    "per_volume": summarize(vols) if vols is not None else None,
                    "selected_slices": summarize(cases)}
-        result["checkpoints"][name] = summary
         if name == chosen:
             result.update(params=int(model.count_params()), **{k: v for k, v in summary.items()
                                                                 if k != "epoch"},
                           slices=slices, volumes=vols, selected_slices_cases=cases)
+        else:  # its records too: comparisons under the other checkpoint rule need them
+            summary.update(slices=slices, volumes=vols)
+        result["checkpoints"][name] = summary
     try:
         return run.write_metrics(result)
     except OSError as err:  # the old metrics.json, if any, is intact (atomic write)

@@ -26,7 +26,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -165,10 +165,10 @@ def volume_slices(volume: np.ndarray, size: int) -> np.ndarray:
     return np.clip(slices, 0, 1).astype(np.float32)
 
 
-def segment_volume(predictor: Predictor, volume: np.ndarray,
-                   distinct: bool = True) -> dict[str, np.ndarray]:
-    """Probabilities (X, Y, Z) of every output for an LPS-ordered (X, Y, Z, C) volume,
-    whose channels are the predictor's, in its order.
+def segment_volume(predictor: Predictor, volume: np.ndarray, distinct: bool = True,
+                   outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Probabilities (X, Y, Z) of every output (or of `outputs`) for an LPS-ordered
+    (X, Y, Z, C) volume, whose channels are the predictor's, in its order.
 
     With `distinct` (the default), constant slices share one forward pass
     (`distinct_slices`); without, every slice is segmented.
@@ -176,13 +176,24 @@ def segment_volume(predictor: Predictor, volume: np.ndarray,
     if volume.ndim != 4 or volume.shape[-1] != len(predictor.channels):
         raise DataError(f"the model takes {len(predictor.channels)} channels "
                         f"({', '.join(predictor.channels)}), got a volume of shape {volume.shape}")
-    size = predictor.input_shape[0]
-    slices = volume_slices(volume, size)
+    slices = volume_slices(volume, predictor.input_shape[0])
+    return segment_slices(predictor, slices, volume.shape[:2], distinct, outputs)
+
+
+def segment_slices(predictor: Predictor, slices: np.ndarray, shape: tuple[int, int],
+                   distinct: bool = True,
+                   outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """`segment_volume` from the model's input slices (`volume_slices`, made once where
+    several models of one input size segment the same volume); `shape`: the volume's
+    (X, Y), to which the probabilities are resized back."""
     run, source = (distinct_slices(slices) if distinct
                    else (np.arange(len(slices)), np.arange(len(slices))))
-    x, y = volume.shape[:2]
+    size = slices.shape[1]
+    x, y = shape
     result = {}
     for name, value in predictor(slices[run]).items():
+        if outputs is not None and name not in outputs:
+            continue
         prob = np.asarray(value, np.float32)[source, ..., 0]  # (Z, size, size)
         if prob.shape[1:] != (x, y):
             from scipy import ndimage
@@ -190,4 +201,3 @@ def segment_volume(predictor: Predictor, volume: np.ndarray,
                                 mode="nearest")
         result[name] = np.clip(np.moveaxis(prob, 0, 2), 0, 1)
     return result
-

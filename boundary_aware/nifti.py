@@ -36,7 +36,10 @@ def from_brats_transform(affine):
 def load_volume(path, kind="image"):
     """Load one 3D NIfTI volume in LPS axis order: `(array, affine, zooms)`.
 
-    The affine and zooms are the file's. `kind="image"` also rejects NaN/inf.
+    The affine is the file's; `zooms` are the voxel sizes along the returned
+    array's axes (the file's zooms permuted as its axes were, so a file stored
+    (S, L, P) at (3, 1, 1) mm gives an (L, P, S) array and zooms (1, 1, 3)).
+    `kind="image"` also rejects NaN/inf.
     """
     path = Path(path)
     if not path.is_file():
@@ -77,8 +80,18 @@ def load_volume(path, kind="image"):
         raise DataError(f"{path}: cannot read the voxel data: truncated or corrupt file ({err})") from None
     if kind == "image" and np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise DataError(f"{path}: {int(np.sum(~np.isfinite(data)))} NaN or inf voxels")
-    data = orientations.apply_orientation(data, to_brats_transform(img.affine))
-    return np.ascontiguousarray(data), img.affine, tuple(float(z) for z in img.header.get_zooms())
+    transform = to_brats_transform(img.affine)
+    data = orientations.apply_orientation(data, transform)
+    return np.ascontiguousarray(data), img.affine, lps_zooms(img.header.get_zooms(), transform)
+
+
+def lps_zooms(zooms, transform) -> tuple[float, ...]:
+    """The file's voxel sizes in the LPS axis order of `transform` (nibabel's: row i says
+    which output axis the file's axis i becomes, and whether it is flipped)."""
+    out = [0.0] * len(transform)
+    for axis, (target, _) in enumerate(transform):
+        out[int(target)] = float(zooms[axis])
+    return tuple(out)
 
 
 def load_channels(paths, names):

@@ -35,8 +35,10 @@ from boundary_aware.files import atomic_write_text, exclusive_lock
 
 CHECKPOINTS = ("final", "best", "last")
 DEFAULT_RULE = "final"
-# 2: `format_version` recorded (readers check it); 1: the files before, without it
-METRICS_FORMAT = 2
+# 3: sample standard deviations (ddof = 1), and the other checkpoint's slice and
+#    volume records under `checkpoints`; 2: `format_version` recorded (readers check
+#    it); 1: the files before, without it
+METRICS_FORMAT = 3
 
 
 def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -196,6 +196,11 @@ def write_case(out_dir, case_id, t1c, seg):
         nib.save(img, str(case_dir / f"{case_id}_{suffix}.nii.gz"))
 
 
+def case_id(index: int) -> str:
+    """The id of the `index`-th generated case."""
+    return f"Synth_{index:04d}"
+
+
 def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
              distractors=True):
     """Write `num_cases` cases named `Synth_XXXX`; returns their ids."""
@@ -205,11 +210,11 @@ def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
         from tqdm import tqdm
         cases = tqdm(cases, desc="synthetic cases", unit="case", file=sys.stderr)
     for i in cases:
-        case_id = f"Synth_{i:04d}"
+        name = case_id(i)
         t1c, seg = make_case(np.random.SeedSequence([seed, i]).generate_state(1)[0], shape,
                              distractors)
-        write_case(out_dir, case_id, t1c, seg)
-        ids.append(case_id)
+        write_case(out_dir, name, t1c, seg)
+        ids.append(name)
     return ids
 
 

@@ -2,7 +2,8 @@
 
     python -m experiments.demo_data [--out=data/demo]
 
-Generates the synthetic BraTS-like cases (OUT/synthetic_brats; NOT BraTS
+Generates the synthetic BraTS-like cases of the development phantom (the one
+settings are chosen on, `table1.PHANTOMS`; OUT/synthetic_brats; NOT BraTS
 data) and prepares them with the demo profile's options (`table1.PROFILE_DATA`)
 into the demo profile's `data.prepared_dir` (data/demo_prepared), so that
 `boundary-aware-train --config=experiments/table1.py:ours,demo --workdir=DIR`
@@ -17,7 +18,8 @@ from experiments.table1 import PROFILE_DATA
 def main(argv):
     from absl import flags
     del argv
-    prepared = prepare_data(flags.FLAGS.out, "demo", prepared=PROFILE_DATA["demo"]["prepared_dir"])
+    prepared = prepare_data(flags.FLAGS.out, "demo", prepared=PROFILE_DATA["demo"]["prepared_dir"],
+                            phantom="development")
     say(f"demo data ready in {prepared}")
 
 

@@ -7,9 +7,14 @@ boundary-aware network (mean absolute activation over channels).
 Figure 3: input, label, ours, V-Net and U-Net on a few test slices, with the
 label's contour (green) and the prediction's contour (red).
 The runs drawn are those of one training seed (`--seed`), at the checkpoint
-the table scores.
+the table scores. Slices are shown as radiology viewers show axial slices
+(anterior up, the patient's right on the image's left: `radiological`), and a
+figure made from synthetic data says so on the image.
 """
 
+from __future__ import annotations
+
+import json
 from pathlib import Path
 
 import keras
@@ -20,6 +25,32 @@ from boundary_aware.model_files import load_keras_model
 from boundary_aware.models.boundary_aware_net import attention_maps
 from boundary_aware.run_directory import RunDirectory
 from experiments.steps import run_dir
+
+
+def radiological(slice_lps: np.ndarray) -> np.ndarray:
+    """An axial slice (L, P[, ...]) of the package's LPS arrays as a viewer shows it:
+    rows run from anterior (top) to posterior, columns from the patient's right (image
+    left) to the patient's left; i.e. the first two axes swapped."""
+    return np.swapaxes(slice_lps, 0, 1)
+
+
+def data_label(table_dir) -> str | None:
+    """The line a figure carries when its runs were trained on synthetic data (the
+    experiment's record of the generated phantom), else None."""
+    record = Path(table_dir) / "synthetic_brats" / ".complete"
+    if not record.exists():
+        return None
+    try:
+        found = json.loads(record.read_text())
+        what = f"the {found['phantom']} phantom, generator seed {found['seed']}"
+    except (ValueError, KeyError, TypeError):
+        what = "an earlier version's phantom"
+    return f"SYNTHETIC data ({what}): not BraTS"
+
+
+def _stamp(fig, label):
+    if label:
+        fig.text(0.5, 0.005, label, ha="center", va="bottom", fontsize=9, color="darkred")
 
 
 def _load(run):
@@ -38,26 +69,27 @@ def pick_slices(masks, meta, count):
     return picked[:count]
 
 
-def figure2(table_dir, images, masks, meta, out, seed=0):
+def figure2(table_dir, images, masks, meta, out, seed=0, label=None):
     import matplotlib.pyplot as plt
     model = _load(run_dir(table_dir, "ours", seed))
     probe = keras.Model(model.input, attention_maps(model))
     index = pick_slices(masks, meta, 1)[0]
     maps = probe.predict(images[index:index + 1], verbose=0)
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
-    axes[0].imshow(images[index, ..., 0], cmap="gray")
+    axes[0].imshow(radiological(images[index, ..., 0]), cmap="gray")
     axes[0].set_title("(a) input")
     for k, (ax, m) in enumerate(zip(axes[1:], maps), start=1):
-        ax.imshow(np.abs(m[0]).mean(axis=-1), cmap="magma")
+        ax.imshow(radiological(np.abs(m[0]).mean(axis=-1)), cmap="magma")
         ax.set_title(f"({'bcd'[k - 1]}) attention layer {k}")
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 if label else 0, 1, 1))
+    _stamp(fig, label)
     fig.savefig(out / "figure2_attention.png", dpi=120)
     plt.close(fig)
 
 
-def figure3(table_dir, images, masks, meta, out, count=4, seed=0):
+def figure3(table_dir, images, masks, meta, out, count=4, seed=0, label=None):
     import matplotlib.pyplot as plt
     columns = [("ours", "(c) Ours"), ("vnet", "(d) V-Net"), ("unet", "(e) U-Net")]
     runs = {name: run_dir(table_dir, name, seed) for name, _ in columns}
@@ -66,20 +98,22 @@ def figure3(table_dir, images, masks, meta, out, count=4, seed=0):
     rows = pick_slices(masks, meta, count)
     fig, axes = plt.subplots(len(rows), 5, figsize=(12.5, 2.6 * len(rows)), squeeze=False)
     for r, i in enumerate(rows):
-        image, label = images[i, ..., 0], masks[i, ..., 0]
+        image, truth = radiological(images[i, ..., 0]), radiological(masks[i, ..., 0])
         axes[r, 0].imshow(image, cmap="gray")
         axes[r, 1].imshow(image, cmap="gray")
-        axes[r, 1].contour(label, levels=[0.5], colors="lime", linewidths=1)
+        axes[r, 1].contour(truth, levels=[0.5], colors="lime", linewidths=1)
         for c, (name, _) in enumerate(columns, start=2):
+            pred = radiological(preds[name][i, ..., 0])
             axes[r, c].imshow(image, cmap="gray")
-            axes[r, c].contour(label, levels=[0.5], colors="lime", linewidths=0.8)
-            if preds[name][i, ..., 0].any():
-                axes[r, c].contour(preds[name][i, ..., 0], levels=[0.5], colors="red", linewidths=1)
+            axes[r, c].contour(truth, levels=[0.5], colors="lime", linewidths=0.8)
+            if pred.any():
+                axes[r, c].contour(pred, levels=[0.5], colors="red", linewidths=1)
     for c, title in enumerate(["(a) input", "(b) label"] + [t for _, t in columns]):
         axes[0, c].set_title(title)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 if label else 0, 1, 1))
+    _stamp(fig, label)
     fig.savefig(out / "figure3_comparison.png", dpi=120)
     plt.close(fig)
 
@@ -91,8 +125,9 @@ def figures(table_dir, out, seed=0):
     config = RunDirectory(run_dir(table_dir, "ours", seed)).read_config()
     images, masks, meta = load_prepared(config["data"]["prepared_dir"], "test")
     out.mkdir(parents=True, exist_ok=True)
-    figure2(table_dir, images, masks, meta, out, seed)
-    figure3(table_dir, images, masks, meta, out, seed=seed)
+    label = data_label(table_dir)
+    figure2(table_dir, images, masks, meta, out, seed, label)
+    figure3(table_dir, images, masks, meta, out, seed=seed, label=label)
     print(f"wrote {out / 'figure2_attention.png'} and {out / 'figure3_comparison.png'}")
 
 

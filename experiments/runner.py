@@ -6,37 +6,35 @@ seed) on an executor (`run_sweep`, `experiments.executors`; one run is
 (`experiments.seeded_table`). `experiment_main` and `define_experiment_flags`
 are the command line of `reproduce_table1` and `ablation`, whose entry points
 take the same arguments: `(out, *, seeds, brats_dir, split_file, profile,
-overrides, executor, **executor_options)`.
+overrides, executor, phantom, **executor_options)`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
 from experiments.executors import Job, local_sweep, ray_sweep
 from experiments.steps import RunError, run_dir, say, step
-from experiments.table1 import PROFILE_DATA
+from boundary_aware.files import atomic_write_text
+from data_prep.synthetic import case_id
+from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS, PROFILE_DATA
 
-DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
-def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None) -> Path:
-    """Synthetic cases (no BraTS folder; demo profile) or the user's BraTS, prepared with the
-    profile's options (`table1.PROFILE_DATA`) into `prepared` (default OUT/prepared)."""
+def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None,
+                 phantom: str = DEFAULT_PHANTOM) -> Path:
+    """Synthetic cases (no BraTS folder: `phantom`, one of `table1.PHANTOMS`, at the demo
+    profile's size and split) or the user's BraTS, prepared with the profile's options
+    (`table1.PROFILE_DATA`) into `prepared` (default OUT/prepared)."""
     out = Path(out)
     options = PROFILE_DATA[profile]
     if brats_dir is None:
-        synthetic = options["synthetic"] or PROFILE_DATA["demo"]["synthetic"]
-        brats_dir = out / "synthetic_brats"
-        done = brats_dir / ".complete"
-        if not done.exists():
-            say(f"generating {synthetic['num_cases']} synthetic BraTS-like cases in {brats_dir} "
-                f"(NOT BraTS data)")
-            step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
-                   f"--num_cases={synthetic['num_cases']}", f"--seed={synthetic['seed']}",
-                   f"--shape={synthetic['shape']}"], f"{brats_dir}: generating synthetic data")
-            done.write_text("ok\n")
+        brats_dir, synthetic_split = synthetic_cases(out, phantom, options["synthetic"] or
+                                                     PROFILE_DATA["demo"]["synthetic"])
+        split_file = split_file or synthetic_split
     prepared = Path(prepared) if prepared else out / "prepared"
     args = ["-m", "data_prep.prepare_brats", f"--brats_dir={brats_dir}", f"--out_dir={prepared}",
             f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
@@ -46,19 +44,62 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
     return prepared
 
 
+def synthetic_cases(out: Path, phantom: str, synthetic: dict) -> tuple[Path, Path]:
+    """Generate the `phantom`'s cases once into OUT/synthetic_brats (a record of what was
+    generated in its `.complete`), and their split file OUT/split.json: the first cases
+    train, the next validate, the last are the test set. A folder generated otherwise
+    (another phantom, size or count) is refused, not replaced."""
+    if phantom not in PHANTOMS:
+        raise ValueError(f"--phantom must be one of {sorted(PHANTOMS)}, got {phantom!r}")
+    spec = PHANTOMS[phantom]
+    counts = synthetic["split"]
+    record = {"phantom": phantom, **spec, "shape": synthetic["shape"],
+              "num_cases": sum(counts.values())}
+    brats_dir = out / "synthetic_brats"
+    done = brats_dir / ".complete"
+    if done.exists():
+        try:
+            found = json.loads(done.read_text())
+        except ValueError:
+            found = None  # an earlier version wrote "ok"
+        if found != record:
+            raise RunError(f"{brats_dir}: holds synthetic cases generated otherwise "
+                           f"({found or 'by an earlier version'}; this run needs {record}); "
+                           f"use another --out, or remove that folder")
+    else:
+        say(f"generating {record['num_cases']} synthetic BraTS-like cases ({phantom} phantom, "
+            f"generator seed {spec['seed']}) in {brats_dir} (NOT BraTS data)")
+        step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
+              f"--num_cases={record['num_cases']}", f"--seed={spec['seed']}",
+              f"--shape={synthetic['shape']}",
+              "--distractors" if spec["distractors"] else "--nodistractors"],
+             f"{brats_dir}: generating synthetic data")
+        atomic_write_text(done, json.dumps(record) + "\n")
+    ids = [case_id(i) for i in range(record["num_cases"])]
+    split, start = {}, 0
+    for name in ("train", "val", "test"):
+        split[name], start = ids[start:start + counts[name]], start + counts[name]
+    split_file = out / "split.json"
+    atomic_write_text(split_file, json.dumps(split, indent=1) + "\n")
+    return brats_dir, split_file
+
+
 def run_sweep(out, variants, seeds, profile: str, prepared, overrides=(), executor: str = "local",
               **executor_options) -> tuple[dict, dict]:
-    """Every variant over every seed, on `executor` ("local": one after another; "ray": Ray
-    tasks, `experiments.executors.ray_sweep` takes `executor_options`).
+    """Every variant over every seed, on `executor` ("local": this machine, `workers` runs
+    at a time; "ray": Ray tasks, `experiments.executors.ray_sweep` takes the other
+    `executor_options`).
 
     Returns ({variant: {seed: metrics.json}}, {run name: why it failed}); the local
-    executor stops at the first failure (RunError), Ray finishes the other runs.
+    executor runs `workers` at a time (`executors.local_sweep`; one at a time it stops
+    at the first failure with RunError), Ray finishes the other runs.
     """
     jobs = [Job(variant, seed, profile, str(Path(prepared).resolve()),
                 str(run_dir(out, variant, seed)), tuple(overrides))
             for variant in variants for seed in seeds]
+    workers = executor_options.pop("workers", None)
     if executor == "local":
-        results, failures = local_sweep(jobs)
+        results, failures = local_sweep(jobs, workers)
     elif executor == "ray":
         results, failures = ray_sweep(jobs, out, **executor_options)
     else:
@@ -85,9 +126,11 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
                       brats_dir=None, split_file=None, profile: str | None = None,
                       overrides: Sequence[str] = (), notes: Sequence[str] = (),
                       paper: dict | None = None, executor: str = "local",
+                      phantom: str = DEFAULT_PHANTOM, sensitivity_rows: Sequence[str] = (),
                       **executor_options) -> None:
     """Prepare the data, run every row over every seed, write OUT/STEM.{md,json,csv} and
-    STEM_runs.csv (`seeded_table.write_tables`). Without `brats_dir`: synthetic demo data.
+    STEM_runs.csv (`seeded_table.write_tables`; `sensitivity_rows`: its sensitivity
+    section). Without `brats_dir`: synthetic demo data, the `phantom`'s.
     Runs that failed are named (with their log) and the table says which rows are
     incomplete; then RunError."""
     from experiments.seeded_table import experiment_notes, load_runs, write_tables
@@ -97,17 +140,20 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
     synthetic = brats_dir is None
     if synthetic:
         say(f"no BRATS_DIR given: {title} on SYNTHETIC data; these are NOT BraTS numbers")
-    prepared = prepare_data(out, profile, brats_dir, split_file)
+    prepared = prepare_data(out, profile, brats_dir, split_file, phantom=phantom)
     done, failures = run_sweep(out, rows, seeds, profile, prepared, overrides, executor,
                                **executor_options)
     runs = load_runs(done)
-    data = "synthetic BraTS-like data (NOT BraTS)" if synthetic else f"BraTS data in {brats_dir}"
+    data = (f"SYNTHETIC BraTS-like data (NOT BraTS), the {phantom} phantom (generator seed "
+            f"{PHANTOMS[phantom]['seed']}{'' if PHANTOMS[phantom]['distractors'] else ', no look-alikes'})"
+            if synthetic else f"BraTS data in {brats_dir}")
     notes = list(notes) + experiment_notes(synthetic, runs, overrides)
     if failures:
         notes.append("INCOMPLETE: these runs failed and are not in the table: " +
                      ", ".join(sorted(failures)))
     if runs:
-        write_tables(out, stem, f"{title}: {profile} profile on {data}", runs, notes, paper=paper)
+        write_tables(out, stem, f"{title}: {profile} profile on {data}", runs, notes, paper=paper,
+                     sensitivity_rows=sensitivity_rows)
         say(f"wrote {out / (stem + '.md')}, {stem}.csv, {stem}.json, {stem}_runs.csv")
         print((out / f"{stem}.md").read_text())
     if failures:
@@ -125,13 +171,13 @@ def experiment_main(experiment) -> None:
     from boundary_aware.cli import exit_on
     f = flags.FLAGS
     with exit_on(ValueError, RunError):
-        options = {}
+        options = {"workers": f.workers or None}
         if f.executor == "ray":
             options = dict(address=f.ray_address, gpus_per_run=f.gpus_per_run,
                            cpus_per_run=f.cpus_per_run)
         experiment(f.out, seeds=parse_seeds(f.seeds), brats_dir=f.brats_dir or None,
                    split_file=f.split_file or None, profile=f.profile or None,
-                   overrides=f.override, executor=f.executor, **options)
+                   overrides=f.override, executor=f.executor, phantom=f.phantom, **options)
 
 
 def define_experiment_flags(default_out: str) -> None:
@@ -141,11 +187,17 @@ def define_experiment_flags(default_out: str) -> None:
     flags.DEFINE_string("brats_dir", None, "BraTS folder; without it: synthetic demo data.")
     flags.DEFINE_string("split_file", None, "JSON split file passed to data preparation.")
     flags.DEFINE_string("profile", None, "demo or paper (default: paper with BRATS_DIR, else demo).")
+    flags.DEFINE_enum("phantom", DEFAULT_PHANTOM, list(PHANTOMS),
+                      "Without --brats_dir, which synthetic phantom: confirmation (the README's "
+                      "tables), development (where settings are chosen), plain (the confirmation "
+                      "phantom without the look-alikes).")
     flags.DEFINE_string("seeds", ",".join(map(str, DEFAULT_SEEDS)),
                         "Training seeds, comma-separated: every row runs once per seed.")
     flags.DEFINE_multi_string("override", [], "Config override, e.g. train.epochs=5 (repeatable).")
     flags.DEFINE_enum("executor", "local", ["local", "ray"],
                       "local: runs one after another; ray: one Ray task per run.")
+    flags.DEFINE_integer("workers", 0, "local: runs at a time (0: 2 on a machine with 2 or "
+                         "more cores and no NVIDIA GPU, else 1).")
     flags.DEFINE_string("ray_address", None, "Join this Ray cluster (default: start a local one).")
     flags.DEFINE_float("gpus_per_run", None, "GPUs per Ray task (default: 1 where the cluster "
                        "has GPUs, else 0; 0.5 puts two runs on a card).")

@@ -8,26 +8,28 @@ the honest-Hausdorff figures (median, mean over non-empty pairs, empty
 predictions) and the whole-volume figures as means across seeds.
 
 Comparisons: Ours against each other row, per whole volume ("case") and per
-slice, for Dice and HD95: the per-item values are averaged over each row's
-seeds first, then `boundary_aware.comparison.paired_comparison` gives the mean
-difference (Ours minus the other row), its 95% bootstrap CI and the Wilcoxon
-p-value.
+slice, for Dice and HD95: `boundary_aware.comparison.seeded_comparison` gives
+the mean difference (Ours minus the other row) with a 95% interval and p-value
+that count seed noise and case noise (volumes as clusters of their slices).
+Standard deviations are sample ones (ddof = 1). With `sensitivity_rows` (the
+ablation) the edge-loss conclusion is also given under every Eq. 5 reduction
+and both checkpoint rules, with a line saying whether any verdict flips.
 
 Reference: docs/design.md ("Statistics").
 """
 
 import json
+import math
 from pathlib import Path
 
-from boundary_aware.comparison import average_over_seeds, mean_std, paired_comparison
+from boundary_aware.comparison import METHOD, mean_std, seeded_comparison, verdict
 from boundary_aware.files import atomic_write_csv, atomic_write_text
 from boundary_aware.metrics import METRIC_NAMES
 from boundary_aware.run_directory import read_metrics_file
+from experiments.table1 import VARIANTS
 
 COMPARED_METRICS = ("dice", "hd95")
-ROW_NAMES = {"unet": "U-Net", "vnet": "V-Net", "ours_no_edge": "Ours (no edge loss)",
-             "ours": "Ours", "ours_no_edge_bce": "Ours (no edge BCE)",
-             "ours_bilinear_fusion": "Ours (bilinear fusion)"}
+ROW_NAMES = {name: v.label for name, v in VARIANTS.items()}
 HD_NOTE = ("The paper gives no unit and no empty-mask policy for HD; ours is in mm, and a slice "
            "where exactly one mask is empty scores the image diagonal, so HD means are dominated "
            "by empty predictions: see the medians, the means over non-empty pairs and the count "
@@ -48,7 +50,10 @@ def experiment_notes(synthetic, runs, overrides=()):
              "over the test slices.",
              "Whole volume: every axial slice of the source volume is segmented (as `predict` "
              "does) and scored in 3D at the source spacing; \"FP slices\": slices without tumor "
-             "core on which the model predicts tumor (per seed, summed over the test volumes)."]
+             "core on which the model predicts tumor (per seed, summed over the test volumes).",
+             "Training sees only slices with tumor (the paper's protocol), so on whole volumes "
+             "the differences between rows are mostly false positives on tumor-free slices that "
+             "no model trained on; read whole-volume leads with that in mind."]
     if overrides:
         notes.append("Config overrides: " + ", ".join(overrides))
     return notes
@@ -111,10 +116,30 @@ def run_records(variant, runs):
     return records
 
 
-def _items(metrics, level, name):
+def _records(metrics, level, checkpoint=None):
+    """A run's per-item records at `level` ("case": whole volumes, "slice"), of the scored
+    checkpoint or of `checkpoint` ("final", "best": `evaluate` scores both)."""
+    source = metrics if checkpoint in (None, metrics.get("checkpoint_rule")) else \
+        metrics.get("checkpoints", {}).get(checkpoint, {})
+    return source.get("slices" if level == "slice" else "volumes") or []
+
+
+def compare(runs_a, runs_b, level, name, checkpoint=None, a="ours", b=None):
+    """One comparison of two rows' runs ({seed: metrics}) at `level` on metric `name`
+    (`comparison.seeded_comparison`: seeds and volumes both drawn), or None when the runs
+    hold no such records."""
+    def per_seed(runs):
+        return [{(r["case"], r.get("slice")) if level == "slice" else r["case"]: r[name]
+                 for r in _records(m, level, checkpoint)} for m in runs.values()]
+    items_a, items_b = per_seed(runs_a), per_seed(runs_b)
+    if not any(items_a) or not any(items_b):
+        return None  # e.g. no whole-volume scores (evaluate --noper_volume)
+    cluster = {k: k[0] for k in items_a[0]} if level == "slice" else None
+    result = seeded_comparison(items_a, items_b, cluster)
     if level == "slice":
-        return {f"{r['case']}/{r['slice']}": r[name] for r in metrics["slices"]}
-    return {r["case"]: r[name] for r in metrics.get("volumes") or []}
+        result["p_wilcoxon"] = None  # slices of one volume are not independent items
+    return {"a": a, "b": b, "level": level, "metric": name,
+            **({"checkpoint": checkpoint} if checkpoint else {}), **result}
 
 
 def comparisons(runs, a="ours"):
@@ -125,20 +150,45 @@ def comparisons(runs, a="ours"):
             continue
         for level in ("case", "slice"):
             for name in COMPARED_METRICS:
-                items_a = average_over_seeds([_items(m, level, name) for m in runs[a].values()])
-                items_b = average_over_seeds([_items(m, level, name) for m in runs[b].values()])
-                if not items_a or not items_b:
-                    continue  # e.g. no whole-volume scores (evaluate --noper_volume)
-                out.append({"a": a, "b": b, "level": level, "metric": name,
-                            **paired_comparison(items_a, items_b)})
+                found = compare(runs[a], runs[b], level, name, a=a, b=b)
+                if found:
+                    out.append(found)
     return out
+
+
+def sensitivity(runs, rows, baseline, checkpoints=("final", "best")):
+    """The edge-loss conclusion under each setting: every row of `rows` (Ours under one
+    Eq. 5 reduction) against `baseline` (no edge loss), under each checkpoint rule; and,
+    per level and metric, whether the verdict (`comparison.verdict`) differs between
+    settings. Returns (comparisons, {f"{level} {metric}": sorted verdicts})."""
+    found = []
+    for row in rows:
+        if row not in runs or baseline not in runs:
+            continue
+        for checkpoint in checkpoints:
+            for level in ("case", "slice"):
+                for name in COMPARED_METRICS:
+                    c = compare(runs[row], runs[baseline], level, name, checkpoint, row, baseline)
+                    if c:
+                        c["verdict"] = verdict(c, higher_is_better=name == "dice")
+                        found.append(c)
+    verdicts = {}
+    for c in found:
+        verdicts.setdefault(f"{_level(c)} {c['metric']}", set()).add(c["verdict"])
+    return found, {k: sorted(v) for k, v in verdicts.items()}
+
+
+def _level(c):
+    return "volume" if c["level"] == "case" else "slice"
 
 
 def _pm(row, name, digits=3):
     mean, std = row.get(f"{name}_mean"), row.get(f"{name}_std")
     if mean is None:
         return "—"
-    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if std is None or math.isnan(std):  # one seed: no spread to give
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _num(value, digits=3):
@@ -174,25 +224,62 @@ def render(title, rows, comps, notes, paper=None):
                  _pm(r, "volume_hd95", 2), _num(r.get("fp_slices"), 1), *paper_cells]
         lines.append("| " + " | ".join(cells) + " |")
     if comps:
-        lines += ["", "## Is Ours better? Paired differences (Ours minus the other row)", "",
-                  "Per item (whole volume or slice) the seeds of each row are averaged first. "
+        lines += ["", "## Is Ours better? Differences over seeds and test volumes "
+                  "(Ours minus the other row)", "",
                   "Dice: positive favours Ours; HD95 (mm): negative favours Ours. 95% CI: "
-                  "percentile bootstrap of the mean difference; p: two-sided Wilcoxon "
-                  "signed-rank.", "",
-                  "| Ours vs | level | metric | n | mean difference | 95% CI | Wilcoxon p |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  f"{METHOD} (`boundary_aware.comparison`), so a rerun with other seeds or "
+                  "another test set of the same kind is covered, not only these runs. p: the "
+                  "same t test. Wilcoxon p (volumes only): the seed-averaged per-volume "
+                  "differences, seeds held fixed. A difference whose interval crosses zero is "
+                  "\"not shown\".", "",
+                  "| Ours vs | level | metric | seeds | volumes | n | mean difference | 95% CI "
+                  "| p | Wilcoxon p | reading |",
+                  "| --- " * 11 + "|"]
         for c in comps:
-            digits = 3 if c["metric"] == "dice" else 2
-            ci = "—" if c["ci95"][0] is None else \
-                f"[{c['ci95'][0]:.{digits}f}, {c['ci95'][1]:.{digits}f}]"
-            level = "volume" if c["level"] == "case" else "slice"
-            lines.append(f"| {ROW_NAMES.get(c['b'], c['b'])} | {level} | {c['metric']} | {c['n']} "
-                         f"| {_num(c['mean_diff'], digits)} | {ci} | {_p(c['p_wilcoxon'])} |")
+            lines.append(_comparison_cells(c, ROW_NAMES.get(c["b"], c["b"]), "Ours"))
     lines += [""] + [f"* {n}" for n in notes] + [""]
     return "\n".join(lines)
 
 
-def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours"):
+def _comparison_cells(c, label, a_name, extra=()):
+    digits = 3 if c["metric"] == "dice" else 2
+    ci = "—" if c["ci95"][0] is None else \
+        f"[{c['ci95'][0]:.{digits}f}, {c['ci95'][1]:.{digits}f}]"
+    reading = verdict(c, higher_is_better=c["metric"] == "dice")
+    reading = {"A better": f"{a_name} better", "B better": f"{a_name} worse"}.get(reading, reading)
+    seeds = " / ".join(str(s) for s in c["n_seeds"])
+    return "| " + " | ".join([label, *extra, _level(c), c["metric"], seeds, str(c["n_volumes"]),
+                              str(c["n"]), _num(c["mean_diff"], digits), ci, _p(c["p_value"]),
+                              _p(c["p_wilcoxon"]), reading]) + " |"
+
+
+def render_sensitivity(found, verdicts, baseline):
+    """The markdown of `sensitivity`: one line per setting, then whether a conclusion flips."""
+    lines = ["", f"## Sensitivity: the edge-loss conclusion under every setting "
+             f"(Ours minus {ROW_NAMES.get(baseline, baseline)})", "",
+             "Each Eq. 5 reduction (a row of Ours) under each checkpoint rule (final: the "
+             "weights after the last epoch; best: the best validation Dice), intervals as "
+             "above.", "",
+             "| Ours with | checkpoint | level | metric | seeds | volumes | n | mean difference "
+             "| 95% CI | p | Wilcoxon p | reading |", "| --- " * 12 + "|"]
+    for c in found:
+        lines.append(_comparison_cells(c, ROW_NAMES.get(c["a"], c["a"]), "Ours",
+                                       extra=(c["checkpoint"],)))
+    flips = {k: v for k, v in verdicts.items() if len(v) > 1}
+    lines.append("")
+    if not verdicts:
+        lines.append("No setting could be compared.")
+    elif flips:
+        lines.append("The conclusion FLIPS with the setting for: " + "; ".join(
+            f"{k} ({', '.join(v)})" for k, v in sorted(flips.items())) + ".")
+    else:
+        lines.append("No conclusion flips: under every setting the reading is the same (" +
+                     "; ".join(f"{k}: {v[0]}" for k, v in sorted(verdicts.items())) + ").")
+    return lines
+
+
+def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours",
+                 sensitivity_rows=(), baseline="ours_no_edge"):
     """Write OUT/STEM.md, .json, .csv (one line per row) and STEM_runs.csv (one per run).
 
     `runs` is {variant: {seed: metrics dict}}; returns (rows, comparisons).
@@ -204,10 +291,17 @@ def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours")
             row[f"paper_{name}_mean"], row[f"paper_{name}_std"] = mean, std
     comps = comparisons(runs, compare_with) if compare_with in runs else []
     records = [rec for v, r in runs.items() for rec in run_records(v, r)]
-    atomic_write_text(out / f"{stem}.md", render(title, rows, comps, notes, paper))
-    atomic_write_text(out / f"{stem}.json", json.dumps(
-        {"title": title, "notes": notes, "rows": rows, "comparisons": comps, "runs": records},
-        indent=1))
+    text = render(title, rows, comps, notes, paper)
+    document = {"title": title, "notes": notes, "rows": rows, "comparisons": comps,
+                "runs": records}
+    if sensitivity_rows:
+        found, verdicts = sensitivity(runs, sensitivity_rows, baseline)
+        text += "\n".join(render_sensitivity(found, verdicts, baseline)) + "\n"
+        document["sensitivity"] = {"baseline": baseline, "comparisons": found,
+                                   "verdicts": verdicts,
+                                   "flips": sorted(k for k, v in verdicts.items() if len(v) > 1)}
+    atomic_write_text(out / f"{stem}.md", text)
+    atomic_write_text(out / f"{stem}.json", json.dumps(document, indent=1))
     atomic_write_csv(out / f"{stem}.csv", rows)
     atomic_write_csv(out / f"{stem}_runs.csv", records)
     return rows, comps

@@ -2,16 +2,18 @@
 
     --config=experiments/table1.py:VARIANT[,PROFILE]
 
-Variants (one per table row, plus the finer ablation):
+Variants (one per table row, plus the finer ablation; `VARIANTS`):
     unet, vnet, ours_no_edge (l2 = l3 = 0: the shape stream is unsupervised),
     ours, ours_no_edge_bce (l3 = 0 only), ours_bilinear_fusion (the shape
-    stream reduced bilinearly, not by area, before the fusion).
+    stream reduced bilinearly, not by area, before the fusion), ours_bce_sum
+    and ours_bce_scaled_mean (Eq. 5 reduced otherwise than the default).
 Profiles:
     paper: 240 x 240, batch 8, Adam lr0 = 1e-3, Eq. 6 poly decay per epoch
            (power 0.9), 100 epochs (the paper does not give the number), the
            widths of docs/design.md;
-    demo:  the synthetic BraTS-like data at 96 x 96, narrow models, sized so the
-           whole table runs in minutes on 2 CPU cores.
+    demo:  synthetic BraTS-like volumes (96 x 96 x 64; 12 training, 4
+           validation, 40 test cases) at 64 x 64, narrow models, sized so the
+           whole table (4 rows x 5 seeds) runs in under 20 minutes on 2 CPU cores.
 The data each profile prepares (slice size, slices per case, synthetic cases)
 is `PROFILE_DATA`.
 Every value can be overridden: --config.train.epochs=5, --config.loss.weights.edge_bce=0.
@@ -20,32 +22,68 @@ Every value can be overridden: --config.train.epochs=5, --config.loss.weights.ed
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
 
+from typing import NamedTuple
+
 import ml_collections
 
-from boundary_aware.losses import PAPER_WEIGHTS
+from boundary_aware.losses import DEFAULT_BCE_REDUCTION, PAPER_WEIGHTS
 
 NO_EDGE = {"edge_dice": 0.0, "edge_bce": 0.0}  # l2 = l3 = 0: no term supervises the edge output
-VARIANTS = {  # variant: (model, Eq. 3's weights, model options beyond the profile's)
-    "unet": ("unet", {**PAPER_WEIGHTS, **NO_EDGE}, {}),
-    "vnet": ("vnet", {**PAPER_WEIGHTS, **NO_EDGE}, {}),
-    "ours_no_edge": ("ours", {**PAPER_WEIGHTS, **NO_EDGE}, {}),
-    "ours": ("ours", dict(PAPER_WEIGHTS), {}),
-    "ours_no_edge_bce": ("ours", {**PAPER_WEIGHTS, "edge_bce": 0.0}, {}),
-    "ours_bilinear_fusion": ("ours", dict(PAPER_WEIGHTS), {"fusion": "bilinear"}),
+
+
+class Variant(NamedTuple):
+    """One table row: its label, model, Eq. 3's weights, and what it sets beyond the
+    profile (model keywords; loss options such as Eq. 5's reduction)."""
+    label: str
+    model: str
+    weights: dict
+    model_options: dict = {}
+    loss_options: dict = {}
+
+
+VARIANTS = {
+    "unet": Variant("U-Net", "unet", {**PAPER_WEIGHTS, **NO_EDGE}),
+    "vnet": Variant("V-Net", "vnet", {**PAPER_WEIGHTS, **NO_EDGE}),
+    "ours_no_edge": Variant("Ours (no edge loss)", "ours", {**PAPER_WEIGHTS, **NO_EDGE}),
+    "ours": Variant("Ours", "ours", dict(PAPER_WEIGHTS)),
+    "ours_no_edge_bce": Variant("Ours (no edge BCE)", "ours",
+                                {**PAPER_WEIGHTS, "edge_bce": 0.0}),
+    "ours_bilinear_fusion": Variant("Ours (bilinear fusion)", "ours", dict(PAPER_WEIGHTS),
+                                    {"fusion": "bilinear"}),
+    # Eq. 5's other reductions (`ours` has the default, `losses.DEFAULT_BCE_REDUCTION`)
+    "ours_bce_sum": Variant("Ours (Eq. 5 sum)", "ours", dict(PAPER_WEIGHTS),
+                            loss_options={"edge_bce_reduction": "sum"}),
+    "ours_bce_scaled_mean": Variant("Ours (Eq. 5 scaled_mean)", "ours", dict(PAPER_WEIGHTS),
+                                    loss_options={"edge_bce_reduction": "scaled_mean"}),
 }
 TABLE_ROWS = ("unet", "vnet", "ours_no_edge", "ours")
-ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion")
+ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion",
+                 "ours_bce_sum", "ours_bce_scaled_mean")
+REDUCTION_ROWS = ("ours", "ours_bce_sum", "ours_bce_scaled_mean")  # the sensitivity's settings
 
 # The data side of each profile: the slice size, the slices kept per case, the
 # default prepared folder, and (demo) the synthetic cases generated when no
-# BraTS folder is given. The experiment scripts prepare data from these.
+# BraTS folder is given: how many per split, and their volume shape. The
+# experiment scripts prepare data from these.
 PROFILE_DATA = {
     "paper": {"image_size": 240, "slices_per_case": 20, "prepared_dir": "data/prepared",
               "synthetic": None},
-    "demo": {"image_size": 96, "slices_per_case": 12, "prepared_dir": "data/demo_prepared",
-             "synthetic": {"num_cases": 24, "shape": "160,160,96", "seed": 0}},
+    "demo": {"image_size": 64, "slices_per_case": 12, "prepared_dir": "data/demo_prepared",
+             "synthetic": {"split": {"train": 12, "val": 4, "test": 40}, "shape": "96,96,64"}},
 }
 PROFILES = tuple(PROFILE_DATA)
+
+# The synthetic phantoms (`data_prep.synthetic`): a generator seed, and whether the
+# look-alikes of the tumor rim are drawn. Settings are chosen on the development
+# phantom only; the tables the README reports are made on the confirmation phantom,
+# generated fresh and never used to choose anything; "plain" is the confirmation
+# phantom's anatomy without the look-alikes.
+PHANTOMS = {
+    "development": {"seed": 0, "distractors": True},
+    "confirmation": {"seed": 1, "distractors": True},
+    "plain": {"seed": 1, "distractors": False},
+}
+DEFAULT_PHANTOM = "confirmation"
 
 MODEL_KWARGS = {
     "paper": {"ours": dict(base_filters=32, shape_filters=32, dspp_rates=(6, 12, 18),
@@ -63,19 +101,20 @@ def get_config(arg="ours,demo"):
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    model_name, weights, options = VARIANTS[variant]
+    v = VARIANTS[variant]
     c = ml_collections.ConfigDict()
     c.variant, c.profile = variant, profile
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = model_name
-    c.model.kwargs = dict(MODEL_KWARGS[profile][model_name], norm="batch", **options)
+    c.model.name = v.model
+    c.model.kwargs = dict(MODEL_KWARGS[profile][v.model], norm="batch", **v.model_options)
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.weights = ml_collections.ConfigDict(weights)  # {term: weight} of Eq. 3 (losses.TERMS)
+    c.loss.weights = ml_collections.ConfigDict(v.weights)  # {term: weight} of Eq. 3 (losses.TERMS)
     c.loss.generalized_dice = False
     c.loss.edge_width = 2
-    c.loss.edge_bce_reduction = "scaled_mean"  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
+    c.loss.edge_bce_reduction = DEFAULT_BCE_REDUCTION  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
+    c.loss.update(v.loss_options)
 
     c.data = ml_collections.ConfigDict()
     c.data.prepared_dir = PROFILE_DATA[profile]["prepared_dir"]

@@ -1,51 +1,117 @@
-"""Paired comparisons: Wilcoxon p-values and bootstrap intervals checked by hand."""
+"""Comparisons over seeds and volumes: hand-computed variance components, a simulation of
+their coverage, and the Wilcoxon p-values kept for volumes."""
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from boundary_aware.comparison import average_over_seeds, bootstrap_ci, paired_comparison
-
-
-def test_wilcoxon_p_values_by_hand():
-    # five positive differences: the exact two-sided p is 2 / 2^5
-    a = {k: v for k, v in zip("abcde", [1.1, 2.2, 3.3, 4.4, 5.5])}
-    b = {k: 0.1 * i for i, k in enumerate("abcde")}  # differences 1.1, 2.1, 3.1, 4.1, 5.1
-    result = paired_comparison(a, b)
-    assert result["n"] == 5 and result["p_wilcoxon"] == pytest.approx(2 / 32)
-    assert result["mean_diff"] == pytest.approx(3.1)
-    # differences 1, -2, 3, 4, 5: W- = 2; sign patterns with a rank sum <= 2 are {}, {1}, {2},
-    # so the two-sided p is 2 * 3 / 32
-    diffs = dict(zip("abcde", [1.0, -2.0, 3.0, 4.0, 5.0]))
-    zero = dict.fromkeys("abcde", 0.0)
-    assert paired_comparison(diffs, zero)["p_wilcoxon"] == pytest.approx(6 / 32)
+from boundary_aware.comparison import mean_std, seeded_comparison, verdict
 
 
-def test_bootstrap_interval_by_hand():
-    # two values 0 and 1: resampled means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4,
-    # so the 2.5% and 97.5% percentiles are the extremes
-    assert bootstrap_ci([0.0, 1.0]) == [0.0, 1.0]
-    assert bootstrap_ci([0.3, 0.3, 0.3]) == [0.3, 0.3]
-    assert bootstrap_ci([0.7]) == [0.7, 0.7]
-    # a large sample: close to mean +- 1.96 standard errors
-    x = np.random.default_rng(1).normal(0.05, 0.1, 400)
-    low, high = bootstrap_ci(x)
-    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
-    assert low == pytest.approx(x.mean() - half, abs=0.002)
-    assert high == pytest.approx(x.mean() + half, abs=0.002)
-    assert bootstrap_ci(x) == [low, high]  # seeded: the same numbers give the same interval
+def test_sample_standard_deviation():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # ddof = 1: sqrt(2 / 2)
+    mean, std = mean_std([4.0])
+    assert mean == 4.0 and np.isnan(std)
+    assert all(np.isnan(mean_std([])))
 
 
-def test_only_common_items_are_paired_and_degenerate_cases_are_none():
-    result = paired_comparison({"a": 1.0, "b": 2.0, "c": 5.0}, {"a": 0.5, "b": 1.0})
-    assert result["n"] == 2 and result["mean_diff"] == pytest.approx(0.75)
-    assert result["ci95"] == [0.5, 1.0]  # two differences, as in the hand example
-    same = paired_comparison({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.0})
-    assert same["mean_diff"] == 0.0 and same["p_wilcoxon"] is None and same["ci95"] == [0.0, 0.0]
-    empty = paired_comparison({"a": 1.0}, {"b": 1.0})
-    assert empty == {"mean_diff": None, "ci95": [None, None], "p_wilcoxon": None, "n": 0}
+def test_variance_components_by_hand():
+    # two seeds per row, three volumes
+    a = [{"v1": 0.8, "v2": 0.6, "v3": 0.7}, {"v1": 0.9, "v2": 0.5, "v3": 0.9}]
+    b = [{"v1": 0.7, "v2": 0.6, "v3": 0.5}, {"v1": 0.6, "v2": 0.4, "v3": 0.5}]
+    r = seeded_comparison(a, b)
+    # seed means: A (0.7, 0.7667), B (0.6, 0.5); D = 0.73333 - 0.55 = 0.18333
+    assert r["mean_diff"] == pytest.approx(0.73333333 - 0.55)
+    # seeds_a = var(0.7, 0.76667; ddof 1) / 2 = (0.0666667^2 / 2) / 2
+    assert r["variance"]["seeds_a"] == pytest.approx(0.06666667 ** 2 / 2 / 2)
+    assert r["variance"]["seeds_b"] == pytest.approx(0.1 ** 2 / 2 / 2)
+    # per-volume seed-averaged differences: 0.2, 0.05, 0.3; their variance / 3
+    assert r["variance"]["volumes"] == pytest.approx(np.var([0.2, 0.05, 0.3], ddof=1) / 3)
+    parts = [r["variance"][k] for k in ("seeds_a", "seeds_b", "volumes")]
+    df = sum(parts) ** 2 / (parts[0] ** 2 / 1 + parts[1] ** 2 / 1 + parts[2] ** 2 / 2)
+    half = stats.t.ppf(0.975, df) * np.sqrt(sum(parts))
+    assert r["df"] == pytest.approx(df) and r["se"] == pytest.approx(np.sqrt(sum(parts)))
+    assert r["ci95"] == pytest.approx([r["mean_diff"] - half, r["mean_diff"] + half])
+    assert r["p_value"] == pytest.approx(2 * stats.t.sf(r["mean_diff"] / np.sqrt(sum(parts)), df))
+    # three positive differences: the exact two-sided Wilcoxon p is 2 / 2^3
+    assert r["p_wilcoxon"] == pytest.approx(2 / 8)
+    assert r["n"] == r["n_volumes"] == 3 and r["n_seeds"] == [2, 2]
 
 
-def test_seeds_are_averaged_per_item_first():
-    per_seed = [{"x": 1.0, "y": 0.0, "z": 9.0}, {"x": 3.0, "y": 1.0}]
-    assert average_over_seeds(per_seed) == {"x": 2.0, "y": 0.5}
-    assert average_over_seeds([]) == {}
+def test_slices_are_clustered_by_volume():
+    # two volumes of two slices each; the volume term uses the volumes' summed residuals
+    a = [{("v1", 0): 1.0, ("v1", 1): 0.8, ("v2", 0): 0.4, ("v2", 1): 0.6}] * 2
+    b = [{k: 0.5 for k in a[0]}] * 2
+    cluster = {k: k[0] for k in a[0]}
+    r = seeded_comparison(a, b, cluster)
+    # differences 0.5, 0.3, -0.1, 0.1; mean 0.2; residual sums per volume 0.4, -0.4
+    assert r["mean_diff"] == pytest.approx(0.2)
+    assert r["variance"]["volumes"] == pytest.approx(2 / 1 * (0.4 ** 2 + 0.4 ** 2) / 4 ** 2)
+    assert r["variance"]["seeds_a"] == 0 and r["n"] == 4 and r["n_volumes"] == 2
+    assert r["p_wilcoxon"] is None  # slices are not independent items
+    # treated as four independent items the same data would claim a smaller variance
+    flat = seeded_comparison(a, b)
+    assert flat["variance"]["volumes"] < r["variance"]["volumes"]
+
+
+def test_degenerate_inputs_give_none_not_a_number():
+    one_seed = seeded_comparison([{"v1": 1.0, "v2": 0.5}], [{"v1": 0.5, "v2": 0.5},
+                                                            {"v1": 0.4, "v2": 0.5}])
+    assert one_seed["mean_diff"] == pytest.approx(0.75 - 0.475) and one_seed["ci95"] == [None, None]
+    assert seeded_comparison([{"a": 1.0}], [{"b": 1.0}])["mean_diff"] is None
+    same = seeded_comparison([{"v1": 1.0, "v2": 2.0}] * 2, [{"v1": 1.0, "v2": 2.0}] * 2)
+    assert same["mean_diff"] == 0 and same["ci95"] == [0, 0] and same["p_value"] is None
+    assert verdict(same) == "not shown" and verdict(one_seed) == "not shown"
+    assert verdict({"ci95": [0.01, 0.2]}) == "A better"
+    assert verdict({"ci95": [0.01, 0.2]}, higher_is_better=False) == "B better"
+    assert verdict({"ci95": [-0.3, 0.2]}) == "not shown"
+
+
+def _simulate(rng, delta, seeds=5, volumes=40, slices=1, seed_sd=0.08, volume_sd=0.12,
+              residual_sd=0.06):
+    """Scores of two rows: a shared difficulty per volume, a row-specific effect per volume
+    (and per slice), a shift per training seed, and noise per (seed, item)."""
+    difficulty = rng.normal(0, 0.15, volumes)
+    items = [(v, s) for v in range(volumes) for s in range(slices)]
+    rows = []
+    for shift in (delta, 0.0):
+        effect = rng.normal(0, volume_sd, volumes)
+        per_slice = rng.normal(0, volume_sd, len(items)) if slices > 1 else np.zeros(len(items))
+        base = np.array([difficulty[v] + effect[v] for v, _ in items]) + per_slice
+        rows.append([dict(zip(items, shift + rng.normal(0, seed_sd) + base +
+                              rng.normal(0, residual_sd, len(items))))
+                     for _ in range(seeds)])
+    return rows, ({k: k[0] for k in items} if slices > 1 else None)
+
+
+@pytest.mark.parametrize("seed_sd", [0.02, 0.08, 0.2])
+def test_interval_covers_a_zero_difference_95_percent_of_the_time(seed_sd):
+    # 1000 repetitions with no true difference: a 95% interval covers zero in 950 on
+    # average, binomial standard deviation 6.9; 930-975 allows about 3 of them (and the
+    # t approximation's small error) while catching an interval that forgets a source
+    # of noise (leaving out the seed terms covers 720 times at seed_sd = 0.08).
+    rng = np.random.default_rng(7)
+    covered = 0
+    for _ in range(1000):
+        (a, b), cluster = _simulate(rng, 0.0, seed_sd=seed_sd)
+        low, high = seeded_comparison(a, b, cluster)["ci95"]
+        covered += low <= 0 <= high
+    assert 930 <= covered <= 975
+
+
+def test_slice_level_interval_covers_with_correlated_slices():
+    rng = np.random.default_rng(8)
+    covered = 0
+    for _ in range(300):  # 285 expected, binomial sd 3.8
+        (a, b), cluster = _simulate(rng, 0.0, volumes=20, slices=6)
+        low, high = seeded_comparison(a, b, cluster)["ci95"]
+        covered += low <= 0 <= high
+    assert 272 <= covered <= 297
+
+
+def test_a_real_difference_is_found():
+    rng = np.random.default_rng(9)
+    found = sum(seeded_comparison(*_simulate(rng, 0.3)[0])["ci95"][0] > 0 for _ in range(200))
+    # the standard error is about 0.058 (seed terms 2 x 0.08^2 / 5, volume term
+    # (2 x 0.12^2 + 2 x 0.06^2 / 5) / 40): 0.3 is 5 of them, found nearly always
+    assert found >= 190

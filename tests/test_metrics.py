@@ -106,3 +106,28 @@ def test_bad_inputs_are_rejected_clearly():
         metrics.hausdorff_distance(a, a, spacing=(1, 0))
     with pytest.raises(ValueError, match="percentile"):
         metrics.hausdorff_distance(a, a, percentile=101)
+
+
+def test_anisotropic_file_in_another_orientation_gives_lps_spacing(tmp_path):
+    """A volume stored (S, L, P) at (3, 1, 1) mm is read as (L, P, S) at (1, 1, 3) mm, so a
+    3D distance along S counts 3 mm a voxel."""
+    import nibabel as nib
+
+    from boundary_aware.nifti import load_volume
+    lps = np.zeros((4, 5, 6), np.uint8)  # (L, P, S)
+    lps[1, 1, 1] = 1  # the reference voxel
+    stored = np.ascontiguousarray(np.transpose(lps, (2, 0, 1)))  # (S, L, P) on disk
+    # file axis 0 runs superior at 3 mm, axis 1 left (RAS x falls), axis 2 posterior (y falls)
+    affine = np.array([[0, -1.0, 0, 0], [0, 0, -1.0, 0], [3.0, 0, 0, 0], [0, 0, 0, 1]])
+    path = tmp_path / "sagittal_stack.nii.gz"
+    nib.save(nib.Nifti1Image(stored, affine), str(path))
+    assert nib.load(str(path)).header.get_zooms() == (3.0, 1.0, 1.0)
+    array, _, zooms = load_volume(path, "seg")
+    assert array.shape == (4, 5, 6) and np.array_equal(array, lps)
+    assert zooms == (1.0, 1.0, 3.0)
+    # a prediction two voxels superior of the reference: 2 x 3 mm = 6 mm, by hand
+    pred = np.zeros_like(lps)
+    pred[1, 1, 3] = 1
+    result = metrics.segmentation_metrics(pred > 0, array > 0, zooms)
+    assert result["hd95"] == pytest.approx(6.0) and result["hd"] == pytest.approx(6.0)
+    assert result["hd95"] == pytest.approx(medpy_binary.hd95(pred, array, voxelspacing=zooms))

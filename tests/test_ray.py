@@ -187,3 +187,22 @@ def test_an_incomplete_sweep_writes_what_finished_and_fails(local, tmp_path, mon
     table = json.loads((tmp_path / "t.json").read_text())
     assert any("INCOMPLETE" in n and "unet_seed1" in n for n in table["notes"])
     assert [r["seeds"] for r in table["rows"]] == [[0]]
+
+
+def test_two_local_runs_at_a_time_give_the_same_numbers_and_name_a_failure(local, tmp_path):
+    """Two runs at once (the default on a 2-core machine) compute what one at a time
+    computes; a failing run is reported by name with its log, and no new run starts."""
+    root, prepared, expected = local
+    one = [Job("unet", 0, "demo", str(prepared), str(run_dir(tmp_path / "one", "unet", 0)),
+               OVERRIDES)]
+    results, failures = local_sweep(one, workers=1)
+    assert not failures
+    assert metrics(results)["unet_seed0"]["per_slice"] == \
+        metrics(expected)["unet_seed0"]["per_slice"]
+    bad = Job("vnet", 0, "demo", "/no/such/prepared", str(run_dir(tmp_path, "vnet", 0)), OVERRIDES)
+    results, failures = local_sweep([bad] + jobs(tmp_path / "two", prepared, [("unet", 1)]),
+                                    workers=2)
+    assert list(failures) == ["vnet_seed0"] and "run.log" in failures["vnet_seed0"]
+    if results:  # started beside the failing run, before it failed: it finished
+        assert metrics(results)["unet_seed1"]["per_slice"] == \
+            metrics(expected)["unet_seed1"]["per_slice"]

@@ -81,3 +81,37 @@ def test_some_tumors_touch_a_ventricle():
                                    synthetic.make_case(s, shape, distractors=False)[1])
                 for s in range(12))
     assert 1 <= moved <= 8
+
+
+def test_experiment_phantoms_are_generated_once_and_never_replaced(tmp_path):
+    """The experiments' phantoms: the confirmation one has its own generator seed, the
+    split is train first, then val, then test, and a folder made otherwise is refused."""
+    import json
+
+    from experiments.runner import synthetic_cases
+    from experiments.steps import RunError
+    from experiments.table1 import PHANTOMS
+    assert PHANTOMS["confirmation"]["seed"] != PHANTOMS["development"]["seed"]
+    assert PHANTOMS["plain"] == {**PHANTOMS["confirmation"], "distractors": False}
+    spec = {"split": {"train": 2, "val": 1, "test": 2}, "shape": "32,32,16"}
+    brats, split_file = synthetic_cases(tmp_path, "plain", spec)
+    split = json.loads(split_file.read_text())
+    assert split == {"train": ["Synth_0000", "Synth_0001"], "val": ["Synth_0002"],
+                     "test": ["Synth_0003", "Synth_0004"]}
+    record = json.loads((brats / ".complete").read_text())
+    assert record == {"phantom": "plain", "seed": 1, "distractors": False, "shape": "32,32,16",
+                      "num_cases": 5}
+    # the files are the plain phantom's: the generator's own output for that seed
+    t1c, _ = synthetic.make_case(np.random.SeedSequence([1, 3]).generate_state(1)[0],
+                                 (32, 32, 16), distractors=False)
+    stored = nib.load(str(brats / "Synth_0003" / "Synth_0003_t1ce.nii.gz")).get_fdata()
+    assert np.array_equal(stored, t1c)
+    before = sorted(p.name for p in brats.iterdir())
+    with pytest.raises(RunError, match="generated otherwise.*another --out"):
+        synthetic_cases(tmp_path, "confirmation", spec)
+    (brats / ".complete").write_text("ok\n")  # an earlier version's folder
+    with pytest.raises(RunError, match="by an earlier version"):
+        synthetic_cases(tmp_path, "plain", spec)
+    assert sorted(p.name for p in brats.iterdir()) == before  # nothing replaced
+    with pytest.raises(ValueError, match="--phantom must be one of"):
+        synthetic_cases(tmp_path / "other", "nope", spec)

@@ -8,11 +8,12 @@ import pytest
 
 from boundary_aware.config_check import check_config
 from boundary_aware.errors import FormatError
+from boundary_aware.losses import DEFAULT_BCE_REDUCTION
 from boundary_aware.run_directory import METRICS_FORMAT
 from experiments.reproduce_table1 import PAPER
 from experiments.runner import parse_seeds
 from experiments.steps import run_dir
-from experiments.seeded_table import comparisons, load_runs, write_tables
+from experiments.seeded_table import comparisons, load_runs, sensitivity, write_tables
 from experiments.table1 import TABLE_ROWS, VARIANTS, get_config
 
 CASES = ("c1", "c2", "c3")
@@ -45,7 +46,8 @@ def fake_metrics(path, offset, seed):
         "slices": slices, "volumes": volumes,
         "checkpoints": {"final": {"epoch": 12, "per_slice": per_slice, "per_volume": per_volume},
                         "best": {"epoch": 4, "per_slice": summary(slices[:3]),
-                                 "per_volume": per_volume}}}))
+                                 "per_volume": per_volume, "slices": slices[:3],
+                                 "volumes": [{**v, "dice": v["dice"] - 0.1} for v in volumes]}}}))
     return path
 
 
@@ -64,11 +66,11 @@ def test_seeded_table_numbers_come_from_metrics_json(tmp_path):
         for name in ("dice", "jaccard", "hd", "hd95"):
             means = [m["per_slice"][name]["mean"] for m in per_seed]
             assert row[f"{name}_mean"] == pytest.approx(np.mean(means))
-            assert row[f"{name}_std"] == pytest.approx(np.std(means))
+            assert row[f"{name}_std"] == pytest.approx(np.std(means, ddof=1))
             assert row[f"{name}_per_seed"] == means
             pooled = [r[name] for m in per_seed for r in m["slices"]]
             assert row[f"{name}_pooled_mean"] == pytest.approx(np.mean(pooled))
-            assert row[f"{name}_pooled_std"] == pytest.approx(np.std(pooled))
+            assert row[f"{name}_pooled_std"] == pytest.approx(np.std(pooled, ddof=1))
             assert float(from_csv[f"{name}_mean"]) == pytest.approx(row[f"{name}_mean"])
         assert row["volume_dice_mean"] == pytest.approx(
             np.mean([m["per_volume"]["dice"]["mean"] for m in per_seed]))
@@ -86,25 +88,52 @@ def test_seeded_table_numbers_come_from_metrics_json(tmp_path):
         assert f"{row['dice_mean']:.3f} ± {row['dice_std']:.3f}" in markdown
     assert runs_csv[0]["best_epoch"] == "4" and "best_dice_mean" in runs_csv[0]
     assert "Test table" in markdown and "a note" in markdown and "Wilcoxon" in markdown
+    assert "variance components" in markdown and "sensitivity" not in data
 
 
-def test_comparisons_average_seeds_per_item_then_pair(tmp_path):
+def test_comparisons_count_seed_and_volume_noise(tmp_path):
     runs = load_runs({"ours": {s: fake_metrics(tmp_path / f"o{s}.json", 0.8, s) for s in (0, 1)},
                       "unet": {s: fake_metrics(tmp_path / f"u{s}.json", 0.6, s) for s in (0, 1)}})
     comps = comparisons(runs)
     assert {(c["level"], c["metric"]) for c in comps} == {
         ("case", "dice"), ("case", "hd95"), ("slice", "dice"), ("slice", "hd95")}
     for c in comps:
-        assert set(c) == {"a", "b", "level", "metric", "mean_diff", "ci95", "p_wilcoxon", "n"}
-        assert (c["a"], c["b"]) == ("ours", "unet")
+        assert {"a", "b", "level", "metric", "mean_diff", "ci95", "n", "n_seeds", "method",
+                "p_wilcoxon", "p_value"} <= set(c)
+        assert (c["a"], c["b"]) == ("ours", "unet") and c["n_seeds"] == [2, 2]
     by = {(c["level"], c["metric"]): c for c in comps}
     assert by["case", "dice"]["n"] == 3 and by["slice", "dice"]["n"] == 12
+    assert by["slice", "dice"]["n_volumes"] == 3  # 12 slices of 3 volumes
     assert by["case", "dice"]["mean_diff"] == pytest.approx(0.2)  # every volume 0.2 higher
-    assert by["case", "dice"]["ci95"] == pytest.approx([0.2, 0.2])
+    assert by["case", "dice"]["ci95"] == pytest.approx([0.2, 0.2])  # and no noise at all
     assert by["slice", "dice"]["mean_diff"] == pytest.approx(0.2)
-    # every one of the 12 slices favours Ours: the normal approximation of Wilcoxon's test
-    assert by["slice", "dice"]["p_wilcoxon"] < 0.01
+    # slices of one volume are not independent items: no Wilcoxon p over them
+    assert by["slice", "dice"]["p_wilcoxon"] is None
     assert by["case", "hd95"]["mean_diff"] == pytest.approx(0.0)
+    # HD95 differs by seed (fake_metrics: + seed), in both rows alike: seed terms > 0
+    assert by["case", "hd95"]["variance"]["seeds_a"] > 0
+
+
+def test_sensitivity_under_both_checkpoint_rules(tmp_path):
+    runs = load_runs({
+        "ours": {s: fake_metrics(tmp_path / f"o{s}.json", 0.8, s) for s in (0, 1)},
+        "ours_bce_sum": {s: fake_metrics(tmp_path / f"s{s}.json", 0.55, s) for s in (0, 1)},
+        "ours_no_edge": {s: fake_metrics(tmp_path / f"n{s}.json", 0.6, s) for s in (0, 1)}})
+    found, verdicts = sensitivity(runs, ("ours", "ours_bce_sum"), "ours_no_edge")
+    by = {(c["a"], c["checkpoint"], c["level"], c["metric"]): c for c in found}
+    assert by["ours", "final", "case", "dice"]["mean_diff"] == pytest.approx(0.2)
+    # the best checkpoint's own records are used: its volumes are 0.1 lower in every run,
+    # so the difference stays; its slices are the first 3 only
+    assert by["ours", "best", "case", "dice"]["mean_diff"] == pytest.approx(0.2)
+    assert by["ours", "best", "slice", "dice"]["n"] == 3
+    assert by["ours", "final", "case", "dice"]["verdict"] == "A better"
+    assert by["ours_bce_sum", "final", "case", "dice"]["verdict"] == "B better"
+    assert verdicts["volume dice"] == ["A better", "B better"]  # it flips with the reduction
+    write_tables(tmp_path, "ablation", "Test", runs, [], sensitivity_rows=("ours", "ours_bce_sum"))
+    data = json.loads((tmp_path / "ablation.json").read_text())
+    assert "volume dice" in data["sensitivity"]["flips"]
+    markdown = (tmp_path / "ablation.md").read_text()
+    assert "FLIPS" in markdown and "Ours (Eq. 5 sum)" in markdown
 
 
 def test_seeds_and_run_directories():
@@ -116,6 +145,9 @@ def test_seeds_and_run_directories():
 
 
 def test_configs_of_every_row_and_profile():
+    assert get_config("ours").loss.edge_bce_reduction == DEFAULT_BCE_REDUCTION == "mean"
+    assert get_config("ours_bce_sum").loss.edge_bce_reduction == "sum"
+    assert get_config("ours_bce_scaled_mean").loss.edge_bce_reduction == "scaled_mean"
     for row in TABLE_ROWS + ("ours_no_edge_bce",):
         for profile in ("paper", "demo"):
             config = get_config(f"{row},{profile}")
@@ -145,7 +177,7 @@ def test_the_experiment_entry_points_take_the_same_arguments():
     table.remove("rows")
     assert table == list(inspect.signature(ablation).parameters) == [
         "out", "seeds", "brats_dir", "split_file", "profile", "overrides", "executor",
-        "executor_options"]
+        "phantom", "executor_options"]
 
 
 def test_a_table_refuses_scores_of_an_older_format(tmp_path):
