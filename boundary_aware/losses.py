@@ -96,9 +96,11 @@ def edge_bce_loss(y_true: Tensor, y_pred: Tensor, reduction: str = "mean",
             saturated pixel keeps its gradient; probabilities are clipped to
             [eps, 1 - eps] (finite, but with no gradient beyond the clip).
         reduction: how Eq. 5's pixel terms become one number (docs/design.md,
-            "Losses"; the paper leaves it open): "mean" over all pixels of the batch,
-            "sum" over the pixels of each image (Eq. 5 as written) then the mean
-            over the batch, or "scaled_mean", 20 x the mean (Gated-SCNN's scale).
+            "Losses"): "sum" over the pixels of each image (Eq. 5 as printed)
+            then the mean over the batch; "mean" over all pixels of the batch
+            (the default, `DEFAULT_BCE_REDUCTION`); or "scaled_mean", 20 x the
+            mean, Gated-SCNN's edge loss (its `bce2d`, called with a factor of
+            20). "mean" and "scaled_mean" deviate from Eq. 5 as printed.
 
     Reference: Hatamizadeh et al. 2019, Eq. 5; Xie & Tu 2015; Takikawa et al.
     2019 (Gated-SCNN) for the scaled mean.

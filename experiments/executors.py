@@ -90,12 +90,15 @@ def local_sweep(jobs, workers: int | None = None) -> tuple[dict, dict]:
     def one(job):
         if failed.is_set():
             return
-        log = RunDirectory(job.workdir).log_path
+        run = RunDirectory(job.workdir)
+        log = run.log_path
         log.parent.mkdir(parents=True, exist_ok=True)
-        say(f"{job.name}: started (messages in {log})")
+        kept = run.is_complete() and not run.needs_evaluation()
+        if not kept:
+            say(f"{job.name}: started (messages in {log})")
         try:
             results[job.name] = run_job(job, log)
-            say(f"{job.name}: done")
+            say(f"{job.name}: {'complete, kept' if kept else 'done'}")
         except RunError as err:
             failed.set()
             failures[job.name] = f"{err} (log: {log})"

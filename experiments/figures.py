@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from boundary_aware.data import load_prepared
@@ -70,6 +69,7 @@ def pick_slices(masks, meta, count):
 
 
 def figure2(table_dir, images, masks, meta, out, seed=0, label=None):
+    import keras
     import matplotlib.pyplot as plt
     model = _load(run_dir(table_dir, "ours", seed))
     probe = keras.Model(model.input, attention_maps(model))

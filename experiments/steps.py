@@ -27,8 +27,9 @@ class RunError(RuntimeError):
 def say(message: str, log=None) -> None:
     """A progress line on the console, or appended to the run's `log` file."""
     line = f"[boundary-aware] {message}"
-    if log is None:
-        print(line, flush=True)
+    if log is None:  # one write, so that lines of runs going at once do not interleave
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
     else:
         with open(log, "a") as stream:
             stream.write(line + "\n")

@@ -89,7 +89,9 @@ def test_interval_covers_a_zero_difference_95_percent_of_the_time(seed_sd):
     # 1000 repetitions with no true difference: a 95% interval covers zero in 950 on
     # average, binomial standard deviation 6.9; 930-975 allows about 3 of them (and the
     # t approximation's small error) while catching an interval that forgets a source
-    # of noise (leaving out the seed terms covers 720 times at seed_sd = 0.08).
+    # of noise (leaving out the seed terms covers about 640 times at seed_sd = 0.08, and a
+    # percentile bootstrap over seeds and volumes about 895: see
+    # docs/design.md, "Statistics").
     rng = np.random.default_rng(7)
     covered = 0
     for _ in range(1000):

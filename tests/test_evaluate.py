@@ -48,7 +48,7 @@ def test_honest_hausdorff_summary_by_hand():
     assert s["hd"]["median"] == pytest.approx(5.0) and s["hd95"]["median"] == pytest.approx(4.0)
     assert s["hd"]["nonempty_mean"] == pytest.approx(4.0) and s["hd"]["nonempty_n"] == 3
     assert s["hd95"]["nonempty_mean"] == pytest.approx(3.0)
-    assert s["dice"]["std"] == pytest.approx(np.std([0.8, 0.6, 0.0, 0.9]))
+    assert s["dice"]["std"] == pytest.approx(np.std([0.8, 0.6, 0.0, 0.9], ddof=1))  # sample std
     assert "fp_slices" not in s
     assert summarize([{**r, "fp_slices": 2} for r in records])["fp_slices"] == 8
 

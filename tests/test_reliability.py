@@ -18,7 +18,7 @@ import pytest
 
 from boundary_aware.errors import LockedError
 from boundary_aware.files import exclusive_lock
-from boundary_aware.run_directory import RunDirectory
+from boundary_aware.run_directory import METRICS_FORMAT, RunDirectory
 from boundary_aware.train import TrainingError, train
 from experiments.table1 import get_config
 from tests.conftest import tiny_prepared, ROOT, module_code, run_python
@@ -174,7 +174,8 @@ def test_a_full_disk_while_writing_metrics_keeps_the_old_ones(straight, tmp_path
     monkeypatch.setattr(RunDirectory, "write_metrics", full_disk)
     with pytest.raises(DataError, match="metrics.json: cannot write .*No space left"):
         evaluate(workdir, per_volume=False)
-    assert json.loads((workdir / "metrics.json").read_text()) == {"format_version": 2, "old": True}
+    assert json.loads((workdir / "metrics.json").read_text()) == {"format_version": METRICS_FORMAT,
+                                                                   "old": True}
 
 
 # ---- two at once ------------------------------------------------------------

@@ -132,8 +132,14 @@ def test_sensitivity_under_both_checkpoint_rules(tmp_path):
     write_tables(tmp_path, "ablation", "Test", runs, [], sensitivity_rows=("ours", "ours_bce_sum"))
     data = json.loads((tmp_path / "ablation.json").read_text())
     assert "volume dice" in data["sensitivity"]["flips"]
+    # the best checkpoint's slices here are 3 of one volume: no interval, so "not shown"
+    # where the final one's 12 slices of 3 volumes give a verdict
+    assert data["sensitivity"]["checkpoint_flips"] == ["Ours (Eq. 5 sum): slice dice",
+                                                       "Ours: slice dice"]
     markdown = (tmp_path / "ablation.md").read_text()
     assert "FLIPS" in markdown and "Ours (Eq. 5 sum)" in markdown
+    assert "volume dice (edge loss better, edge loss worse)" in markdown
+    assert "Between the checkpoint rules alone: the verdict differs for Ours (Eq. 5" in markdown
 
 
 def test_seeds_and_run_directories():
