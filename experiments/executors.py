@@ -67,7 +67,7 @@ def run_job(job: Job, log=None) -> str:
 def local_workers() -> int:
     """Runs at a time on this machine by default: 2 where there are 2 or more CPU cores and
     no NVIDIA GPU (two small CPU runs at once finish about 1.5 times sooner than one after
-    the other, docs/reproduction.md), else 1 (each run would take the whole GPU's memory)."""
+    the other, docs/cluster.md), else 1 (each run would take the whole GPU's memory)."""
     if shutil.which("nvidia-smi"):
         return 1
     return 2 if (os.cpu_count() or 1) >= 2 else 1

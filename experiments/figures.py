@@ -14,7 +14,6 @@ figure made from synthetic data says so on the image.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from boundary_aware.data import load_prepared
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models.boundary_aware_net import attention_maps
 from boundary_aware.run_directory import RunDirectory
+from experiments.runner import synthetic_record
 from experiments.steps import run_dir
 
 
@@ -36,18 +36,18 @@ def radiological(slice_lps: np.ndarray) -> np.ndarray:
 def data_label(table_dir) -> str | None:
     """The line a figure carries when its runs were trained on synthetic data (the
     experiment's record of the generated phantom), else None."""
-    record = Path(table_dir) / "synthetic_brats" / ".complete"
-    if not record.exists():
+    found = synthetic_record(table_dir)
+    if found is None:
         return None
-    try:
-        found = json.loads(record.read_text())
-        what = f"the {found['phantom']} phantom, generator seed {found['seed']}"
-    except (ValueError, KeyError, TypeError):
-        what = "an earlier version's phantom"
+    what = (f"the {found['phantom']} phantom, generator seed {found['seed']}"
+            if {"phantom", "seed"} <= set(found) else "an earlier version's phantom")
     return f"SYNTHETIC data ({what}): not BraTS"
 
 
-def _stamp(fig, label):
+def _finish(fig, label, margin):
+    """Lay the figure out, leaving `margin` (a fraction of its height) at the bottom for
+    the data label where there is one, and write the label there."""
+    fig.tight_layout(rect=(0, margin if label else 0, 1, 1))
     if label:
         fig.text(0.5, 0.005, label, ha="center", va="bottom", fontsize=9, color="darkred")
 
@@ -83,8 +83,7 @@ def figure2(table_dir, images, masks, meta, out, seed=0, label=None):
         ax.set_title(f"({'bcd'[k - 1]}) attention layer {k}")
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout(rect=(0, 0.05 if label else 0, 1, 1))
-    _stamp(fig, label)
+    _finish(fig, label, 0.05)
     fig.savefig(out / "figure2_attention.png", dpi=120)
     plt.close(fig)
 
@@ -112,8 +111,7 @@ def figure3(table_dir, images, masks, meta, out, count=4, seed=0, label=None):
         axes[0, c].set_title(title)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout(rect=(0, 0.04 if label else 0, 1, 1))
-    _stamp(fig, label)
+    _finish(fig, label, 0.04)
     fig.savefig(out / "figure3_comparison.png", dpi=120)
     plt.close(fig)
 

@@ -44,6 +44,19 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
     return prepared
 
 
+def synthetic_record(out) -> dict | None:
+    """What OUT/synthetic_brats holds, as its `.complete` records it (`synthetic_cases`):
+    None where nothing was generated, {} where an earlier version generated it."""
+    done = Path(out) / "synthetic_brats" / ".complete"
+    if not done.exists():
+        return None
+    try:
+        found = json.loads(done.read_text())
+    except ValueError:
+        return {}  # an earlier version wrote "ok"
+    return found if isinstance(found, dict) else {}
+
+
 def synthetic_cases(out: Path, phantom: str, synthetic: dict) -> tuple[Path, Path]:
     """Generate the `phantom`'s cases once into OUT/synthetic_brats (a record of what was
     generated in its `.complete`), and their split file OUT/split.json: the first cases
@@ -57,11 +70,8 @@ def synthetic_cases(out: Path, phantom: str, synthetic: dict) -> tuple[Path, Pat
               "num_cases": sum(counts.values())}
     brats_dir = out / "synthetic_brats"
     done = brats_dir / ".complete"
-    if done.exists():
-        try:
-            found = json.loads(done.read_text())
-        except ValueError:
-            found = None  # an earlier version wrote "ok"
+    found = synthetic_record(out)
+    if found is not None:
         if found != record:
             raise RunError(f"{brats_dir}: holds synthetic cases generated otherwise "
                            f"({found or 'by an earlier version'}; this run needs {record}); "

@@ -251,19 +251,23 @@ def render(title, rows, comps, notes, paper=None):
     return "\n".join(lines)
 
 
+def _words(code, a_name):
+    """A `comparison.verdict` in words, with A named."""
+    return {"A better": f"{a_name} better", "B better": f"{a_name} worse"}.get(code, code)
+
+
 def _comparison_cells(c, label, a_name, extra=()):
     digits = 3 if c["metric"] == "dice" else 2
     ci = "—" if c["ci95"][0] is None else \
         f"[{c['ci95'][0]:.{digits}f}, {c['ci95'][1]:.{digits}f}]"
-    reading = verdict(c, higher_is_better=c["metric"] == "dice")
-    reading = {"A better": f"{a_name} better", "B better": f"{a_name} worse"}.get(reading, reading)
+    reading = _words(verdict(c, higher_is_better=c["metric"] == "dice"), a_name)
     seeds = " / ".join(str(s) for s in c["n_seeds"])
     return "| " + " | ".join([label, *extra, _level(c), c["metric"], seeds, str(c["n_volumes"]),
                               str(c["n"]), _num(c["mean_diff"], digits), ci, _p(c["p_value"]),
                               _p(c["p_wilcoxon"]), reading]) + " |"
 
 
-def render_sensitivity(found, verdicts, baseline):
+def render_sensitivity(found, verdicts, rule_flips, baseline):
     """The markdown of `sensitivity`: one line per setting, then whether a conclusion flips."""
     lines = ["", f"## Sensitivity: the edge-loss conclusion under every setting "
              f"(Ours minus {ROW_NAMES.get(baseline, baseline)})", "",
@@ -276,11 +280,9 @@ def render_sensitivity(found, verdicts, baseline):
     for c in found:
         lines.append(_comparison_cells(c, ROW_NAMES.get(c["a"], c["a"]), "edge loss",
                                        extra=(c["checkpoint"],)))
-    words = {"A better": "edge loss better", "B better": "edge loss worse"}
-    verdicts = {k: [words.get(x, x) for x in v] for k, v in verdicts.items()}
+    verdicts = {k: [_words(x, "edge loss") for x in v] for k, v in verdicts.items()}
     flips = {k: v for k, v in verdicts.items() if len(v) > 1}
     lines.append("")
-    rule_flips = checkpoint_flips(found)
     if not verdicts:
         lines.append("No setting could be compared.")
     elif flips:
@@ -316,11 +318,12 @@ def write_tables(out, stem, title, runs, notes, paper=None, compare_with="ours",
                 "runs": records}
     if sensitivity_rows:
         found, verdicts = sensitivity(runs, sensitivity_rows, baseline)
-        text += "\n".join(render_sensitivity(found, verdicts, baseline)) + "\n"
+        rule_flips = checkpoint_flips(found)
+        text += "\n".join(render_sensitivity(found, verdicts, rule_flips, baseline)) + "\n"
         document["sensitivity"] = {"baseline": baseline, "comparisons": found,
                                    "verdicts": verdicts,
                                    "flips": sorted(k for k, v in verdicts.items() if len(v) > 1),
-                                   "checkpoint_flips": checkpoint_flips(found)}
+                                   "checkpoint_flips": rule_flips}
     atomic_write_text(out / f"{stem}.md", text)
     atomic_write_text(out / f"{stem}.json", json.dumps(document, indent=1))
     atomic_write_csv(out / f"{stem}.csv", rows)
