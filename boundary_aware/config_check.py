@@ -19,6 +19,7 @@ from typing import Any, Callable
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
 from boundary_aware.errors import ConfigError
+from boundary_aware.inference import TTA_CHOICES
 from boundary_aware.models import MODELS, check_image_size, spec
 from boundary_aware.run_directory import CHECKPOINTS
 
@@ -59,6 +60,11 @@ def _string(value):
         return "must be a non-empty string"
 
 
+def _tumor_free_fraction(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        return "must be a number in [0, 1): the share of training slices without tumor"
+
+
 def _verbosity(value):
     if value != "auto" and (isinstance(value, bool) or value not in (0, 1, 2)):
         return f"must be one of {runtime.VERBOSITY}"
@@ -71,7 +77,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None] | None]] = {
     "loss": {"weights": None, "generalized_dice": _boolean, "edge_width": _int(1),
              "edge_bce_reduction": _one_of(losses.BCE_REDUCTIONS)},
     "data": {"prepared_dir": _string, "image_size": _int(1), "augment": None,
-             "pipeline": _one_of(runtime.PIPELINES)},
+             "pipeline": _one_of(runtime.PIPELINES), "tumor_free_fraction": _tumor_free_fraction},
     "train": {"epochs": _int(1), "batch_size": _int(1), "learning_rate": _positive_number,
               "poly_power": _positive_number, "seed": _int(0),
               "precision": _one_of(runtime.PRECISIONS),
@@ -79,7 +85,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None] | None]] = {
               "steps_per_execution": _int(1), "deterministic": _boolean,
               "verbose": _verbosity},
     "eval": {"threshold": _probability_threshold, "batch_size": _int(1),
-             "checkpoint": _one_of(CHECKPOINTS)},
+             "checkpoint": _one_of(CHECKPOINTS), "tta": _one_of(TTA_CHOICES), "postprocess": _boolean},
 }
 
 

@@ -107,6 +107,60 @@ def select_slices(mask, slices_per_case):
     return sorted(order[:slices_per_case])
 
 
+def select_tumor_free_slices(mask, head, count):
+    """Axial slice indices (axis 2) that hold head (`head`: (X, Y, Z) bool, any channel
+    non-zero) and no tumor in `mask`: `count` of them evenly spread from the lowest to the
+    highest (all when fewer). Sorted ascending."""
+    area = mask.reshape(-1, mask.shape[2]).sum(axis=0)
+    candidates = np.flatnonzero(head.reshape(-1, head.shape[2]).any(axis=0) & (area == 0))
+    if candidates.size <= count:
+        return candidates.tolist()
+    picks = np.unique(np.round(np.linspace(0, candidates.size - 1, count)).astype(int))
+    return candidates[picks].tolist()
+
+
+def tumor_free_path(folder: str | os.PathLike) -> Path:
+    """The training split's pool of tumor-free slices (`data.tumor_free_fraction`)."""
+    return Path(folder) / "train_tumor_free_images.npy"
+
+
+def load_tumor_free(folder: str | os.PathLike) -> np.ndarray:
+    """The prepared training cases' tumor-free head slices (M, H, W, C) float32; DataError
+    naming the folder where it has none (prepared by an older version)."""
+    path = tumor_free_path(folder)
+    manifest = Manifest.read(folder)
+    if "tumor_free" not in manifest or not path.is_file():
+        raise DataError(f"{folder}: holds no tumor-free slices (prepared by an older version); "
+                        f"prepare it again: {prepare_command(manifest.options, folder)}")
+    expected = sum(len(manifest["cases"][c]["tumor_free_slices"])
+                   for c in manifest.split("train"))
+    images = np.load(path)
+    size = manifest.image_size
+    if images.shape != (expected, size, size, len(manifest.channels)):
+        raise DataError(f"{path}: shape {images.shape}, but the manifest says ({expected}, "
+                        f"{size}, {size}, {len(manifest.channels)})")
+    return images
+
+
+def with_tumor_free(images, masks, pool, fraction, seed):
+    """The training slices with tumor-free ones added, so that `fraction` of the result
+    holds no tumor: round(fraction * N / (1 - fraction)) slices of `pool` drawn without
+    replacement (numpy generator seeded by `seed`; fixed for the whole run), with empty
+    masks, after the N tumor slices. DataError when the pool is too small."""
+    if not 0 <= fraction < 1:
+        raise DataError(f"data.tumor_free_fraction must be in [0, 1), got {fraction}")
+    count = int(round(fraction * len(images) / (1 - fraction)))
+    if count == 0:
+        return images, masks
+    if count > len(pool):
+        raise DataError(f"data.tumor_free_fraction = {fraction} asks for {count} tumor-free "
+                        f"slices beside the {len(images)} with tumor, but the prepared data "
+                        f"holds {len(pool)}; lower the fraction")
+    rows = np.sort(np.random.default_rng(seed).choice(len(pool), count, replace=False))
+    empty = np.zeros((count,) + masks.shape[1:], masks.dtype)
+    return np.concatenate([images, pool[rows]]), np.concatenate([masks, empty])
+
+
 def edge_target_numpy(masks, width=2):
     """numpy/OpenCV twin of `boundary_aware.losses.edge_target` for (B, H, W, 1) masks.
 
@@ -259,12 +313,13 @@ def prepare_command(options, out_dir) -> str:
 
 
 def case_record(case_id: str, convention: str, slices: list[int], shape, spacing, lo,
-                hi, files: dict) -> dict:
+                hi, files: dict, tumor_free_slices: list[int] = ()) -> dict:
     """A manifest's record of one prepared case. `lo` and `hi` are the normalization
     range of each channel (lists in channel order); `files` maps each channel and "seg"
     to (path, path relative to the BraTS folder, SHA-256)."""
     return {"case": case_id, "convention": convention, "slices": list(slices),
-            "shape": list(shape), "spacing": list(spacing),
+            "tumor_free_slices": list(tumor_free_slices), "shape": list(shape),
+            "spacing": list(spacing),
             "normalization": {"lo": list(lo), "hi": list(hi),
                               "percentiles": list(CLIP_PERCENTILES)},
             "files": {kind: {"name": path.name, "bytes": path.stat().st_size, "sha256": sha,

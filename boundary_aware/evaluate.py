@@ -1,4 +1,5 @@
-"""Evaluation: `boundary-aware-evaluate --workdir=DIR [--checkpoint=final|best]`.
+"""Evaluation: `boundary-aware-evaluate --workdir=DIR [--checkpoint=final|best] [--tta=lr]`
+(an ensemble: `--workdir=DIR1,DIR2,... --out=DIR`).
 
 Scores the test split of a run (docs/design.md, "Evaluation") three ways:
 * per slice (the paper's protocol): Dice, Jaccard, HD and HD95 in mm on the
@@ -9,7 +10,11 @@ Scores the test split of a run (docs/design.md, "Evaluation") three ways:
   path as `predict` (`boundary_aware.inference`), and the 3D metrics compare
   the predicted tumor core with the whole label volume at the source
   spacing. This counts the false positives on slices without tumor core
-  (`fp_slices`), which the paper's protocol never sees;
+  (`fp_slices`), which the paper's protocol never sees. As `predict` does,
+  only the head is segmented, with the config's test-time flips
+  (`eval.tta`), and each checkpoint's mask is cleaned by the 3D rule chosen on
+  the validation volumes (`boundary_aware.postprocess`, recorded in
+  `postprocess.json`; `eval.postprocess`, `--nopostprocess`);
 * selected slices: the same 3D metrics over each case's prepared slices
   only (the former "per case" score; not BraTS's protocol).
 Hausdorff means are dominated by slices where one mask is empty (each adds
@@ -20,29 +25,34 @@ Both checkpoints of a completed run are scored: the one the run's rule names
 (`config.eval.checkpoint`, "final" by default; see `boundary_aware.run_directory`)
 with every record, the other under `checkpoints` (its summaries, and its slice
 and volume records, so that tables can compare under either rule). Writes
-`metrics.json` in the workdir (`run_directory.METRICS_FORMAT`).
+`metrics.json` in the workdir (`run_directory.METRICS_FORMAT`). An ensemble
+of runs (`evaluate_ensemble`) is scored the same way from the mean of its
+members' probabilities, into its own folder.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from boundary_aware import metrics
+from boundary_aware import metrics, postprocess
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.comparison import mean_std
 from boundary_aware.data import DataError, Manifest, load_prepared, region_mask
 from boundary_aware.errors import LockedError
-from boundary_aware.files import file_sha256
-from boundary_aware.inference import keras_predictor, segment_slices, volume_slices
+from boundary_aware.files import atomic_write_text, exclusive_lock, file_sha256
+from boundary_aware.inference import (NO_TTA, TTA_CHOICES, VolumeInput, check_ensemble, keras_predictor,
+                                     segment_volume, tta_flips)
 from boundary_aware.metrics import METRIC_NAMES
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.nifti import load_channels, load_volume
-from boundary_aware.run_directory import CHECKPOINTS, RunDirectory, scored_checkpoint
+from boundary_aware.run_directory import (CHECKPOINTS, METRICS_FORMAT, RunDirectory,
+                                          scored_checkpoint)
 
 EMPTY_POLICY = ("both empty: Dice = Jaccard = 1, HD = HD95 = 0; exactly one empty: Dice = "
                 "Jaccard = 0, HD = HD95 = the image diagonal in mm (373.13 for a 240 x 240 x 155 "
@@ -125,35 +135,70 @@ def volume_cases(manifest: Manifest, split: str):
         yield case_id, volume, mask, zooms[:3]
 
 
-def score_volumes(models, manifest, split, threshold, batch_size):
-    """{name: whole-volume records} of several models; each source volume is read, and
-    resized to each input size, once."""
-    predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels)
-                  for name, m in models.items()}
-    records = {name: [] for name in models}
+def volume_probabilities(predictors, manifest, split, flips=NO_TTA):
+    """(case id, {name: tumor probability (X, Y, Z)}, region mask, spacing) of every case
+    of a split, for `predictors` ({name: a Predictor or an ensemble's list}); each source
+    volume is read, and resized to each input size, once (`inference.VolumeInput`)."""
     for case_id, volume, ref, spacing in volume_cases(manifest, split):
-        inputs = {}
-        for name, predictor in predictors.items():
-            size = predictor.input_shape[0]
-            if size not in inputs:
-                inputs[size] = volume_slices(volume, size)
-            prob = segment_slices(predictor, inputs[size], volume.shape[:2], outputs=("seg",))
-            pred = prob["seg"] > threshold
+        data = VolumeInput(volume)
+        probs = {name: segment_volume(p, data, outputs=("seg",), flips=flips)["seg"]
+                 for name, p in predictors.items()}
+        yield case_id, probs, ref, spacing
+
+
+def choose_postprocessing(predictors, manifest, threshold, flips=NO_TTA, split="val"):
+    """{name: {region: postprocess.choose(...)}}: each predictor's clean-up rule, chosen on
+    the whole volumes of `split` (the validation split; never the scored one)."""
+    per_case = {name: [] for name in predictors}
+    for _, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips):
+        for name, prob in probs.items():
+            per_case[name].append(postprocess.candidate_dice(prob > threshold, ref, spacing))
+    return {name: {manifest.region: postprocess.choose(cases)}
+            for name, cases in per_case.items()}
+
+
+def score_volumes(predictors, manifest, split, threshold, flips=NO_TTA, rules=None):
+    """{name: whole-volume records} of several predictors ({name: Predictor or list}), each
+    mask cleaned by its `rules[name]` ({region: rule}; none where absent)."""
+    rules = rules or {}
+    records = {name: [] for name in predictors}
+    for case_id, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips):
+        for name, prob in probs.items():
+            rule = (rules.get(name) or {}).get(manifest.region, postprocess.NONE)
+            pred = postprocess.apply(prob > threshold, rule, spacing)
             records[name].append({"case": case_id, **score_volume(pred, ref, spacing)})
     return records
 
 
 def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: str = "test",
-             threshold: float | None = None, per_volume: bool = True) -> dict:
-    """Score a run's checkpoints on `split` and write `metrics.json` (module docstring)."""
+             threshold: float | None = None, per_volume: bool = True, tta: str | None = None,
+             use_postprocess: bool = True) -> dict:
+    """Score a run's checkpoints on `split` and write `metrics.json` (module docstring).
+
+    `tta`: the test-time flips of the whole-volume scores (`inference.tta_flips`;
+    None: the config's `eval.tta`). With `use_postprocess`, each checkpoint's clean-up
+    rule is chosen on the validation volumes, written to `postprocess.json` and applied
+    to the whole-volume scores.
+    """
     run = RunDirectory(workdir)
     if not run.path.is_dir():
         raise DataError(f"{run.path}: no such run directory")
     with run.lock():
-        return _evaluate_locked(run, checkpoint, split, threshold, per_volume)
+        return _evaluate_locked(run, checkpoint, split, threshold, per_volume, tta,
+                                use_postprocess)
 
 
-def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume) -> dict:
+def whole_volume_settings(config, threshold, tta):
+    """(threshold, flips) from the arguments, else the run's config (`eval.tta`: runs
+    from before it existed had no flips)."""
+    threshold = config["eval"]["threshold"] if threshold is None else threshold
+    if not 0 < threshold < 1:
+        raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
+    return threshold, tta_flips(config["eval"].get("tta", "none") if tta is None else tta)
+
+
+def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume, tta,
+                     use_postprocess) -> dict:
     config = run.read_config()
     prepared = Path(config["data"]["prepared_dir"])
     manifest = Manifest.read(prepared)
@@ -162,33 +207,35 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such checkpoint (train the run to the end "
                                 f"first, or pass --checkpoint)")
-    images, masks, meta = load_prepared(prepared, split)
-    threshold = config["eval"]["threshold"] if threshold is None else threshold
+    threshold, flips = whole_volume_settings(config, threshold, tta)
     batch_size = config["eval"]["batch_size"]
     state = run.read_state() or {}
     epochs = {"final": state.get("epoch"), "last": state.get("epoch"),
               "best": state.get("best_epoch")}
     others = [c for c in CHECKPOINTS[:2] if c != chosen and run.checkpoint(c).is_file()]
     models = {name: load_keras_model(run.checkpoint(name)) for name in [chosen] + others}
-    volumes = (score_volumes(models, manifest, split, threshold, batch_size) if per_volume
-               else dict.fromkeys(models))
+    predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels)
+                  for name, m in models.items()}
+    rules = whole_volume_rules(predictors, manifest, threshold, flips, split, per_volume,
+                               use_postprocess, run.path, chosen)
+    volumes = (score_volumes(predictors, manifest, split, threshold, flips, rules)
+               if per_volume else dict.fromkeys(models))
     result = {"variant": config["variant"], "profile": config["profile"],
               "model": config["model"]["name"], "checkpoint": model_path.name,
               "checkpoint_rule": chosen, "epoch": epochs[chosen], "split": split,
-              "threshold": threshold, "empty_policy": EMPTY_POLICY, "checkpoints": {}}
+              "threshold": threshold, "empty_policy": EMPTY_POLICY,
+              "whole_volume": whole_volume_record(flips, rules.get(chosen)), "checkpoints": {}}
     for name, model in models.items():
-        probs = model.predict(images, batch_size=batch_size, verbose=0)["seg"]
-        slices, cases = score(probs[..., 0] > threshold, masks[..., 0] > 0, meta, manifest)
-        vols = volumes[name]
-        summary = {"epoch": epochs[name], "per_slice": summarize(slices),
-                   "per_volume": summarize(vols) if vols is not None else None,
-                   "selected_slices": summarize(cases)}
+        summary = {"epoch": epochs[name],
+                   **slice_scores(lambda x: model.predict(x, batch_size=batch_size, verbose=0),
+                                  prepared, split, threshold, manifest, volumes[name])}
         if name == chosen:
             result.update(params=int(model.count_params()), **{k: v for k, v in summary.items()
-                                                                if k != "epoch"},
-                          slices=slices, volumes=vols, selected_slices_cases=cases)
+                                                                if k != "epoch"})
+            summary = {k: summary[k] for k in ("epoch", "per_slice", "per_volume",
+                                               "selected_slices")}
         else:  # its records too: comparisons under the other checkpoint rule need them
-            summary.update(slices=slices, volumes=vols)
+            summary.pop("selected_slices_cases")
         result["checkpoints"][name] = summary
     try:
         return run.write_metrics(result)
@@ -196,30 +243,141 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
         raise DataError(f"{run.metrics_path}: cannot write ({err})") from None
 
 
+def whole_volume_rules(predictors, manifest, threshold, flips, split, per_volume,
+                       use_postprocess, folder, default):
+    """{name: {region: rule}}: the clean-up chosen on the validation volumes (written to
+    FOLDER/postprocess.json), or {} without whole-volume scores or post-processing."""
+    if not (per_volume and use_postprocess):
+        return {}
+    choices = choose_postprocessing(predictors, manifest, threshold, flips)
+    postprocess.write(folder, choices, default, "val", flips)
+    return {name: {region: c["rule"] for region, c in regions.items()}
+            for name, regions in choices.items()}
+
+
+def whole_volume_record(flips, rules):
+    """How the whole volumes were segmented: the flips and the clean-up rule per region."""
+    return {"flips": list(flips), "postprocess": rules or None}
+
+
+def slice_scores(predict, prepared, split, threshold, manifest, volumes) -> dict:
+    """Per-slice and selected-slices summaries and records of `predict` (slices -> {"seg":
+    probabilities}) on the prepared slices, with the whole-volume `volumes` records."""
+    images, masks, meta = load_prepared(prepared, split)
+    probs = predict(images)["seg"]
+    slices, cases = score(probs[..., 0] > threshold, masks[..., 0] > 0, meta, manifest)
+    return {"per_slice": summarize(slices),
+            "per_volume": summarize(volumes) if volumes is not None else None,
+            "selected_slices": summarize(cases), "slices": slices, "volumes": volumes,
+            "selected_slices_cases": cases}
+
+
+def evaluate_ensemble(workdirs, out: str | os.PathLike, split: str = "test",
+                      threshold: float | None = None, per_volume: bool = True,
+                      tta: str | None = None, use_postprocess: bool = True) -> dict:
+    """Score the mean probabilities of several runs (each its scored checkpoint) on the
+    data they were trained on, and write OUT/metrics.json (and OUT/postprocess.json).
+
+    The runs must share their prepared data and input; the first run's config gives
+    the threshold and flips unless given. Per slice: the mean of the members'
+    probabilities on the prepared slices (no flips, as for a single run); whole volumes:
+    `inference.segment_volume` over every member and flip, then the clean-up chosen for
+    the ensemble on the validation volumes.
+    """
+    runs = [RunDirectory(w) for w in workdirs]
+    if len(runs) < 2:
+        raise DataError("an ensemble takes at least two runs")
+    out = Path(out)
+    if any(out.resolve() == r.path.resolve() for r in runs):
+        raise DataError(f"{out}: is one of the ensemble's runs; choose another --out")
+    configs = []
+    for r in runs:
+        if not r.path.is_dir():
+            raise DataError(f"{r.path}: no such run directory")
+        configs.append(r.read_config())
+    prepared = [Path(c["data"]["prepared_dir"]).resolve() for c in configs]
+    for r, p in zip(runs[1:], prepared[1:]):
+        if p != prepared[0]:
+            raise DataError(f"{runs[0].path} and {r.path}: an ensemble's runs must be trained "
+                            f"on the same prepared data ({prepared[0]} and {p})")
+    manifest = Manifest.read(prepared[0])
+    threshold, flips = whole_volume_settings(configs[0], threshold, tta)
+    batch_size = configs[0]["eval"]["batch_size"]
+    paths = [r.checkpoint() for r in runs]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such checkpoint (train the run to the end first)")
+    members = [keras_predictor(load_keras_model(p), batch_size, channels=manifest.channels)
+               for p in paths]
+    check_ensemble(members, [str(r.path) for r in runs])
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out / ".lock", str(out)):
+        rules = whole_volume_rules({"ensemble": members}, manifest, threshold, flips, split,
+                                   per_volume, use_postprocess, out, "ensemble")
+        volumes = (score_volumes({"ensemble": members}, manifest, split, threshold, flips,
+                                 rules)["ensemble"] if per_volume else None)
+
+        def predict(images):
+            return {"seg": np.mean([m(images)["seg"] for m in members], axis=0)}
+        scores = slice_scores(predict, prepared[0], split, threshold, manifest, volumes)
+        rule = scored_checkpoint(configs[0])
+        result = {"variant": f"{configs[0]['variant']}_ensemble",
+                  "profile": configs[0]["profile"], "model": configs[0]["model"]["name"],
+                  "members": [str(r.path) for r in runs], "checkpoint": paths[0].name,
+                  "checkpoint_rule": rule, "epoch": None, "split": split,
+                  "threshold": threshold, "empty_policy": EMPTY_POLICY,
+                  "whole_volume": whole_volume_record(flips, rules.get("ensemble")),
+                  "params": None, **scores, "checkpoints": {}}
+        stamped = {"format_version": METRICS_FORMAT, **result}
+        atomic_write_text(out / "metrics.json", json.dumps(stamped, indent=1))
+    return stamped
+
+
 def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
+    workdirs = [w for w in f.workdir.split(",") if w]
     with exit_on(FileNotFoundError, DataError, LockedError):
-        result = evaluate(f.workdir, f.checkpoint, f.split, f.threshold, f.per_volume)
+        if len(workdirs) > 1 or f.out:
+            if len(workdirs) < 2 or not f.out:
+                raise DataError("an ensemble takes several --workdir (comma-separated) and --out")
+            if f.checkpoint:
+                raise DataError("--checkpoint: an ensemble uses each run's scored checkpoint")
+            result = evaluate_ensemble(workdirs, f.out, f.split, f.threshold, f.per_volume,
+                                       f.tta, f.postprocess)
+        else:
+            result = evaluate(f.workdir, f.checkpoint, f.split, f.threshold, f.per_volume,
+                              f.tta, f.postprocess)
     s, v = result["per_slice"], result["per_volume"]
-    print(f"{f.workdir} ({result['checkpoint']}): {s['n']} slices; Dice {s['dice']['mean']:.3f} "
+    where = f.out or f.workdir
+    print(f"{where} ({result['checkpoint']}): {s['n']} slices; Dice {s['dice']['mean']:.3f} "
           f"± {s['dice']['std']:.3f}, Jaccard {s['jaccard']['mean']:.3f}, HD {s['hd']['mean']:.2f} "
           f"mm, HD95 {s['hd95']['mean']:.2f} mm")
     if v is not None:
+        how = result["whole_volume"]
+        rule = postprocess.label(next(iter((how["postprocess"] or {"": postprocess.NONE})
+                                           .values())))
         print(f"  whole volumes: {v['n']} cases; Dice {v['dice']['mean']:.3f}, HD95 "
               f"{v['hd95']['mean']:.2f} mm, {v['fp_slices']} slices with tumor predicted where "
-              f"there is none")
+              f"there is none (flips: {', '.join(how['flips'])}; clean-up: {rule})")
 
 
 def define_flags() -> None:
     from absl import flags
-    flags.DEFINE_string("workdir", None, "A training run directory.")
+    flags.DEFINE_string("workdir", None, "A training run directory; several, comma-separated, "
+                        "with --out: their ensemble (mean probabilities).")
+    flags.DEFINE_string("out", None, "An ensemble's output folder (metrics.json, "
+                        "postprocess.json).")
     flags.DEFINE_enum("checkpoint", None, list(CHECKPOINTS),
                       "Which model to score (default: the run's eval.checkpoint rule, 'final').")
     flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Which split to score.")
     flags.DEFINE_float("threshold", None, "Probability threshold (default: the config's).")
     flags.DEFINE_bool("per_volume", True, "Also segment and score the whole source volumes.")
+    flags.DEFINE_enum("tta", None, list(TTA_CHOICES), "Whole volumes: test-time mirror axes "
+                      "(default: the config's eval.tta).")
+    flags.DEFINE_bool("postprocess", True, "Whole volumes: choose the 3D clean-up on the "
+                      "validation volumes, record it (postprocess.json) and apply it.")
     flags.mark_flag_as_required("workdir")
 
 

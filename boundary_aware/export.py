@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from boundary_aware import postprocess
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import DataError, input_channels
 from boundary_aware.errors import LockedError
@@ -228,7 +229,9 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
             "checkpoint": path.name, "config": config,
             "data_manifest_sha256": state.get("data_manifest_sha256"),
             "trained_epochs": state.get("epoch"), "training_precision": state.get("precision"),
-            "test_metrics": test_metrics}
+            "test_metrics": test_metrics,
+            # the whole-volume clean-up chosen on the validation volumes for this checkpoint
+            "postprocess": postprocess.read(run.path, path.stem)}
     return export_model(model, out, card, overwrite, state.get("input_channels"))
 
 

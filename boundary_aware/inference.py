@@ -1,36 +1,43 @@
-"""Inference on whole volumes: a model's slice predictor, and a volume segmented with it.
+"""Inference on whole volumes: models' slice predictors, and a volume segmented with them.
 
-The one code path from a model to probabilities that `predict` (the command),
+The one code path from models to probabilities that `predict` (the command),
 `evaluate` (whole-volume scores) and the benchmarks all use:
 
 * `load_predictor`: a training workdir (the checkpoint its rule scores), a
   `.keras` file (safe mode) or an exported SavedModel (its graph checked
   first) as a `Predictor`: the forward pass over slices, with the model's
-  input contract (slice size and channels, in order);
+  input contract (slice size and channels, in order); `load_predictors`:
+  several, for an ensemble, refused unless they share that contract;
 * `batched`: the forward pass in fixed-size batches (the last one padded,
   so that the model is traced for one input shape), several at a time on
   CPUs (`runtime.inference_streams`);
-* `segment_volume`: every axial slice of an LPS-ordered (X, Y, Z, C) volume,
-  each channel normalized as in training, resized to the model's size and
-  back; constant slices (outside the head) share one forward pass.
+* `segment_volume`: every axial slice of an LPS-ordered (X, Y, Z, C) volume
+  that holds any head, each channel normalized as in training, resized to
+  the model's size and back. Voxels where every channel is 0 (outside the
+  head of a skull-stripped scan) get probability 0, and slices without any
+  head are not run through the model at all. With test-time flips
+  (`TTA_FLIPS`) and several predictors (an ensemble), the probabilities are
+  the mean over every (model, flip), and `spread=True` adds their standard
+  deviation (an uncertainty map).
 
 Only the probability outputs leave a predictor (`registry.probability_outputs`):
 the logits some models also output are for their losses.
 
-Reference: docs/design.md ("Evaluation"); docs/deployment.md.
+Reference: docs/design.md ("Evaluation", "Whole volumes"); docs/deployment.md;
+nnU-Net (Isensee et al. 2021) for mirroring at test time and ensembles.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from boundary_aware import runtime
+from boundary_aware import postprocess, runtime
 from boundary_aware.data import DataError, input_channels, normalize_channels, resize_slices
 from boundary_aware.model_files import REFUSED_SUFFIXES, load_keras_model
 from boundary_aware.models.registry import probability_outputs
@@ -45,12 +52,15 @@ class Predictor:
 
     `predict(images)` maps (N, H, W, C) float32 slices to a dict of (N, H, W, 1)
     float32 probabilities; `input_shape` is (H, W, C); `channels` names the C
-    input channels (MRI sequences) in order.
+    input channels (MRI sequences) in order; `postprocess` is the whole-volume
+    clean-up ({region: rule}, `boundary_aware.postprocess`) recorded with the
+    model (its run's choice on validation, or its export's card), None if none.
     """
 
     predict: SliceFunction
     input_shape: tuple[int, int, int]
     channels: tuple[str, ...]
+    postprocess: dict | None = None
 
     def __call__(self, images: np.ndarray) -> dict:
         return self.predict(images)
@@ -73,7 +83,10 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
         serve, input_shape = load_saved_model(path, trust_model=trust_model)
         card = read_card(path) or {}
         channels = input_channels(input_shape, card.get("input", {}).get("channels"), str(path))
-        return Predictor(batched(serve, batch_size), input_shape, channels)
+        rules = card.get("postprocess")
+        rules = ({r: postprocess.check_rule(v, f"{path} (model card)") for r, v in rules.items()}
+                 if isinstance(rules, dict) else None)
+        return Predictor(batched(serve, batch_size), input_shape, channels, rules)
     run = None
     if RunDirectory.looks_like_one(path):
         run = RunDirectory(path)
@@ -89,8 +102,31 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
     runtime.share_cores_between(streams)  # before the model's first operation
     model = load_keras_model(path)
     recorded = (run.read_state() or {}).get("input_channels") if run is not None else None
-    return keras_predictor(model, batch_size, streams,
-                           input_channels(model.input_shape[1:], recorded, str(path)))
+    predictor = keras_predictor(model, batch_size, streams,
+                                input_channels(model.input_shape[1:], recorded, str(path)))
+    if run is None:
+        return predictor
+    return replace(predictor, postprocess=postprocess.read(run.path, path.stem))
+
+
+def load_predictors(model_paths: Sequence[str | os.PathLike], batch_size: int | None = None,
+                    trust_model: bool = False) -> list[Predictor]:
+    """`load_predictor` of every path, for an ensemble: they must take the same input
+    (slice size and channels, in order); a mismatch is refused, naming both models."""
+    predictors = [load_predictor(p, batch_size, trust_model) for p in model_paths]
+    check_ensemble(predictors, model_paths)
+    return predictors
+
+
+def check_ensemble(predictors: Sequence[Predictor], names: Sequence) -> None:
+    """DataError unless every predictor has the first one's input contract."""
+    first = predictors[0]
+    for name, other in zip(names[1:], predictors[1:]):
+        if (other.input_shape, other.channels) != (first.input_shape, first.channels):
+            raise DataError(f"{names[0]} and {name}: an ensemble's models must take the same "
+                            f"input; one takes {first.input_shape} slices of "
+                            f"({', '.join(first.channels)}), the other {other.input_shape} "
+                            f"of ({', '.join(other.channels)})")
 
 
 def keras_predictor(model, batch_size: int = 16, streams: int = 1,
@@ -165,36 +201,139 @@ def volume_slices(volume: np.ndarray, size: int) -> np.ndarray:
     return np.clip(slices, 0, 1).astype(np.float32)
 
 
-def segment_volume(predictor: Predictor, volume: np.ndarray, distinct: bool = True,
-                   outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Probabilities (X, Y, Z) of every output (or of `outputs`) for an LPS-ordered
-    (X, Y, Z, C) volume, whose channels are the predictor's, in its order.
+# Test-time flips, named as the augmentation names them (`augment.FLIP_AXES`): the slice
+# axes each one reverses. A flip is its own inverse.
+FLIPS = {"none": (), "lr": (0,), "ap": (1,), "lr+ap": (0, 1)}
+NO_TTA = ("none",)
+TTA_CHOICES = ("none", "lr", "ap", "lr,ap")  # the mirror axes --tta and eval.tta take
+# predict's and the experiments' default, chosen on the development phantom
+# (docs/reproduction.md, "Whole volumes")
+DEFAULT_TTA = "lr,ap"
 
-    With `distinct` (the default), constant slices share one forward pass
-    (`distinct_slices`); without, every slice is segmented.
+
+def tta_flips(names: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The flips to average for test-time augmentation over the mirror axes `names`
+    ("lr", "ap", a comma-separated string or None/"none"): every combination of them,
+    the identity included; e.g. "lr" -> ("none", "lr"), "lr,ap" -> all four."""
+    if names is None or names == "none" or names == ():
+        return NO_TTA
+    axes = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    unknown = [a for a in axes if a not in ("lr", "ap")]
+    if unknown or not axes or len(set(axes)) != len(axes):
+        raise DataError(f"--tta must be one of {', '.join(TTA_CHOICES)}; got {names!r}")
+    combos = ["none"] + [a for a in ("lr", "ap") if a in axes]
+    return tuple(combos + (["lr+ap"] if len(axes) == 2 else []))
+
+
+def flipped(slices: np.ndarray, flip: str) -> np.ndarray:
+    """(N, H, W, ...) slices mirrored by `flip` (a key of FLIPS) in their two slice axes."""
+    axes = tuple(axis + 1 for axis in FLIPS[flip])
+    return np.flip(slices, axes) if axes else slices
+
+
+class VolumeInput:
+    """An LPS-ordered (X, Y, Z, C) volume, made ready once for any number of models.
+
+    `head` (X, Y, Z) is True where any channel is non-zero: BraTS volumes are
+    skull-stripped and exactly 0 outside the head, where no tumor can be.
+    `rows` are the axial slices that hold any head; only they are run through
+    a model, normalized and resized as in training (`slices(size)`, kept per
+    input size). A volume with no zero voxel is all head.
     """
-    if volume.ndim != 4 or volume.shape[-1] != len(predictor.channels):
-        raise DataError(f"the model takes {len(predictor.channels)} channels "
-                        f"({', '.join(predictor.channels)}), got a volume of shape {volume.shape}")
-    slices = volume_slices(volume, predictor.input_shape[0])
-    return segment_slices(predictor, slices, volume.shape[:2], distinct, outputs)
+
+    def __init__(self, volume: np.ndarray):
+        self.volume = volume
+        self.head = np.any(volume != 0, axis=-1)
+        self.rows = np.flatnonzero(self.head.any(axis=(0, 1)))
+        self._slices = {}
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.volume.shape[:3])
+
+    def slices(self, size: int) -> np.ndarray:
+        """(len(rows), size, size, C): the model input of the slices with head."""
+        if size not in self._slices:
+            self._slices[size] = volume_slices(self.volume[:, :, self.rows], size)
+        return self._slices[size]
 
 
-def segment_slices(predictor: Predictor, slices: np.ndarray, shape: tuple[int, int],
-                   distinct: bool = True,
-                   outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """`segment_volume` from the model's input slices (`volume_slices`, made once where
-    several models of one input size segment the same volume); `shape`: the volume's
-    (X, Y), to which the probabilities are resized back."""
+def as_list(predictors) -> list[Predictor]:
+    return [predictors] if isinstance(predictors, Predictor) else list(predictors)
+
+
+def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool = True,
+                   outputs: Sequence[str] | None = None, flips: Sequence[str] = NO_TTA,
+                   spread: bool = False) -> dict[str, np.ndarray]:
+    """Probabilities (X, Y, Z) of every output (or of `outputs`) for an LPS-ordered
+    (X, Y, Z, C) volume (or its `VolumeInput`), whose channels are the predictors', in
+    their order.
+
+    `predictors`: one `Predictor`, or several of one input contract (an ensemble,
+    `load_predictors`); the result is the mean over every predictor and every flip in
+    `flips` (`tta_flips`), and with `spread` also `<output>_spread`, the standard
+    deviation over them (0 for a single model without flips). Outside the head
+    (`VolumeInput`) every probability is 0. With `distinct` (the default), constant
+    slices share one forward pass (`distinct_slices`).
+    """
+    predictors = as_list(predictors)
+    data = volume if isinstance(volume, VolumeInput) else VolumeInput(volume)
+    channels = predictors[0].channels
+    if data.volume.ndim != 4 or data.volume.shape[-1] != len(channels):
+        raise DataError(f"the model takes {len(channels)} channels "
+                        f"({', '.join(channels)}), got a volume of shape {data.volume.shape}")
+    x, y, z = data.shape
+    if len(data.rows) == 0:  # no head at all: nothing to segment
+        names = outputs or ("seg",)
+        zero = np.zeros((x, y, z), np.float32)
+        return {**{n: zero for n in names}, **({f"{n}_spread": zero for n in names}
+                                               if spread else {})}
+    inside = segment_slices(predictors, data.slices(predictors[0].input_shape[0]), (x, y),
+                            distinct, outputs, flips, spread)
+    result = {}
+    for name, value in inside.items():
+        full = np.zeros((x, y, z), np.float32)
+        full[:, :, data.rows] = value
+        result[name] = np.where(data.head, full, np.float32(0))
+    return result
+
+
+def segment_slices(predictors, slices: np.ndarray, shape: tuple[int, int],
+                   distinct: bool = True, outputs: Sequence[str] | None = None,
+                   flips: Sequence[str] = NO_TTA, spread: bool = False) -> dict[str, np.ndarray]:
+    """`segment_volume` from the models' input slices (`volume_slices`); `shape`: the
+    volume's (X, Y), to which the probabilities are resized back. No head mask here:
+    every slice given is segmented. Returns (X, Y, len(slices)) arrays."""
+    predictors = as_list(predictors)
     run, source = (distinct_slices(slices) if distinct
                    else (np.arange(len(slices)), np.arange(len(slices))))
+    todo = slices[run]
+    count, mean, m2 = 0, {}, {}
+    for predictor in predictors:
+        for flip in flips:
+            out = {name: flipped(np.asarray(value, np.float32), flip)[..., 0]
+                   for name, value in predictor(flipped(todo, flip)).items()
+                   if outputs is None or name in outputs}
+            if mean and set(out) != set(mean):
+                raise DataError(f"the ensemble's models have different outputs "
+                                f"({sorted(mean)} and {sorted(out)})")
+            count += 1
+            for name, prob in out.items():  # Welford's running mean and squared deviations
+                if name not in mean:
+                    mean[name], m2[name] = prob.copy(), np.zeros_like(prob)
+                    continue
+                delta = prob - mean[name]
+                mean[name] += delta / count
+                m2[name] += delta * (prob - mean[name])
+    maps = dict(mean)
+    if spread:
+        maps.update({f"{name}_spread": np.sqrt(np.maximum(m2[name], 0) / count)
+                     for name in mean})
     size = slices.shape[1]
     x, y = shape
     result = {}
-    for name, value in predictor(slices[run]).items():
-        if outputs is not None and name not in outputs:
-            continue
-        prob = np.asarray(value, np.float32)[source, ..., 0]  # (Z, size, size)
+    for name, value in maps.items():
+        prob = value[source]  # (Z, size, size)
         if prob.shape[1:] != (x, y):
             from scipy import ndimage
             prob = ndimage.zoom(prob, (1, x / size, y / size), order=1, grid_mode=True,

@@ -33,7 +33,8 @@ from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fin
                                           new_state, resume_point)
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.config_check import check_config
-from boundary_aware.data import DataError, Manifest, load_prepared
+from boundary_aware.data import (DataError, Manifest, load_prepared, load_tumor_free,
+                                 with_tumor_free)
 from boundary_aware.errors import ConfigError, LockedError
 from boundary_aware.files import atomic_file, atomic_save_model
 from boundary_aware.model_files import load_keras_model
@@ -177,6 +178,10 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
     val_images, val_masks, _ = load_prepared(prepared, "val")
     if len(images) == 0:
         raise TrainingError(f"{prepared}: the train split is empty")
+    fraction = float(config.data.get("tumor_free_fraction", 0.0))
+    if fraction > 0:  # tumor-free slices, fixed for the run (its seed)
+        images, masks = with_tumor_free(images, masks, load_tumor_free(prepared), fraction,
+                                        config.train.seed)
     with runtime.distribution_scope():
         if start_from is not None:
             keras.config.set_dtype_policy(precision)

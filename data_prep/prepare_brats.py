@@ -23,7 +23,8 @@ import numpy as np
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, REGIONS, SPLITS, DataError,
                                  Manifest, case_record, manifest_format, manifest_path,
-                                 normalize_channels, resize_slices, select_slices, split_paths)
+                                 normalize_channels, resize_slices, select_slices,
+                                 select_tumor_free_slices, split_paths, tumor_free_path)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
 from boundary_aware.models import check_image_size  # the registry; Keras is not loaded
@@ -70,20 +71,33 @@ def prepare_case(case, region, slices_per_case, image_size, root, channels=PAPER
     """Load, validate, select, normalize (each channel on its own) and resize one case.
 
     Returns (images (N, size, size, C) float32, masks (N, size, size, 1) uint8, manifest
-    record); the record names each source file by its path relative to `root` (the BraTS
-    folder), so that evaluation can score the whole volumes.
+    record, tumor-free images (M, size, size, C) float32); the record names each source
+    file by its path relative to `root` (the BraTS folder), so that evaluation can score
+    the whole volumes. The tumor-free images are up to `tumor_free_per_case(...)` head
+    slices without tumor (`data.select_tumor_free_slices`), for training's
+    `data.tumor_free_fraction`.
     """
     image, mask, zooms = load_case(case, region, channels)
     indices = select_slices(mask, slices_per_case)
-    norm, ranges = normalize_channels(image, indices)
+    free = select_tumor_free_slices(mask, np.any(image != 0, axis=-1),
+                                    tumor_free_per_case(slices_per_case))
+    norm, ranges = normalize_channels(image, indices + free)
     images = np.stack([resize_slices(np.moveaxis(norm[..., c], 2, 0), image_size, order=1)
                        for c in range(norm.shape[-1])], axis=-1)
+    images = np.clip(images, 0, 1).astype(np.float32)
     masks = resize_slices(np.moveaxis(mask[:, :, indices], 2, 0), image_size, order=0)
     files = {kind: (path, path.resolve().relative_to(Path(root).resolve()), file_sha256(path))
              for kind, path in case.files.items()}
     record = case_record(case.case_id, case.convention, indices, image.shape[:3], zooms[:3],
-                         [lo for lo, _ in ranges], [hi for _, hi in ranges], files)
-    return np.clip(images, 0, 1).astype(np.float32), masks[..., None].astype(np.uint8), record
+                         [lo for lo, _ in ranges], [hi for _, hi in ranges], files, free)
+    return (images[:len(indices)], masks[..., None].astype(np.uint8), record,
+            images[len(indices):])
+
+
+def tumor_free_per_case(slices_per_case):
+    """Tumor-free slices kept per case: half the tumor slices (rounded up), enough for a
+    `data.tumor_free_fraction` up to 1/3."""
+    return -(-slices_per_case // 2)
 
 
 def _prepare_one(args):
@@ -190,6 +204,11 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
             images_path, masks_path = split_paths(tmp, name)
             np.save(images_path, images)
             np.save(masks_path, masks)
+        train = [prepared[c][3] for c in split["train"]]
+        np.save(tumor_free_path(tmp), np.concatenate(train) if train else
+                np.zeros((0, image_size, image_size, len(PAPER_CHANNELS)), np.float32))
+        manifest["tumor_free"] = {"split": "train",
+                                  "per_case": tumor_free_per_case(slices_per_case)}
         manifest.write(tmp)
     counts = {name: len(manifest.slices(name)) for name in SPLITS}
     log(f"{out_dir}: {len(prepared)} cases prepared ({len(skipped)} skipped); slices {counts}")

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import ml_collections
 
+from boundary_aware.inference import DEFAULT_TTA
 from boundary_aware.losses import DEFAULT_BCE_REDUCTION, PAPER_WEIGHTS
 
 NO_EDGE = {"edge_dice": 0.0, "edge_bce": 0.0}  # l2 = l3 = 0: no term supervises the edge output
@@ -39,6 +40,7 @@ class Variant(NamedTuple):
     weights: dict
     model_options: dict = {}
     loss_options: dict = {}
+    data_options: dict = {}
 
 
 VARIANTS = {
@@ -55,6 +57,9 @@ VARIANTS = {
                             loss_options={"edge_bce_reduction": "sum"}),
     "ours_bce_scaled_mean": Variant("Ours (Eq. 5 scaled_mean)", "ours", dict(PAPER_WEIGHTS),
                                     loss_options={"edge_bce_reduction": "scaled_mean"}),
+    # beyond the paper: tumor-free training slices (data.tumor_free_fraction)
+    "ours_tumor_free": Variant("Ours (tumor-free slices)", "ours", dict(PAPER_WEIGHTS),
+                               data_options={"tumor_free_fraction": 0.25}),
 }
 TABLE_ROWS = ("unet", "vnet", "ours_no_edge", "ours")
 ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion",
@@ -123,6 +128,8 @@ def get_config(arg="ours,demo"):
         enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
         scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))
     c.data.pipeline = "auto"  # auto (tf.data on the TensorFlow backend, else PyDataset), tf, pydataset
+    c.data.tumor_free_fraction = 0.0  # share of training slices without tumor (the paper: none)
+    c.data.update(v.data_options)
 
     c.train = ml_collections.ConfigDict()
     c.train.epochs = 100 if profile == "paper" else 12
@@ -140,4 +147,8 @@ def get_config(arg="ours,demo"):
     c.eval.threshold = 0.5
     c.eval.batch_size = 16
     c.eval.checkpoint = "final"  # the scored checkpoint: final, best or last (run_directory)
+    # whole volumes: test-time mirror axes (inference.TTA_CHOICES), and the clean-up chosen
+    # on the validation volumes (boundary_aware.postprocess)
+    c.eval.tta = DEFAULT_TTA
+    c.eval.postprocess = True
     return c

@@ -1,0 +1,209 @@
+"""Whole volumes: the head mask, test-time flips, ensembles, the 3D clean-up chosen on
+validation, tumor-free training slices, and predict's extra maps and running summary."""
+
+import json
+
+import numpy as np
+import pytest
+
+from boundary_aware import postprocess
+from boundary_aware.data import (DataError, select_tumor_free_slices, with_tumor_free)
+from boundary_aware.inference import (Predictor, check_ensemble, segment_volume, tta_flips,
+                                      VolumeInput)
+from boundary_aware.nifti import load_volume
+from tests.conftest import ROOT
+
+CASE = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005" / "BraTS2013_pat0005_t1ce.nii.gz"
+
+
+def constant_predictor(value, size=16, calls=None, channels=("t1c",)):
+    """A model whose probability is `value` everywhere; `calls` collects the batch sizes."""
+    def predict(images):
+        if calls is not None:
+            calls.append(len(images))
+        return {"seg": np.full(images.shape[:3] + (1,), value, np.float32)}
+    return Predictor(predict, (size, size, len(channels)), tuple(channels))
+
+
+def test_background_is_never_tumor_and_headless_slices_are_not_run_on_the_real_sample():
+    volume, _, _ = load_volume(CASE, "image")
+    head = volume != 0
+    headless = int(np.count_nonzero(~head.any(axis=(0, 1))))
+    assert headless > 0 and (~head).any()  # the sample has both, or the test says nothing
+    calls = []
+    prob = segment_volume(constant_predictor(0.9, calls=calls), volume[..., None],
+                          distinct=False)["seg"]
+    assert sum(calls) == volume.shape[2] - headless  # only slices with head went in
+    assert np.all(prob[~head] == 0)  # outside the head: never tumor
+    assert np.all(prob[head] > 0.5)  # inside: the model's answer (resized back)
+
+
+def test_a_volume_without_any_head_is_not_run_and_is_all_zero():
+    calls = []
+    prob = segment_volume(constant_predictor(0.9, calls=calls), np.zeros((20, 20, 5, 1)),
+                          spread=True)
+    assert calls == [] and not prob["seg"].any() and not prob["seg_spread"].any()
+
+
+def position_predictor(size=8):
+    """A model that is not flip-symmetric: probability = image x a fixed ramp that rises
+    along both slice axes."""
+    ramp = np.add.outer(np.arange(size), 2 * np.arange(size)).astype(np.float32) / (3 * size)
+
+    def predict(images):
+        return {"seg": images[..., :1] * ramp[None, :, :, None]}
+    return Predictor(predict, (size, size, 1), ("t1c",)), ramp
+
+
+def test_flips_are_undone_exactly():
+    predictor, ramp = position_predictor()
+    rng = np.random.default_rng(0)
+    volume = rng.uniform(1, 2, (8, 8, 3, 1)).astype(np.float32)  # all head, no resizing
+    slices = VolumeInput(volume).slices(8)[..., 0]  # (Z, X, Y) normalized input
+    got = segment_volume(predictor, volume, flips=tta_flips("lr"), spread=True)
+    # by hand: the lr flip runs the mirrored slice through the ramp and mirrors back,
+    # which is the input times the mirrored ramp
+    lr = slices * ramp[::-1, :]
+    expected = (slices * ramp + lr) / 2
+    np.testing.assert_allclose(got["seg"], np.moveaxis(expected, 0, 2), atol=1e-6)
+    np.testing.assert_allclose(got["seg_spread"], np.moveaxis(np.abs(slices * ramp - lr) / 2,
+                                                              0, 2), atol=1e-6)
+    every = segment_volume(predictor, volume, flips=tta_flips("lr,ap"))["seg"]
+    four = slices * (ramp + ramp[::-1, :] + ramp[:, ::-1] + ramp[::-1, ::-1]) / 4
+    np.testing.assert_allclose(every, np.moveaxis(four, 0, 2), atol=1e-6)
+    assert tta_flips("none") == ("none",) and tta_flips("lr,ap") == ("none", "lr", "ap", "lr+ap")
+    with pytest.raises(DataError, match="--tta"):
+        tta_flips("up")
+
+
+def test_an_ensemble_averages_its_members_and_its_spread_is_theirs():
+    volume = np.ones((16, 16, 2, 1), np.float32)
+    got = segment_volume([constant_predictor(0.2), constant_predictor(0.8)], volume,
+                         flips=tta_flips("lr"), spread=True)
+    np.testing.assert_allclose(got["seg"], 0.5, atol=1e-6)
+    np.testing.assert_allclose(got["seg_spread"], 0.3, atol=1e-6)  # population sd of 0.2, 0.8
+    single = segment_volume(constant_predictor(0.2), volume, spread=True)
+    assert not single["seg_spread"].any()
+
+
+def test_an_ensemble_of_different_inputs_is_refused_naming_both():
+    with pytest.raises(DataError, match="a.keras and b.keras.*same input"):
+        check_ensemble([constant_predictor(0.5, 16), constant_predictor(0.5, 32)],
+                       ["a.keras", "b.keras"])
+    with pytest.raises(DataError, match="same input"):
+        check_ensemble([constant_predictor(0.5), constant_predictor(0.5, channels=("t1",))],
+                       ["a", "b"])
+
+
+def blob(shape, corner, size):
+    mask = np.zeros(shape, bool)
+    mask[tuple(slice(c, c + s) for c, s in zip(corner, size))] = True
+    return mask
+
+
+def test_clean_up_is_chosen_on_validation_and_keeps_a_true_second_lesion():
+    shape, spacing = (30, 30, 20), (1.0, 1.0, 2.0)  # anisotropic: sizes are in mm3
+    big = blob(shape, (5, 5, 5), (10, 10, 5))  # 500 voxels, 1000 mm3
+    island = blob(shape, (25, 25, 15), (2, 2, 2))  # 8 voxels, 16 mm3: a false positive
+    second = blob(shape, (20, 2, 2), (4, 4, 2))  # 32 voxels, 64 mm3: a true second lesion
+    # validation case A: one lesion and a false island; case B: two true lesions
+    case_a = postprocess.candidate_dice(big | island, big, spacing)
+    case_b = postprocess.candidate_dice(big | second | island, big | second, spacing)
+    assert case_a["largest"] == 1.0 and case_b["largest"] < 1.0  # largest loses the second
+    assert case_a["min_size 30 mm3"] == case_b["min_size 30 mm3"] == 1.0
+    assert case_b["min_size 100 mm3"] < 1.0  # 64 mm3 < 100 mm3: the second lesion goes
+    chosen = postprocess.choose([case_a, case_b])
+    assert chosen["rule"] == {"rule": "min_size", "mm3": 30} and chosen["n"] == 2
+    # on a new volume: the island goes, the true second lesion stays
+    cleaned = postprocess.apply(big | second | island, chosen["rule"], spacing)
+    np.testing.assert_array_equal(cleaned, big | second)
+    # only case A: keeping the largest is as good and comes first
+    assert postprocess.choose([case_a])["rule"] == {"rule": "largest"}
+    # nothing to gain: none stays
+    clean = postprocess.candidate_dice(big, big, spacing)
+    assert postprocess.choose([clean])["rule"] == postprocess.NONE
+    assert postprocess.choose([])["rule"] == postprocess.NONE
+
+
+def test_clean_up_counts_26_connected_voxels_as_one_component():
+    mask = np.zeros((5, 5, 5), bool)
+    mask[1, 1, 1] = mask[2, 2, 2] = True  # corner neighbours: one component of 2
+    mask[4, 4, 0] = True  # alone
+    kept = postprocess.apply(mask, {"rule": "largest"})
+    assert kept[1, 1, 1] and kept[2, 2, 2] and not kept[4, 4, 0]
+    assert not postprocess.apply(mask, {"rule": "min_size", "mm3": 3}).any()
+    with pytest.raises(DataError, match="unknown post-processing rule"):
+        postprocess.apply(mask, {"rule": "erode"})
+
+
+def test_the_clean_up_record_round_trips_and_a_damaged_one_is_named(tmp_path):
+    choice = {"tc": {"rule": {"rule": "largest"}, "validation_dice": {}, "n": 4}}
+    postprocess.write(tmp_path, {"final": choice, "best": {"tc": {"rule": postprocess.NONE}}},
+                      "final", "val", ("none",))
+    assert postprocess.read(tmp_path) == {"tc": {"rule": "largest"}}
+    assert postprocess.read(tmp_path, "best") == {"tc": postprocess.NONE}
+    assert postprocess.read(tmp_path / "elsewhere") is None
+    (tmp_path / postprocess.FILE).write_text("{not json")
+    with pytest.raises(DataError, match="postprocess.json"):
+        postprocess.read(tmp_path)
+
+
+def test_tumor_free_slices_hold_head_and_no_tumor_spread_evenly():
+    mask = np.zeros((4, 4, 12), np.uint8)
+    mask[1, 1, 5:8] = 1  # tumor on slices 5-7
+    head = np.zeros((4, 4, 12), bool)
+    head[:, :, 1:11] = True  # head on slices 1-10
+    assert select_tumor_free_slices(mask, head, 10) == [1, 2, 3, 4, 8, 9, 10]
+    assert select_tumor_free_slices(mask, head, 3) == [1, 4, 10]
+
+
+def test_tumor_free_fraction_adds_that_share_of_empty_slices_reproducibly():
+    images = np.ones((30, 4, 4, 1), np.float32)
+    masks = np.ones((30, 4, 4, 1), np.uint8)
+    pool = np.arange(20, dtype=np.float32)[:, None, None, None] * np.ones((1, 4, 4, 1))
+    got_images, got_masks = with_tumor_free(images, masks, pool, 0.25, seed=3)
+    assert len(got_images) == 40  # 10 / 40 = 0.25 without tumor
+    assert not got_masks[30:].any() and got_masks[:30].all()
+    drawn = got_images[30:, 0, 0, 0]
+    assert len(set(drawn)) == 10 and set(drawn) <= set(range(20))  # without replacement
+    again, _ = with_tumor_free(images, masks, pool, 0.25, seed=3)
+    np.testing.assert_array_equal(again, got_images)
+    assert with_tumor_free(images, masks, pool, 0.0, seed=3)[0] is images
+    with pytest.raises(DataError, match="asks for 90 tumor-free slices.*holds 20"):
+        with_tumor_free(images, masks, pool, 0.75, seed=3)
+
+
+def test_a_folder_prediction_writes_the_maps_and_a_summary_after_every_case(tmp_path,
+                                                                            monkeypatch):
+    """Two cases: the first is written with its probability and uncertainty maps; the
+    second is stopped mid-way, and summary.json already says what finished."""
+    from boundary_aware import predict
+    from data_prep import synthetic
+    for name in ("case_a", "case_b"):
+        synthetic.write_case(tmp_path / "in", name, *synthetic.make_case(0, shape=(24, 24, 6)))
+    model = [constant_predictor(0.3), constant_predictor(0.9)]  # mean 0.6: tumor
+    monkeypatch.setattr(predict, "load_predictors", lambda *a, **k: model)
+    real = predict.predict_file
+    seen = []
+
+    def stop_on_the_second(*args, **kwargs):
+        seen.append(args[2])
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(predict, "predict_file", stop_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        predict.predict_path("a,b", tmp_path / "in", tmp_path / "out", save_probabilities=True,
+                             save_uncertainty=True, tta="lr")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["cases"]) == ["case_a"] and summary["pending"] == ["case_b"]
+    assert summary["flips"] == ["none", "lr"] and summary["model"] == "a,b"
+    image, _, _ = load_volume(tmp_path / "in" / "case_a" / "case_a_t1ce.nii.gz", "image")
+    prob, _, _ = load_volume(tmp_path / "out" / "case_a_tc_prob.nii.gz", "image")
+    spread, _, _ = load_volume(tmp_path / "out" / "case_a_tc_uncertainty.nii.gz", "image")
+    mask, _, _ = load_volume(tmp_path / "out" / "case_a_tc.nii.gz", "mask")
+    head = image != 0
+    np.testing.assert_allclose(prob[head], 0.6, atol=1e-6)
+    np.testing.assert_allclose(spread[head], 0.3, atol=1e-6)
+    assert not prob[~head].any() and np.array_equal(mask > 0, head)
+    assert not (tmp_path / "out" / "case_b_tc.nii.gz").exists()
