@@ -60,7 +60,9 @@ def mean_std(values) -> tuple[float, float]:
 
 def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
                       b: Sequence[Mapping[Hashable, float]],
-                      cluster: Mapping[Hashable, Hashable] | None = None) -> dict:
+                      cluster: Mapping[Hashable, Hashable] | None = None,
+                      a_members: Sequence[Mapping[Hashable, float]] | None = None,
+                      b_members: Sequence[Mapping[Hashable, float]] | None = None) -> dict:
     """Mean difference A - B with its 95% interval and p-value over seeds and volumes.
 
     `a` and `b` hold one {item: score} dict per training seed of each row.
@@ -72,6 +74,12 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
     "seeds_b", "volumes"}, "method"}. What cannot be estimated (no common
     item; fewer than two seeds in a row or two volumes: the noise is unknown)
     is None; with no noise at all the interval is the point.
+
+    `a_members` (`b_members`): A (B) is one ensemble (`a` holds one dict) of
+    models trained with these seeds (one dict each). A rerun would draw other
+    members, so its seed term is bounded by one member's seed variance (the
+    mean of exchangeable members varies at most as much as one of them), with
+    the members' degrees of freedom: the interval errs wide.
     """
     a, b = list(a), list(b)
     result = {"mean_diff": None, "ci95": [None, None], "p_value": None, "p_wilcoxon": None,
@@ -95,11 +103,15 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
     if n_volumes == n and n > 1 and np.any(per_item != 0):  # volumes: independent items
         p = stats.wilcoxon(per_item, zero_method="wilcox", alternative="two-sided").pvalue
         result["p_wilcoxon"] = float(p) if math.isfinite(p) else None
-    if n_volumes == 1 or len(a) < 2 or len(b) < 2:
+    seeds_of_a, seeds_of_b = (
+        np.array([[seed[i] for i in items] for seed in members], dtype=np.float64)
+        if members is not None and len(rows) == 1 else y
+        for members, rows, y in ((a_members, a, ya), (b_members, b, yb)))
+    if n_volumes == 1 or len(seeds_of_a) < 2 or len(seeds_of_b) < 2:
         return result
     # seed terms: each row's per-seed means over the items, their sample variance / S
-    seeds_a = float(ya.mean(axis=1).var(ddof=1)) / len(a)
-    seeds_b = float(yb.mean(axis=1).var(ddof=1)) / len(b)
+    seeds_a = float(seeds_of_a.mean(axis=1).var(ddof=1)) / len(a)
+    seeds_b = float(seeds_of_b.mean(axis=1).var(ddof=1)) / len(b)
     # volume term: the seed-averaged differences, summed per volume around the mean
     residual = per_item - diff
     totals = np.bincount(index, weights=residual, minlength=n_volumes)
@@ -110,7 +122,8 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
     if variance <= 0:
         result["ci95"], result["se"] = [diff, diff], 0.0
         return result
-    dofs = {"seeds_a": len(a) - 1, "seeds_b": len(b) - 1, "volumes": n_volumes - 1}
+    dofs = {"seeds_a": len(seeds_of_a) - 1, "seeds_b": len(seeds_of_b) - 1,
+            "volumes": n_volumes - 1}
     df = variance ** 2 / sum(parts[k] ** 2 / dofs[k] for k in parts)
     se = math.sqrt(variance)
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se

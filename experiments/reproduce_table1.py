@@ -10,10 +10,11 @@ phantom unless --phantom says otherwise; `table1.PHANTOMS`) and runs the demo
 profile: those numbers are NOT BraTS numbers, and the table says so. With
 --brats_dir it runs the paper profile on that data. Trains the four rows once
 per training seed on the same split, evaluates every run (per slice, per
-whole volume), and writes OUT/table1.md, .csv, .json (rows over seeds, and
-Ours compared with every other row, intervals over seeds and volumes) and
-table1_runs.csv (one
-line per run), with the paper's values alongside. A rerun skips complete runs
+whole volume), and writes OUT/table1.md, .csv, .json (rows over seeds, a row for the seed
+ensemble of Ours (its members' mean probabilities: `evaluate --workdir=A,B,...
+--out=...`), and Ours compared with every other row, intervals over seeds and
+volumes) and table1_runs.csv (one line per run), with the paper's values
+alongside. A rerun skips complete runs
 and resumes interrupted ones.
 
 Reference: Hatamizadeh et al. 2019, Table 1.
@@ -52,7 +53,7 @@ def reproduce(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS,
     its options as `experiments.runner.run_sweep`."""
     seeded_experiment(out, "table1", "Table 1 reproduction", rows, seeds, brats_dir, split_file,
                       profile, overrides, notes=[JACCARD_NOTE], paper=PAPER, executor=executor,
-                      phantom=phantom, **executor_options)
+                      phantom=phantom, ensemble_rows=("ours",), **executor_options)
 
 
 def main(argv) -> None:

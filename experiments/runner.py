@@ -17,7 +17,9 @@ from typing import Sequence
 
 from experiments.executors import Job, local_sweep, ray_sweep
 from experiments.steps import RunError, run_dir, say, step
+from boundary_aware.errors import FormatError
 from boundary_aware.files import atomic_write_text
+from boundary_aware.run_directory import read_metrics_file
 from data_prep.synthetic import case_id
 from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS, PROFILE_DATA
 
@@ -121,6 +123,26 @@ def run_sweep(out, variants, seeds, profile: str, prepared, overrides=(), execut
     return table, failures
 
 
+def seed_ensemble(out, row: str, metrics_files: dict) -> dict:
+    """The metrics of one ensemble of a row's seed runs ({seed: metrics.json path}), scored
+    into OUT/runs/ROW_ensemble (`evaluate.evaluate_ensemble`, in a child process as the
+    runs' own evaluations are); kept when it is newer than every member's scores."""
+    folder = Path(out) / "runs" / f"{row}_ensemble"
+    members = [Path(metrics_files[s]).parent.resolve() for s in sorted(metrics_files)]
+    target = folder / "metrics.json"
+    try:
+        current = (target.is_file() and read_metrics_file(target).get("members") ==
+                   [str(m) for m in members] and all(
+                       target.stat().st_mtime >= Path(metrics_files[s]).stat().st_mtime
+                       for s in metrics_files))
+    except FormatError:
+        current = False
+    if not current:
+        step(["-m", "boundary_aware.evaluate", f"--workdir={','.join(map(str, members))}",
+              f"--out={folder}"], f"{folder}: the seed ensemble of {row}")
+    return read_metrics_file(target)
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """"0,1,2" -> (0, 1, 2); a clear error for anything else."""
     try:
@@ -137,13 +159,14 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
                       overrides: Sequence[str] = (), notes: Sequence[str] = (),
                       paper: dict | None = None, executor: str = "local",
                       phantom: str = DEFAULT_PHANTOM, sensitivity_rows: Sequence[str] = (),
-                      **executor_options) -> None:
+                      ensemble_rows: Sequence[str] = (), **executor_options) -> None:
     """Prepare the data, run every row over every seed, write OUT/STEM.{md,json,csv} and
     STEM_runs.csv (`seeded_table.write_tables`; `sensitivity_rows`: its sensitivity
-    section). Without `brats_dir`: synthetic demo data, the `phantom`'s.
+    section; `ensemble_rows`: each also as one ensemble of its seed runs, `seed_ensemble`).
+    Without `brats_dir`: synthetic demo data, the `phantom`'s.
     Runs that failed are named (with their log) and the table says which rows are
     incomplete; then RunError."""
-    from experiments.seeded_table import experiment_notes, load_runs, write_tables
+    from experiments.seeded_table import ENSEMBLE, experiment_notes, load_runs, write_tables
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     profile = profile or ("paper" if brats_dir else "demo")
@@ -154,6 +177,9 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
     done, failures = run_sweep(out, rows, seeds, profile, prepared, overrides, executor,
                                **executor_options)
     runs = load_runs(done)
+    for row in ensemble_rows:
+        if len(runs.get(row, {})) >= 2 and not failures:
+            runs[row + ENSEMBLE] = {"ensemble": seed_ensemble(out, row, done[row])}
     data = (f"SYNTHETIC BraTS-like data (NOT BraTS), the {phantom} phantom (generator seed "
             f"{PHANTOMS[phantom]['seed']}{'' if PHANTOMS[phantom]['distractors'] else ', no look-alikes'})"
             if synthetic else f"BraTS data in {brats_dir}")

@@ -30,7 +30,9 @@ from boundary_aware.run_directory import read_metrics_file
 from experiments.table1 import VARIANTS
 
 COMPARED_METRICS = ("dice", "hd95")
+ENSEMBLE = "_ensemble"  # a row of one ensemble: the seed runs of the row it is named after
 ROW_NAMES = {name: v.label for name, v in VARIANTS.items()}
+ROW_NAMES.update({name + ENSEMBLE: f"{v.label}, seed ensemble" for name, v in VARIANTS.items()})
 HD_NOTE = ("The paper gives no unit and no empty-mask policy for HD; ours is in mm, and a slice "
            "where exactly one mask is empty scores the image diagonal, so HD means are dominated "
            "by empty predictions: see the medians, the means over non-empty pairs and the count "
@@ -125,10 +127,10 @@ def _records(metrics, level, checkpoint=None):
     return source.get("slices" if level == "slice" else "volumes") or []
 
 
-def compare(runs_a, runs_b, level, name, checkpoint=None, a="ours", b=None):
+def compare(runs_a, runs_b, level, name, checkpoint=None, a="ours", b=None, b_members=None):
     """One comparison of two rows' runs ({seed: metrics}) at `level` on metric `name`
     (`comparison.seeded_comparison`: seeds and volumes both drawn), or None when the runs
-    hold no such records."""
+    hold no such records. `b_members`: B is one ensemble of these runs."""
     def per_seed(runs):
         return [{(r["case"], r.get("slice")) if level == "slice" else r["case"]: r[name]
                  for r in _records(m, level, checkpoint)} for m in runs.values()]
@@ -136,7 +138,8 @@ def compare(runs_a, runs_b, level, name, checkpoint=None, a="ours", b=None):
     if not any(items_a) or not any(items_b):
         return None  # e.g. no whole-volume scores (evaluate --noper_volume)
     cluster = {k: k[0] for k in items_a[0]} if level == "slice" else None
-    result = seeded_comparison(items_a, items_b, cluster)
+    result = seeded_comparison(items_a, items_b, cluster,
+                               b_members=per_seed(b_members) if b_members else None)
     if level == "slice":
         result["p_wilcoxon"] = None  # slices of one volume are not independent items
     return {"a": a, "b": b, "level": level, "metric": name,
@@ -144,14 +147,16 @@ def compare(runs_a, runs_b, level, name, checkpoint=None, a="ours", b=None):
 
 
 def comparisons(runs, a="ours"):
-    """Ours (`a`) against every other variant of `runs` ({variant: {seed: metrics}})."""
+    """Ours (`a`) against every other variant of `runs` ({variant: {seed: metrics}}); an
+    ensemble row's seed noise is bounded by its members' (`seeded_comparison`)."""
     out = []
     for b in runs:
         if b == a:
             continue
+        members = runs.get(b[:-len(ENSEMBLE)]) if b.endswith(ENSEMBLE) else None
         for level in ("case", "slice"):
             for name in COMPARED_METRICS:
-                found = compare(runs[a], runs[b], level, name, a=a, b=b)
+                found = compare(runs[a], runs[b], level, name, a=a, b=b, b_members=members)
                 if found:
                     out.append(found)
     return out
