@@ -117,3 +117,25 @@ def test_a_real_difference_is_found():
     # the standard error is about 0.058 (seed terms 2 x 0.08^2 / 5, volume term
     # (2 x 0.12^2 + 2 x 0.06^2 / 5) / 40): 0.3 is 5 of them, found nearly always
     assert found >= 190
+
+
+def test_an_ensembles_seed_noise_is_bounded_by_its_members():
+    """B is one ensemble of three members: its seed term is the members' seed variance
+    (not divided by three), with their two degrees of freedom."""
+    a = [{"v1": 0.5, "v2": 0.7}, {"v1": 0.6, "v2": 0.6}]
+    members = [{"v1": 0.4, "v2": 0.6}, {"v1": 0.5, "v2": 0.7}, {"v1": 0.6, "v2": 0.8}]
+    ensemble = [{"v1": 0.5, "v2": 0.7}]
+    got = seeded_comparison(a, ensemble, b_members=members)
+    seeds_a = np.var([0.6, 0.6], ddof=1) / 2
+    seeds_b = np.var([0.5, 0.6, 0.7], ddof=1) / 1
+    per_volume = np.array([0.55 - 0.5, 0.65 - 0.7])
+    diff = per_volume.mean()
+    volumes = 2 / 1 * np.sum((per_volume - diff) ** 2) / 2 ** 2
+    assert got["mean_diff"] == pytest.approx(diff)
+    assert got["variance"] == pytest.approx({"seeds_a": seeds_a, "seeds_b": seeds_b,
+                                             "volumes": volumes})
+    variance = seeds_a + seeds_b + volumes
+    df = variance ** 2 / (seeds_b ** 2 / 2 + volumes ** 2 / 1)  # seeds_a is 0
+    assert got["df"] == pytest.approx(df)
+    # without the members, one ensemble has no seed noise to estimate
+    assert seeded_comparison(a, ensemble)["ci95"] == [None, None]

@@ -8,9 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from boundary_aware import metrics
+from boundary_aware import metrics, postprocess
+from boundary_aware.data import DataError
+from boundary_aware.inference import DEFAULT_TTA, tta_flips
 from boundary_aware.console import RETRACING, is_notice
-from boundary_aware.evaluate import evaluate, score_volume, summarize
+from boundary_aware.evaluate import evaluate, evaluate_ensemble, score_volume, summarize
 from boundary_aware.predict import predict_path
 from boundary_aware.run_directory import METRICS_FORMAT
 from tests.conftest import ROOT, tiny_prepared, module_code, run_python
@@ -91,6 +93,32 @@ def test_evaluate_scores_slices_whole_volumes_and_both_checkpoints(trained_run, 
     for name in ("dice", "hd", "hd95"):
         assert result["volumes"][0][name] == pytest.approx(expected[name])
     assert result["volumes"][0]["slices"] == 24
+    # the clean-up chosen on the validation volumes is recorded, applied, and predict uses it
+    rule = postprocess.read(run)
+    assert result["whole_volume"] == {"flips": list(tta_flips(DEFAULT_TTA)), "postprocess": rule}
+    summary = predict_path(run, t1c, tmp_path / "mask2.nii.gz")
+    assert summary["postprocess"] == postprocess.label(rule["tc"])
+    choice = json.loads((run / postprocess.FILE).read_text())["checkpoints"]["final"]
+    assert choice["validation"]["tc"]["n"] == len(manifest["split"]["val"])
+
+
+def test_an_ensemble_of_two_copies_scores_as_the_run(trained_run, tmp_path):
+    run = trained_run / "run"
+    single = evaluate(run)
+    shutil.copytree(run, tmp_path / "copy")
+    got = evaluate_ensemble([run, tmp_path / "copy"], tmp_path / "ensemble")
+    assert got["members"] == [str(run), str(tmp_path / "copy")]
+    assert json.loads((tmp_path / "ensemble" / "metrics.json").read_text())["variant"] == \
+        "unet_ensemble"
+    assert got["whole_volume"] == single["whole_volume"]
+    for mine, theirs in zip(got["volumes"], single["volumes"]):
+        assert mine["dice"] == pytest.approx(theirs["dice"], abs=1e-6)
+    assert got["per_slice"]["dice"]["mean"] == pytest.approx(single["per_slice"]["dice"]["mean"])
+    config = json.loads((tmp_path / "copy" / "config.json").read_text())
+    config["data"]["prepared_dir"] = str(tmp_path / "elsewhere")
+    (tmp_path / "copy" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match="same prepared data"):
+        evaluate_ensemble([run, tmp_path / "copy"], tmp_path / "ensemble2")
 
 
 def test_the_rule_does_not_pick_an_early_checkpoint_with_unsettled_statistics(trained_run):

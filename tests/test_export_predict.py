@@ -186,6 +186,20 @@ def test_unsafe_model_formats_are_refused(tmp_path):
     assert not (tmp_path / "out.nii.gz").exists()
 
 
+def test_the_recorded_clean_up_travels_with_the_export(tmp_path):
+    from boundary_aware import postprocess
+    from boundary_aware.inference import load_predictor
+    fake_run(tmp_path / "run")
+    rule = {"rule": "min_size", "mm3": 100}
+    postprocess.write(tmp_path / "run", {"final": {"tc": {"rule": rule}}}, "final", "val",
+                      ("none",))
+    card = export_run(tmp_path / "run", tmp_path / "saved")
+    assert card["postprocess"] == {"tc": rule}
+    assert load_predictor(tmp_path / "saved").postprocess == {"tc": rule}
+    assert load_predictor(tmp_path / "run").postprocess == {"tc": rule}
+    assert load_predictor(tmp_path / "run" / "best.keras").postprocess is None  # not chosen
+
+
 def test_export_of_a_baseline_has_only_seg(tmp_path):
     model = build_model("unet", input_shape=(32, 32, 1), base_filters=4)
     card = export_model(model, tmp_path / "unet_saved")
