@@ -51,9 +51,13 @@ def experiment_notes(synthetic, runs, overrides=()):
              "gives Dice = Jaccard = 0 and HD = the image diagonal (2D: of the slice; 3D: of the "
              "volume). \"empty preds\": slices where the model predicts nothing, mean per seed "
              "over the test slices.",
-             "Whole volume: every axial slice of the source volume is segmented (as `predict` "
-             "does) and scored in 3D at the source spacing; \"FP slices\": slices without tumor "
-             "core on which the model predicts tumor (per seed, summed over the test volumes).",
+             "Whole volume: every axial slice of the source volume that holds head is segmented "
+             "(as `predict` does: outside the head never tumor, the run's test-time flips, the "
+             "3D clean-up chosen on the validation volumes) and scored in 3D at the source "
+             "spacing; \"FP slices\": slices without tumor core on which the model predicts "
+             "tumor (per seed, summed over the test volumes). A \"seed ensemble\" row is one "
+             "model (the mean probabilities of that row's seed runs); its interval bounds its "
+             "seed noise by its members' (docs/design.md, \"Statistics\").",
              "Training sees only slices with tumor (the paper's protocol), so on whole volumes "
              "the differences between rows are mostly false positives on tumor-free slices that "
              "no model trained on; read whole-volume leads with that in mind."]
@@ -218,7 +222,7 @@ def render(title, rows, comps, notes, paper=None):
     """The markdown of a seeded table and its comparison table."""
     paper_columns = ["paper Dice", "paper Jaccard", "paper HD"] if paper else []
     paper = paper or {}
-    seeds = sorted({s for r in rows for s in r["seeds"]})
+    seeds = sorted({s for r in rows for s in r["seeds"] if isinstance(s, int)})
     lines = [f"# {title}", "",
              f"Training seeds {seeds}. Per-slice columns (the paper's protocol): mean ± standard "
              "deviation across seeds of each run's per-slice mean; \"pooled\" is the mean ± std "

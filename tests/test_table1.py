@@ -114,6 +114,22 @@ def test_comparisons_count_seed_and_volume_noise(tmp_path):
     assert by["case", "hd95"]["variance"]["seeds_a"] > 0
 
 
+def test_a_seed_ensemble_row_is_one_model_with_its_members_seed_noise(tmp_path):
+    runs = load_runs({"ours": {s: fake_metrics(tmp_path / f"o{s}.json", 0.8, s) for s in (0, 1)},
+                      "unet": {s: fake_metrics(tmp_path / f"u{s}.json", 0.6, s) for s in (0, 1)},
+                      "ours_ensemble": {"ensemble": fake_metrics(tmp_path / "e.json", 0.85, 0)}})
+    rows, comps = write_tables(tmp_path, "table1", "Test table", runs, [])
+    ensemble = [r for r in rows if r["variant"] == "ours_ensemble"][0]
+    assert ensemble["seeds"] == ["ensemble"] and ensemble["model"] == "Ours, seed ensemble"
+    by = {(c["b"], c["level"], c["metric"]): c for c in comps}
+    c = by["ours_ensemble", "case", "hd95"]
+    members = [np.mean([v["hd95"] for v in runs["ours"][s]["volumes"]]) for s in (0, 1)]
+    # the ensemble's seed term is one member's seed variance, not zero and not halved
+    assert c["n_seeds"] == [2, 1] and c["variance"]["seeds_b"] == pytest.approx(
+        np.var(members, ddof=1))
+    assert "Training seeds [0, 1]" in (tmp_path / "table1.md").read_text()
+
+
 def test_sensitivity_under_both_checkpoint_rules(tmp_path):
     runs = load_runs({
         "ours": {s: fake_metrics(tmp_path / f"o{s}.json", 0.8, s) for s in (0, 1)},

@@ -1,0 +1,191 @@
+"""Seconds to segment one 240 x 240 x 155 volume with Ours at paper widths, per runtime.
+
+    make bench-predict [PREDICT_ARGS="--runtimes=tensorflow,jax,onnxruntime,openvino
+                                      --tta=none,lr,ap --repeats=2"]
+
+The same weights (Ours at the paper's widths, untrained, with random batch-norm
+statistics so that the masks are not trivial) run through `predict_file` (reading,
+normalization, the slices with head through the model, resizing back,
+thresholding, writing) under each runtime, each in its own process:
+
+* `tensorflow`: Keras on the TensorFlow backend, as `predict` runs today;
+* `jax`: Keras on the JAX backend (XLA on the CPU);
+* `onnxruntime`: the model exported by Keras's own ONNX export
+  (`model.export(format="onnx")`), run by ONNX Runtime;
+* `openvino`: that ONNX file compiled by OpenVINO for the CPU, in float32
+  (its bf16 default on CPUs that have it would change the masks).
+
+Volumes: a synthetic case and the two real BraTS cases of tests/data. Each
+figure is the best of `--repeats` after a warm-up; then every runtime's mask
+is compared voxel by voxel with TensorFlow's, and the largest probability
+difference is printed. ONNX Runtime and OpenVINO are optional: `pip install
+-e ".[bench]"` (never needed by the tests); a runtime that is not installed
+is reported and skipped.
+
+Reference: docs/deployment.md ("Speed"); the README's Speed section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from experiments.benchmarks.metrics_speed import best_time
+from experiments.benchmarks.predict_speed import volumes
+from experiments.steps import run_python
+
+RUNTIMES = ("tensorflow", "jax", "onnxruntime", "openvino")
+SIZE = 240
+
+
+def paper_model():
+    """Ours at paper widths (240 x 240 x 1) with random batch-norm statistics, seeded."""
+    import keras
+
+    from boundary_aware import build_model
+    from experiments.table1 import MODEL_KWARGS
+    keras.utils.set_random_seed(0)
+    model = build_model("ours", input_shape=(SIZE, SIZE, 1), **MODEL_KWARGS["paper"]["ours"])
+    rng = np.random.default_rng(0)
+    for variable in model.non_trainable_variables:
+        variable.assign(rng.uniform(0.5, 1.5, tuple(variable.shape))
+                        if "variance" in variable.path
+                        else rng.normal(0, 0.3, tuple(variable.shape)))
+    return model
+
+
+def write_models(tmp: Path) -> None:
+    """tmp/model.keras and tmp/model.onnx (Keras's ONNX export), the same weights."""
+    model = paper_model()
+    model.predict(np.zeros((1, SIZE, SIZE, 1), np.float32), verbose=0)  # export needs a call
+    model.save(tmp / "model.keras")
+    try:
+        model.export(str(tmp / "model.onnx"), format="onnx", verbose=False)
+    except (ImportError, ModuleNotFoundError) as err:
+        print(f"no ONNX export ({err}); onnxruntime and openvino are skipped", flush=True)
+
+
+def onnx_function(path: Path, runtime: str):
+    """`run(batch) -> {output: array}` of an ONNX file under ONNX Runtime or OpenVINO."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        names = [o.name for o in session.get_outputs()]
+        return lambda batch: dict(zip(names, session.run(names, {name: batch})))
+    import openvino as ov
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    outputs = {}
+    for o in compiled.outputs:  # each tensor has several names; the ONNX output's is one
+        names = sorted(o.get_names(), key=lambda n: (":" in n or "/" in n, len(n)))
+        outputs[names[0]] = o
+
+    def run(batch):
+        result = request.infer([batch])
+        return {name: np.array(result[o]) for name, o in outputs.items()}
+    return run
+
+
+def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | None) -> dict:
+    """Seconds per volume of one runtime (in this process), its masks written under tmp."""
+    from boundary_aware import runtime as rt
+    from boundary_aware.data import PAPER_CHANNELS
+    from boundary_aware.inference import Predictor, batched, keras_predictor, tta_flips
+    from boundary_aware.predict import predict_file
+    tmp = Path(tmp)
+    if runtime in ("tensorflow", "jax"):
+        streams = rt.inference_streams()
+        rt.share_cores_between(streams)
+        import keras
+
+        from boundary_aware.model_files import load_keras_model
+        batch_size = batch_size or rt.inference_batch_size()
+        predictor = keras_predictor(load_keras_model(tmp / "model.keras"), batch_size, streams)
+        backend = keras.backend.backend()
+    else:
+        batch_size = batch_size or 8
+        predictor = Predictor(batched(onnx_function(tmp / "model.onnx", runtime), batch_size),
+                              (SIZE, SIZE, 1), PAPER_CHANNELS)
+        backend = runtime
+    predictor(np.zeros((batch_size, SIZE, SIZE, 1), np.float32))  # warm-up: tracing
+    seconds = {}
+    for label, path in volumes(tmp).items():
+        out = tmp / f"{runtime}_{label}_{tta}.nii.gz"
+        seconds[label] = best_time(lambda: predict_file(
+            predictor, [path], out, overwrite=True, flips=tta_flips(tta)), max(1, repeats))
+        predict_file(predictor, [path], out, overwrite=True, flips=tta_flips(tta),
+                     save_probabilities=True)  # untimed: the map the comparison reads
+    return {"seconds": seconds, "batch": batch_size, "backend": backend}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--tta", default="none", help="flip settings, comma-separated "
+                        "(none, lr, ap, lr+ap for both): each is timed")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement as JSON
+    args = parser.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(measure(**json.loads(args.one))), flush=True)
+        return
+    from boundary_aware.nifti import load_volume
+    ttas = [t.replace("+", ",") for t in args.tta.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        out = run_python(["-c", "from pathlib import Path; from experiments.benchmarks."
+                          f"predict_runtimes import write_models; write_models(Path('{tmp}'))"],
+                         check=False, capture_output=True, text=True)
+        print(out.stdout.strip(), flush=True) if out.stdout.strip() else None
+        labels = list(volumes(tmp))
+        results = {}
+        for runtime in args.runtimes.split(","):
+            if runtime not in ("tensorflow", "jax") and not (tmp / "model.onnx").is_file():
+                continue
+            for tta in ttas:
+                one = dict(runtime=runtime, tmp=str(tmp), repeats=args.repeats, tta=tta,
+                           batch_size=args.batch_size)
+                env = {"KERAS_BACKEND": runtime} if runtime in ("tensorflow", "jax") else None
+                got = run_python(["-m", "experiments.benchmarks.predict_runtimes",
+                                  f"--one={json.dumps(one)}"], check=False,
+                                 capture_output=True, text=True, env=env)
+                lines = [x for x in got.stdout.splitlines() if x.startswith("RESULT ")]
+                if not lines:
+                    print(f"{runtime} (tta {tta}): failed or not installed: "
+                          f"{got.stderr.strip()[-300:]}", flush=True)
+                    continue
+                results[(runtime, tta)] = json.loads(lines[-1][len("RESULT "):])
+        print(f"Ours, paper widths, {SIZE} x {SIZE} slices, {os.cpu_count()} CPU cores; seconds "
+              f"per volume, best of {args.repeats}; masks and probabilities against "
+              f"tensorflow's", flush=True)
+        for (runtime, tta), found in results.items():
+            for label in labels:
+                line = (f"{runtime:12s} tta {tta:6s} {label:18s} "
+                        f"{found['seconds'][label]:7.2f} s (batch {found['batch']})")
+                ref = tmp / f"tensorflow_{label}_{tta}.nii.gz"
+                if runtime != "tensorflow" and ref.is_file():
+                    mask = load_volume(tmp / f"{runtime}_{label}_{tta}.nii.gz", "mask")[0]
+                    ref_mask = load_volume(ref, "mask")[0]
+                    prob = load_volume(tmp / f"{runtime}_{label}_{tta}_prob.nii.gz", "image")[0]
+                    ref_prob = load_volume(tmp / f"tensorflow_{label}_{tta}_prob.nii.gz",
+                                           "image")[0]
+                    differ = int(np.count_nonzero(mask != ref_mask))
+                    line += (f"; masks {'identical' if differ == 0 else f'differ in {differ} voxels'}"
+                             f" of {int(ref_mask.sum())} tumor voxels, largest probability "
+                             f"difference {float(np.abs(prob - ref_prob).max()):.1e}")
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
