@@ -112,11 +112,14 @@ EXPORT_DIR ?= exports/ours
 export: install
 	$(PY) -m boundary_aware.export --workdir=$(WORKDIR) --out=$(EXPORT_DIR)
 
-# Seconds per volume, as predict runs now and as it ran before its CPU path:
-# make bench-predict [PREDICT_ARGS=--models=ours]
+# Seconds per 240 x 240 x 155 volume for Ours at paper widths under TensorFlow, JAX, ONNX
+# Runtime and OpenVINO, and their masks against TensorFlow's (installs the bench extra):
+# make bench-predict [PREDICT_ARGS="--runtimes=tensorflow,openvino --tta=none,lr+ap"]
+# (as predict ran before its CPU path: python -m experiments.benchmarks.predict_speed)
 PREDICT_ARGS ?=
 bench-predict: install
-	$(PY) -m experiments.benchmarks.predict_speed $(PREDICT_ARGS)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m experiments.benchmarks.predict_runtimes $(PREDICT_ARGS)
 
 # Training throughput, the trimmed grid (--full: every combination);
 # on a CPU: make bench-train BENCH_ARGS="--profile=demo --precisions=float32 --jit=on"

@@ -62,7 +62,8 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
                       b: Sequence[Mapping[Hashable, float]],
                       cluster: Mapping[Hashable, Hashable] | None = None,
                       a_members: Sequence[Mapping[Hashable, float]] | None = None,
-                      b_members: Sequence[Mapping[Hashable, float]] | None = None) -> dict:
+                      b_members: Sequence[Mapping[Hashable, float]] | None = None,
+                      paired: bool = False) -> dict:
     """Mean difference A - B with its 95% interval and p-value over seeds and volumes.
 
     `a` and `b` hold one {item: score} dict per training seed of each row.
@@ -80,6 +81,13 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
     members, so its seed term is bounded by one member's seed variance (the
     mean of exchangeable members varies at most as much as one of them), with
     the members' degrees of freedom: the interval errs wide.
+
+    `paired`: A and B are the same trained runs (seed k of A is seed k of B)
+    under two settings that need no training, e.g. two ways of segmenting a
+    volume. The seed noise is then that of the per-seed differences, one
+    term `s2(seed means of A - B) / S` with S - 1 degrees of freedom
+    (reported as `seeds_a`; `seeds_b` is 0), since a rerun moves both arms
+    together.
     """
     a, b = list(a), list(b)
     result = {"mean_diff": None, "ci95": [None, None], "p_value": None, "p_wilcoxon": None,
@@ -107,11 +115,17 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
         np.array([[seed[i] for i in items] for seed in members], dtype=np.float64)
         if members is not None and len(rows) == 1 else y
         for members, rows, y in ((a_members, a, ya), (b_members, b, yb)))
+    if paired and len(a) != len(b):
+        raise ValueError(f"paired rows need the same seeds, got {len(a)} and {len(b)}")
     if n_volumes == 1 or len(seeds_of_a) < 2 or len(seeds_of_b) < 2:
         return result
     # seed terms: each row's per-seed means over the items, their sample variance / S
-    seeds_a = float(seeds_of_a.mean(axis=1).var(ddof=1)) / len(a)
-    seeds_b = float(seeds_of_b.mean(axis=1).var(ddof=1)) / len(b)
+    if paired:  # one term: the per-seed differences
+        seeds_a = float((ya.mean(axis=1) - yb.mean(axis=1)).var(ddof=1)) / len(a)
+        seeds_b = 0.0
+    else:
+        seeds_a = float(seeds_of_a.mean(axis=1).var(ddof=1)) / len(a)
+        seeds_b = float(seeds_of_b.mean(axis=1).var(ddof=1)) / len(b)
     # volume term: the seed-averaged differences, summed per volume around the mean
     residual = per_item - diff
     totals = np.bincount(index, weights=residual, minlength=n_volumes)
@@ -124,7 +138,7 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
         return result
     dofs = {"seeds_a": len(seeds_of_a) - 1, "seeds_b": len(seeds_of_b) - 1,
             "volumes": n_volumes - 1}
-    df = variance ** 2 / sum(parts[k] ** 2 / dofs[k] for k in parts)
+    df = variance ** 2 / sum(parts[k] ** 2 / dofs[k] for k in parts if parts[k])
     se = math.sqrt(variance)
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
     result.update(ci95=[diff - half, diff + half], se=se, df=float(df),

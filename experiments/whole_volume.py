@@ -21,8 +21,9 @@ probabilities; its clean-up chosen on validation too). The test volumes take
 part in no choice. Writes OUT/whole_volume.md and .json: per row and setting
 the volume Dice, HD95 and false-positive slices (mean over seeds), the
 seconds per volume of each flip setting here, and the comparisons
-(`comparison.seeded_comparison`, seeds and volumes both drawn; an ensemble's
-seed noise bounded by its members'). Synthetic numbers say so.
+(`comparison.seeded_comparison`, seeds and volumes both drawn: two settings
+of one row are paired by seed, the same runs segmenting the same volumes; an
+ensemble's seed noise is bounded by its members'). Synthetic numbers say so.
 
 Reference: docs/reproduction.md ("Whole volumes"); Isensee et al. 2021
 (nnU-Net: mirroring, ensembles, post-processing chosen on held-out data).
@@ -53,8 +54,10 @@ METRICS = {"dice": True, "hd95": False, "fp_slices": False}  # higher is better?
 COMPARISONS = (
     ("head", "full_frame", ROWS),
     ("head+lr", "head", ROWS), ("head+lr,ap", "head", ROWS),
-    ("head+clean", "head", ROWS), ("head+lr+clean", "head+clean", ROWS),
+    ("head+clean", "head", ROWS), ("head+lr,ap+clean", "head+clean", ROWS),
+    ("head+lr,ap+clean", "full_frame", ROWS),  # every default against how it was
 )
+DEFAULT_SETTING = "head+lr,ap+clean"  # what predict and evaluate do by default
 
 
 def setting_flips(setting: str) -> str:
@@ -109,7 +112,6 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
                                            config["eval"]["batch_size"],
                                            channels=manifest.channels)
               for row in rows for seed, path in sorted(runs[row].items())}
-    members = {row: [f"seed{s}" for s in sorted(runs[row])] + ["ensemble"] for row in rows}
     base_settings = [s for s in SETTINGS if not s.endswith("+clean")]
 
     def all_probs(volume, full_frame):
@@ -157,7 +159,7 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
                 target.setdefault(setting, {})[case_id] = {m: score[m] for m in METRICS}
     per_flip = {f: float(np.mean(v)) for f, v in seconds.items()}
     flip_seconds = {tta: sum(per_flip[f] for f in tta_flips(tta)) for tta in FLIP_SETTINGS.values()}
-    return {"records": records, "members": members, "seconds_per_volume": flip_seconds,
+    return {"records": records, "seconds_per_volume": flip_seconds,
             "rules": {f"{r}/{m}/{s}": postprocess.label(rule)
                       for (r, m, s), rule in sorted(rules.items())}}
 
@@ -168,7 +170,7 @@ def summarize(found: dict, rows: Sequence[str]) -> tuple[list, list]:
     records = found["records"]
     table = []
     for row in rows:
-        seeds = [m for m in found["members"][row] if m != "ensemble"]
+        seeds = [m for m in members_of(records)[row] if m != "ensemble"]
         for setting in SETTINGS:
             line = {"row": row, "setting": setting}
             for member in (seeds, ["ensemble"]):
@@ -186,13 +188,14 @@ def summarize(found: dict, rows: Sequence[str]) -> tuple[list, list]:
     comps = []
 
     def add(row_a, a, row_b, b, ensemble_a=False):
-        seeds_a = [m for m in found["members"][row_a] if m != "ensemble"]
-        seeds_b = [m for m in found["members"][row_b] if m != "ensemble"]
+        seeds_a = [m for m in members_of(records)[row_a] if m != "ensemble"]
+        seeds_b = [m for m in members_of(records)[row_b] if m != "ensemble"]
         for metric, higher in METRICS.items():
             c = seeded_comparison(
                 items(row_a, ["ensemble"] if ensemble_a else seeds_a, a, metric),
                 items(row_b, seeds_b, b, metric),
-                a_members=items(row_a, seeds_a, a, metric) if ensemble_a else None)
+                a_members=items(row_a, seeds_a, a, metric) if ensemble_a else None,
+                paired=row_a == row_b and not ensemble_a)  # one row's runs, two settings
             comps.append({"a": f"{row_a}{' ensemble' if ensemble_a else ''} {a}",
                           "b": f"{row_b} {b}", "metric": metric, **c,
                           "verdict": verdict(c, higher)})
@@ -200,7 +203,7 @@ def summarize(found: dict, rows: Sequence[str]) -> tuple[list, list]:
         for row in which:
             if row in rows:
                 add(row, a, row, b)
-    for setting in ("head+clean", "head+lr+clean"):
+    for setting in ("head+clean", DEFAULT_SETTING):
         add(rows[0], setting, rows[0], setting, ensemble_a=True)
         if len(rows) > 1:
             add(rows[1], setting, rows[0], setting)
@@ -226,8 +229,9 @@ def render(title: str, table: list, comps: list, found: dict) -> str:
             pm(line["seeds_fp_slices"], 2), pm(line["ensemble_dice"], 3),
             pm(line["ensemble_hd95"], 2), pm(line["ensemble_fp_slices"], 2)]) + " |")
     lines += ["", "## Differences (A minus B) over seeds and test volumes", "",
-              f"95% CI: {METHOD}; an ensemble's seed noise is bounded by its members' "
-              "(`comparison.seeded_comparison`, `a_members`). Dice: higher is better; HD95 and "
+              f"95% CI: {METHOD}; two settings of one row are paired by seed (the same "
+              "runs), and an ensemble's seed noise is bounded by its members' "
+              "(`comparison.seeded_comparison`, `paired`, `a_members`). Dice: higher is better; HD95 and "
               "FP slices: lower is better. An interval that crosses zero is \"not shown\".", "",
               "| A | B | metric | mean difference | 95% CI | p | reading |", "| --- " * 7 + "|"]
     for c in comps:
@@ -247,13 +251,31 @@ def render(title: str, table: list, comps: list, found: dict) -> str:
     return "\n".join(lines)
 
 
+def members_of(records: dict) -> dict:
+    """{row: [member, ...]} of `measure`'s records (the seeds, then "ensemble")."""
+    return {row: sorted(found, key=lambda m: (m == "ensemble", m)) for row, found in records.items()}
+
+
+def write(out: Path, title: str, found: dict, rows: Sequence[str]) -> str:
+    """OUT/whole_volume.md and .json from `measure`'s result (or the .json's own records,
+    so that a table can be written again without segmenting anything)."""
+    from boundary_aware.files import atomic_write_text
+    table, comps = summarize(found, rows)
+    text = render(title, table, comps, found)
+    atomic_write_text(out / "whole_volume.md", text)
+    atomic_write_text(out / "whole_volume.json", json.dumps(
+        {"title": title, "settings": list(SETTINGS), "table": table, "comparisons": comps,
+         "seconds_per_volume": found["seconds_per_volume"], "rules": found["rules"],
+         "records": found["records"]}, indent=1))
+    return text
+
+
 def whole_volume(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS,
                  brats_dir: str | None = None, split_file: str | None = None,
                  profile: str | None = None, overrides: Sequence[str] = (),
                  executor: str = "local", rows: Sequence[str] = ROWS,
                  phantom: str = DEFAULT_PHANTOM, **executor_options) -> None:
     """The rows over `seeds`, then every setting measured (module docstring)."""
-    from boundary_aware.files import atomic_write_text
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     profile = profile or ("paper" if brats_dir else "demo")
@@ -266,16 +288,9 @@ def whole_volume(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS
         raise RunError(f"{out}: runs failed ({', '.join(sorted(failures))}); rerun to resume")
     runs = {row: {seed: Path(path).parent for seed, path in done[row].items()} for row in rows}
     found = measure(out, runs, rows)
-    table, comps = summarize(found, rows)
     data = (f"SYNTHETIC BraTS-like data (NOT BraTS), the {phantom} phantom (generator seed "
             f"{PHANTOMS[phantom]['seed']})" if brats_dir is None else f"BraTS data in {brats_dir}")
-    title = f"Whole-volume settings: {profile} profile on {data}"
-    text = render(title, table, comps, found)
-    atomic_write_text(out / "whole_volume.md", text)
-    atomic_write_text(out / "whole_volume.json", json.dumps(
-        {"title": title, "settings": list(SETTINGS), "table": table, "comparisons": comps,
-         "seconds_per_volume": found["seconds_per_volume"], "rules": found["rules"],
-         "records": found["records"]}, indent=1))
+    text = write(out, f"Whole-volume settings: {profile} profile on {data}", found, rows)
     say(f"wrote {out / 'whole_volume.md'} and whole_volume.json")
     print(text)
 

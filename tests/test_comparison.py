@@ -139,3 +139,27 @@ def test_an_ensembles_seed_noise_is_bounded_by_its_members():
     assert got["df"] == pytest.approx(df)
     # without the members, one ensemble has no seed noise to estimate
     assert seeded_comparison(a, ensemble)["ci95"] == [None, None]
+
+
+def test_paired_settings_of_the_same_runs_count_the_seed_noise_of_their_difference():
+    """Two settings of the same two runs: the second adds 0.1 on every volume of every seed.
+    Unpaired, the runs' own seed spread widens the interval; paired, it cancels."""
+    a = [{"v1": 0.6, "v2": 0.62}, {"v1": 0.8, "v2": 0.82}]
+    b = [{v: x - 0.1 for v, x in seed.items()} for seed in a]
+    paired = seeded_comparison(a, b, paired=True)
+    assert paired["mean_diff"] == pytest.approx(0.1)
+    assert paired["variance"] == pytest.approx({"seeds_a": 0.0, "seeds_b": 0.0, "volumes": 0.0})
+    assert paired["ci95"] == pytest.approx([0.1, 0.1])
+    unpaired = seeded_comparison(a, b)
+    assert unpaired["variance"]["seeds_a"] == pytest.approx(np.var([0.61, 0.81], ddof=1) / 2)
+    assert unpaired["ci95"][0] < 0  # the seed spread hides the difference
+    # by hand, with noise in the per-seed differences
+    b2 = [{"v1": 0.55, "v2": 0.5}, {"v1": 0.65, "v2": 0.72}]
+    got = seeded_comparison(a, b2, paired=True)
+    seed_diffs = np.array([0.61 - 0.525, 0.81 - 0.685])
+    per_volume = np.array([(0.05 + 0.15) / 2, (0.12 + 0.10) / 2])
+    volumes = 2 / 1 * np.sum((per_volume - per_volume.mean()) ** 2) / 4
+    assert got["variance"] == pytest.approx({"seeds_a": np.var(seed_diffs, ddof=1) / 2,
+                                             "seeds_b": 0.0, "volumes": volumes})
+    with pytest.raises(ValueError, match="same seeds"):
+        seeded_comparison(a, b2[:1], paired=True)

@@ -207,3 +207,31 @@ def test_a_folder_prediction_writes_the_maps_and_a_summary_after_every_case(tmp_
     np.testing.assert_allclose(spread[head], 0.3, atol=1e-6)
     assert not prob[~head].any() and np.array_equal(mask > 0, head)
     assert not (tmp_path / "out" / "case_b_tc.nii.gz").exists()
+
+
+def test_the_whole_volume_experiment_averages_flips_and_compares_settings_over_seeds():
+    from experiments.whole_volume import SETTINGS, setting_probabilities, summarize
+    flips = {"none": np.full((2, 2, 1), 0.2), "lr": np.full((2, 2, 1), 0.4),
+             "ap": np.full((2, 2, 1), 0.6), "lr+ap": np.full((2, 2, 1), 0.8),
+             "full_frame": np.full((2, 2, 1), 0.1)}
+    got = setting_probabilities(flips)
+    assert got["head"].max() == 0.2 and got["head+lr"].max() == pytest.approx(0.3)
+    assert got["head+lr,ap"].max() == pytest.approx(0.5) and got["full_frame"].max() == 0.1
+
+    def member(dice):  # every setting scores `dice` + 0.1 for "+clean" on volumes v1, v2
+        return {s: {v: {"dice": dice + (0.1 if s.endswith("+clean") else 0) + 0.01 * i,
+                        "hd95": 5.0, "fp_slices": 1}
+                    for i, v in enumerate(("v1", "v2"))} for s in SETTINGS}
+    records = {"ours": {"seed0": member(0.5), "seed1": member(0.7), "ensemble": member(0.65)}}
+    table, comps = summarize({"records": records}, ["ours"])
+    head = [t for t in table if t["setting"] == "head"][0]
+    assert head["seeds_dice"][0] == pytest.approx(0.605)  # mean of 0.505 and 0.705
+    assert head["seeds_dice"][1] == pytest.approx(np.std([0.505, 0.705], ddof=1))
+    assert head["ensemble_dice"][0] == pytest.approx(0.655)
+    clean = [c for c in comps if c["a"] == "ours head+clean" and c["b"] == "ours head"
+             and c["metric"] == "dice"][0]
+    assert clean["mean_diff"] == pytest.approx(0.1) and clean["verdict"] == "A better"
+    ensemble = [c for c in comps if c["a"].startswith("ours ensemble") and c["metric"] == "dice"]
+    # one ensemble against two runs: its seed term is the members' seed variance
+    assert ensemble and ensemble[0]["variance"]["seeds_a"] == pytest.approx(
+        np.var([0.505, 0.705], ddof=1))

@@ -96,7 +96,8 @@ def onnx_function(path: Path, runtime: str):
     return run
 
 
-def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | None) -> dict:
+def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | None,
+            names: list | None = None, compare: bool = True) -> dict:
     """Seconds per volume of one runtime (in this process), its masks written under tmp."""
     from boundary_aware import runtime as rt
     from boundary_aware.data import PAPER_CHANNELS
@@ -120,11 +121,14 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
     predictor(np.zeros((batch_size, SIZE, SIZE, 1), np.float32))  # warm-up: tracing
     seconds = {}
     for label, path in volumes(tmp).items():
+        if names and label not in names:
+            continue
         out = tmp / f"{runtime}_{label}_{tta}.nii.gz"
         seconds[label] = best_time(lambda: predict_file(
             predictor, [path], out, overwrite=True, flips=tta_flips(tta)), max(1, repeats))
-        predict_file(predictor, [path], out, overwrite=True, flips=tta_flips(tta),
-                     save_probabilities=True)  # untimed: the map the comparison reads
+        if compare:  # untimed: the map the comparison reads
+            predict_file(predictor, [path], out, overwrite=True, flips=tta_flips(tta),
+                         save_probabilities=True)
     return {"seconds": seconds, "batch": batch_size, "backend": backend}
 
 
@@ -135,6 +139,10 @@ def main(argv=None):
                         "(none, lr, ap, lr+ap for both): each is timed")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--volumes", default=None, help="only these volumes, comma-separated "
+                        "(synthetic, BraTS2013_pat0005, BraTS2013_pat0006)")
+    parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
+                        help="compare each runtime's masks and probabilities with tensorflow's")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement as JSON
     args = parser.parse_args(argv)
     if args.one:
@@ -148,14 +156,15 @@ def main(argv=None):
                           f"predict_runtimes import write_models; write_models(Path('{tmp}'))"],
                          check=False, capture_output=True, text=True)
         print(out.stdout.strip(), flush=True) if out.stdout.strip() else None
-        labels = list(volumes(tmp))
+        names = args.volumes.split(",") if args.volumes else None
+        labels = [v for v in volumes(tmp) if not names or v in names]
         results = {}
         for runtime in args.runtimes.split(","):
             if runtime not in ("tensorflow", "jax") and not (tmp / "model.onnx").is_file():
                 continue
             for tta in ttas:
                 one = dict(runtime=runtime, tmp=str(tmp), repeats=args.repeats, tta=tta,
-                           batch_size=args.batch_size)
+                           batch_size=args.batch_size, names=names, compare=args.compare)
                 env = {"KERAS_BACKEND": runtime} if runtime in ("tensorflow", "jax") else None
                 got = run_python(["-m", "experiments.benchmarks.predict_runtimes",
                                   f"--one={json.dumps(one)}"], check=False,
@@ -174,7 +183,7 @@ def main(argv=None):
                 line = (f"{runtime:12s} tta {tta:6s} {label:18s} "
                         f"{found['seconds'][label]:7.2f} s (batch {found['batch']})")
                 ref = tmp / f"tensorflow_{label}_{tta}.nii.gz"
-                if runtime != "tensorflow" and ref.is_file():
+                if runtime != "tensorflow" and args.compare and ref.is_file():
                     mask = load_volume(tmp / f"{runtime}_{label}_{tta}.nii.gz", "mask")[0]
                     ref_mask = load_volume(ref, "mask")[0]
                     prob = load_volume(tmp / f"{runtime}_{label}_{tta}_prob.nii.gz", "image")[0]
