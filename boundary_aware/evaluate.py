@@ -178,7 +178,7 @@ def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: s
     `tta`: the test-time flips of the whole-volume scores (`inference.tta_flips`;
     None: the config's `eval.tta`). With `use_postprocess`, each checkpoint's clean-up
     rule is chosen on the validation volumes, written to `postprocess.json` and applied
-    to the whole-volume scores.
+    to the whole-volume scores (unless the config's `eval.postprocess` is false).
     """
     run = RunDirectory(workdir)
     if not run.path.is_dir():
@@ -208,6 +208,7 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
         raise FileNotFoundError(f"{model_path}: no such checkpoint (train the run to the end "
                                 f"first, or pass --checkpoint)")
     threshold, flips = whole_volume_settings(config, threshold, tta)
+    use_postprocess = use_postprocess and config["eval"].get("postprocess", True)
     batch_size = config["eval"]["batch_size"]
     state = run.read_state() or {}
     epochs = {"final": state.get("epoch"), "last": state.get("epoch"),

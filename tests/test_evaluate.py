@@ -102,6 +102,18 @@ def test_evaluate_scores_slices_whole_volumes_and_both_checkpoints(trained_run, 
     assert choice["validation"]["tc"]["n"] == len(manifest["split"]["val"])
 
 
+def test_the_config_or_the_flag_can_turn_the_clean_up_off(trained_run, tmp_path):
+    shutil.copytree(trained_run / "run", tmp_path / "run")
+    (tmp_path / "run" / postprocess.FILE).unlink(missing_ok=True)
+    result = evaluate(tmp_path / "run", use_postprocess=False, tta="none")
+    assert result["whole_volume"] == {"flips": ["none"], "postprocess": None}
+    assert not (tmp_path / "run" / postprocess.FILE).exists()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["eval"]["postprocess"] = False
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert evaluate(tmp_path / "run", tta="none")["whole_volume"]["postprocess"] is None
+
+
 def test_an_ensemble_of_two_copies_scores_as_the_run(trained_run, tmp_path):
     run = trained_run / "run"
     single = evaluate(run)
