@@ -283,8 +283,9 @@ def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool 
         raise DataError(f"the model takes {len(channels)} channels "
                         f"({', '.join(channels)}), got a volume of shape {data.volume.shape}")
     x, y, z = data.shape
-    if len(data.rows) == 0:  # no head at all: nothing to segment
-        names = outputs or ("seg",)
+    if len(data.rows) == 0:  # no head at all: nothing to segment; one blank slice names
+        names = outputs or tuple(predictors[0](  # the outputs
+            np.zeros((1,) + tuple(predictors[0].input_shape), np.float32)))
         zero = np.zeros((x, y, z), np.float32)
         return {**{n: zero for n in names}, **({f"{n}_spread": zero for n in names}
                                                if spread else {})}
