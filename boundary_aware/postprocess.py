@@ -117,14 +117,6 @@ def write(folder: str | Path, choices: Mapping[str, Mapping], default: str, spli
     return path
 
 
-def apply_regions(masks: Mapping[str, np.ndarray], rules: Mapping[str, Mapping] | None,
-                  spacing: Sequence[float]) -> dict[str, np.ndarray]:
-    """Every region's mask cleaned by its rule in `rules` (none where it has no rule)."""
-    rules = rules or {}
-    return {region: apply(mask, rules.get(region, NONE), spacing)
-            for region, mask in masks.items()}
-
-
 def read(folder: str | Path, checkpoint: str | None = None) -> dict | None:
     """{region: rule} a run folder records for `checkpoint` (None: the file's own
     `default`), or None when it records none. DataError for a damaged file."""
