@@ -19,6 +19,7 @@ COMMANDS = {
     "boundary-aware-export": "boundary_aware.export:cli",
     "boundary-aware-table1": "experiments.reproduce_table1:cli",
     "boundary-aware-ablation": "experiments.ablation:cli",
+    "boundary-aware-whole-volume": "experiments.whole_volume:cli",
     "boundary-aware-figures": "experiments.figures:cli",
     "boundary-aware-loss-balance": "boundary_aware.loss_balance:cli",
     "boundary-aware-model-stats": "boundary_aware.model_stats:main",
