@@ -217,7 +217,7 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
     models = {name: load_keras_model(run.checkpoint(name)) for name in [chosen] + others}
     predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels)
                   for name, m in models.items()}
-    rules = whole_volume_rules(predictors, manifest, threshold, flips, split, per_volume,
+    rules = whole_volume_rules(predictors, manifest, threshold, flips, per_volume,
                                use_postprocess, run.path, chosen)
     volumes = (score_volumes(predictors, manifest, split, threshold, flips, rules)
                if per_volume else dict.fromkeys(models))
@@ -244,8 +244,8 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
         raise DataError(f"{run.metrics_path}: cannot write ({err})") from None
 
 
-def whole_volume_rules(predictors, manifest, threshold, flips, split, per_volume,
-                       use_postprocess, folder, default):
+def whole_volume_rules(predictors, manifest, threshold, flips, per_volume, use_postprocess,
+                       folder, default):
     """{name: {region: rule}}: the clean-up chosen on the validation volumes (written to
     FOLDER/postprocess.json), or {} without whole-volume scores or post-processing."""
     if not (per_volume and use_postprocess):
@@ -313,7 +313,7 @@ def evaluate_ensemble(workdirs, out: str | os.PathLike, split: str = "test",
     check_ensemble(members, [str(r.path) for r in runs])
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out / ".lock", str(out)):
-        rules = whole_volume_rules({"ensemble": members}, manifest, threshold, flips, split,
+        rules = whole_volume_rules({"ensemble": members}, manifest, threshold, flips,
                                    per_volume, use_postprocess, out, "ensemble")
         volumes = (score_volumes({"ensemble": members}, manifest, split, threshold, flips,
                                  rules)["ensemble"] if per_volume else None)

@@ -66,24 +66,35 @@ def check_rule(rule, source="the post-processing rule") -> dict:
 def apply(mask: np.ndarray, rule: Mapping, spacing: Sequence[float] = (1.0, 1.0, 1.0)
           ) -> np.ndarray:
     """The (X, Y, Z) boolean `mask` cleaned by `rule` (see the module docstring)."""
-    mask = np.asarray(mask, bool)
-    kind = check_rule(rule)["rule"]
-    if kind == "none" or not mask.any():
-        return mask
-    labels, n = ndimage.label(mask, structure=_CONNECTIVITY)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    if kind == "largest":
-        keep = np.zeros(n + 1, bool)
-        keep[1 + int(np.argmax(sizes))] = True
-    else:
-        voxel_mm3 = float(np.prod(spacing))
-        keep = np.concatenate([[False], sizes * voxel_mm3 >= float(rule["mm3"])])
-    return keep[labels]
+    return Components(mask, spacing).kept(rule)
+
+
+class Components:
+    """A mask's 26-connected components, labelled once, kept or dropped by any rule."""
+
+    def __init__(self, mask: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)):
+        self.mask = np.asarray(mask, bool)
+        self.labels, n = ndimage.label(self.mask, structure=_CONNECTIVITY)
+        self.sizes = np.bincount(self.labels.ravel(), minlength=n + 1)[1:]
+        self.voxel_mm3 = float(np.prod(spacing))
+
+    def kept(self, rule: Mapping) -> np.ndarray:
+        """The mask with the components `rule` keeps."""
+        kind = check_rule(rule)["rule"]
+        if kind == "none" or not self.sizes.size:
+            return self.mask
+        if kind == "largest":
+            keep = np.zeros(self.sizes.size + 1, bool)
+            keep[1 + int(np.argmax(self.sizes))] = True
+        else:
+            keep = np.concatenate([[False], self.sizes * self.voxel_mm3 >= float(rule["mm3"])])
+        return keep[self.labels]
 
 
 def candidate_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> dict:
     """{label: Dice} of every candidate rule applied to one predicted mask."""
-    return {label(rule): dice_score(apply(pred, rule, spacing), ref) for rule in candidates()}
+    components = Components(pred, spacing)
+    return {label(rule): dice_score(components.kept(rule), ref) for rule in candidates()}
 
 
 def choose(per_case: Iterable[Mapping[str, float]]) -> dict:

@@ -197,6 +197,7 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
     summary = {"model": ",".join(models), "threshold": threshold, "flips": list(flips),
                "cases": {}, "errors": {}, "pending": [c.case_id for c in cases]}
     output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(summary_path, json.dumps(summary, indent=1))
     for case in iterator:
         try:
             summary["cases"][case.case_id] = predict_file(
@@ -208,7 +209,6 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
         summary["pending"].remove(case.case_id)
         # after every case: a stopped run's summary names what finished
         atomic_write_text(summary_path, json.dumps(summary, indent=1))
-    atomic_write_text(summary_path, json.dumps(summary, indent=1))
     return summary
 
 

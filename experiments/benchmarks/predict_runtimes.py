@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.benchmarks.metrics_speed import best_time
-from experiments.benchmarks.predict_speed import volumes
+from experiments.benchmarks.predict_speed import measure_in_child, volumes
 from experiments.steps import run_python
 
 RUNTIMES = ("tensorflow", "jax", "onnxruntime", "openvino")
@@ -166,15 +166,12 @@ def main(argv=None):
                 one = dict(runtime=runtime, tmp=str(tmp), repeats=args.repeats, tta=tta,
                            batch_size=args.batch_size, names=names, compare=args.compare)
                 env = {"KERAS_BACKEND": runtime} if runtime in ("tensorflow", "jax") else None
-                got = run_python(["-m", "experiments.benchmarks.predict_runtimes",
-                                  f"--one={json.dumps(one)}"], check=False,
-                                 capture_output=True, text=True, env=env)
-                lines = [x for x in got.stdout.splitlines() if x.startswith("RESULT ")]
-                if not lines:
-                    print(f"{runtime} (tta {tta}): failed or not installed: "
-                          f"{got.stderr.strip()[-300:]}", flush=True)
+                found, why = measure_in_child("experiments.benchmarks.predict_runtimes", one,
+                                              env)
+                if found is None:
+                    print(f"{runtime} (tta {tta}): failed or not installed: {why}", flush=True)
                     continue
-                results[(runtime, tta)] = json.loads(lines[-1][len("RESULT "):])
+                results[(runtime, tta)] = found
         print(f"Ours, paper widths, {SIZE} x {SIZE} slices, {os.cpu_count()} CPU cores; seconds "
               f"per volume, best of {args.repeats}; masks and probabilities against "
               f"tensorflow's", flush=True)

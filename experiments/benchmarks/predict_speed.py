@@ -45,6 +45,18 @@ def volumes(tmp: Path) -> dict[str, Path]:
     return found
 
 
+def measure_in_child(module: str, one: dict, env: dict | None = None):
+    """(result, None) of `python -m MODULE --one=JSON` (its `measure(**one)`, printed as
+    one RESULT line), each in its own process (thread settings are per process); (None,
+    the end of its stderr) when it printed none."""
+    out = run_python(["-m", module, f"--one={json.dumps(one)}"], check=False,
+                     capture_output=True, text=True, env=env)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if not lines:
+        return None, out.stderr.strip()[-400:]
+    return json.loads(lines[-1][len("RESULT "):]), None
+
+
 def measure(name: str, way: str, tmp: Path, repeats: int, batch_size: int | None) -> dict:
     """Seconds per volume of one model, segmenting `way` ("after" or "before"), in this process."""
     from boundary_aware import runtime
@@ -112,14 +124,11 @@ def main(argv=None):
             for way in ways:
                 one = dict(name=name, way=way, tmp=str(tmp), repeats=args.repeats,
                            batch_size=args.batch_size)
-                out = run_python(["-m", "experiments.benchmarks.predict_speed",
-                                  f"--one={json.dumps(one)}"], check=False,
-                                 capture_output=True, text=True)
-                lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-                if not lines:
-                    print(f"{name} {way}: failed: {out.stderr.strip()[-400:]}", flush=True)
+                found, why = measure_in_child("experiments.benchmarks.predict_speed", one)
+                if found is None:
+                    print(f"{name} {way}: failed: {why}", flush=True)
                     continue
-                results[way] = json.loads(lines[-1][len("RESULT "):])
+                results[way] = found
             if "after" not in results:
                 continue
             after = results["after"]
