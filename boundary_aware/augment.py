@@ -6,8 +6,10 @@ The random parameters of an epoch are drawn here, in numpy, from
 `augment_slice`. Both input pipelines (`data_pipeline` on tf.data,
 `pydataset` on keras.utils.PyDataset) build every batch with
 `batches.assemble_batch`, which calls it, so they give identical batches.
-Every channel of a slice gets the same transform (flip, rotation, scaling,
-intensity scale and shift).
+Every channel of a slice gets the same geometric transform (flip, rotation,
+scaling); the intensity scale and shift are drawn for each channel on its own
+(MRI sequences differ in contrast), the first channel's from the same draws as
+a one-channel slice's, so a one-channel dataset is augmented as before.
 
 Rotation and scaling are each applied to a sample with a probability (0.2
 by default, as in nnU-Net's defaults); flips with probability 0.5. Flips are
@@ -28,7 +30,11 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-PARAM_NAMES = ("flip_lr", "flip_ap", "angle_deg", "scale", "intensity_scale", "intensity_shift")
+# one row of parameters per sample: the geometric ones, then (intensity scale, intensity
+# shift) for each channel in order; `PARAM_NAMES` is the layout of a one-channel sample
+GEOMETRY = ("flip_lr", "flip_ap", "angle_deg", "scale")
+INTENSITY = ("intensity_scale", "intensity_shift")
+PARAM_NAMES = GEOMETRY + INTENSITY
 FLIP_AXES = {"flip_lr": 0, "flip_ap": 1}  # the slice axis each flip reverses (LPS order)
 
 
@@ -77,11 +83,20 @@ class AugmentConfig:
         return asdict(self)
 
 
-def sample_params(n, seed, epoch, config):
-    """(n, 6) float32 parameters (`PARAM_NAMES`) for one epoch's n samples
-    (identity when disabled)."""
-    params = np.zeros((n, len(PARAM_NAMES)), np.float32)
-    params[:, 3] = params[:, 4] = 1.0
+def param_count(channels: int) -> int:
+    """Parameters per sample of a `channels`-channel image (`GEOMETRY`, then `INTENSITY`
+    per channel)."""
+    return len(GEOMETRY) + len(INTENSITY) * int(channels)
+
+
+def sample_params(n, seed, epoch, config, channels=1):
+    """(n, `param_count(channels)`) float32 parameters for one epoch's n samples of
+    `channels`-channel images (identity when disabled). The first channel's intensity
+    change comes from the same draws whatever the channel count; the others' from a
+    stream of their own."""
+    params = np.zeros((n, param_count(channels)), np.float32)
+    params[:, 3] = 1.0
+    params[:, len(GEOMETRY)::2] = 1.0  # every channel's intensity scale
     if not config.enabled:
         return params
     rng = np.random.default_rng([int(seed), int(epoch), 1])
@@ -93,6 +108,10 @@ def sample_params(n, seed, epoch, config):
     params[:, 3] = np.where(zoom, 1 + (2 * u[:, 3] - 1) * config.scale, 1.0)
     params[:, 4] = 1 + (2 * u[:, 4] - 1) * config.intensity_scale
     params[:, 5] = (2 * u[:, 5] - 1) * config.intensity_shift
+    if channels > 1:
+        v = np.random.default_rng([int(seed), int(epoch), 2]).random((n, 2 * (channels - 1)))
+        params[:, 6::2] = 1 + (2 * v[:, 0::2] - 1) * config.intensity_scale
+        params[:, 7::2] = (2 * v[:, 1::2] - 1) * config.intensity_shift
     return params
 
 
@@ -134,7 +153,8 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
     `out_image` (float32, (H, W, C)) and `out_mask` (uint8, (H, W)).
 
     Every channel is warped bilinearly (zero outside), then scaled and
-    shifted inside the head (background stays 0) and clipped to [0, 1]. The
+    shifted inside the head by its own intensity parameters (background stays
+    0) and clipped to [0, 1]. The
     {0, 1} mask is warped bilinearly and rounded, i.e. thresholded at 0.5.
     `matrix` is this slice's entry of `warp_matrices`; None: flips only,
     done exactly by reversing axes (what the warp gives too, only faster).
@@ -154,9 +174,9 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
                 cv2.warpAffine(np.ascontiguousarray(image[..., c]), matrix, (w, h), dst=out,
                                **_WARP)
         cv2.warpAffine(mask, matrix, (w, h), dst=out_mask, **_WARP)
-    scale, shift = float(params[4]), float(params[5])
-    if scale != 1.0 or shift != 0.0:
-        for c in range(image.shape[-1]):
+    for c in range(image.shape[-1]):
+        scale, shift = float(params[4 + 2 * c]), float(params[5 + 2 * c])
+        if scale != 1.0 or shift != 0.0:
             with _contiguous(out_image[..., c]) as out:
                 _scale_and_shift(out, scale, shift)
 

@@ -29,7 +29,7 @@ def assemble_batch(images, masks, index, params, edge_width=2, with_edge=True):
         images, masks: the split's (N, H, W, C) images and (N, H, W, 1) masks from
             `data.load_prepared` (float32 and uint8); every channel is carried.
         index: (B,) row numbers.
-        params: (B, 6) augmentation parameters from `augment.sample_params`.
+        params: (B, P) augmentation parameters from `augment.sample_params`.
         edge_width: width of the boundary band.
         with_edge: also return the edge target.
 
@@ -62,7 +62,7 @@ def plain_batch(images, masks, rows, edge_width, targets):
     """`(x, y)` of rows `rows` without augmentation: the batch that builds a model's training
     state, and the fixed batch of the benchmarks."""
     rows = np.asarray(rows)
-    identity = sample_params(len(rows), 0, 0, AugmentConfig(enabled=False))
+    identity = sample_params(len(rows), 0, 0, AugmentConfig(enabled=False), images.shape[-1])
     x, seg, edge = assemble_batch(images, masks, rows, identity, edge_width,
                                   "edge" in targets.values())
     return x, target_dict(targets, seg, edge)

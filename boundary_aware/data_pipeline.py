@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from boundary_aware.augment import AugmentConfig, sample_params
+from boundary_aware.augment import AugmentConfig, param_count, sample_params
 from boundary_aware.batches import assemble_batch, target_dict, tune_process
 from boundary_aware.data import epoch_order, num_batches
 
@@ -40,7 +40,7 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         e = epoch[0]
         epoch[0] += 1
         order = epoch_order(n, seed, e) if shuffle else np.arange(n)
-        return order.astype(np.int64), sample_params(n, seed, e, augment)
+        return order.astype(np.int64), sample_params(n, seed, e, augment, channels)
 
     # Called once per new iterator, i.e. per epoch. (A numpy_function here:
     # Dataset.from_generator doubled the pipeline's CPU time.)
@@ -60,7 +60,7 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         return image, target_dict(targets, seg, edge[0] if edge else None)
 
     batches = plan.flat_map(lambda i, p: tf.data.Dataset.from_tensor_slices(
-        (tf.ensure_shape(i, (n,)), tf.ensure_shape(p, (n, 6)))))
+        (tf.ensure_shape(i, (n,)), tf.ensure_shape(p, (n, param_count(channels))))))
     batches = batches.batch(batch_size, drop_remainder=drop_remainder)
     batches = batches.map(make_batch, num_parallel_calls=_cores(), deterministic=True)
     count = num_batches(n, batch_size, drop_remainder)

@@ -51,7 +51,8 @@ class SliceDataset(keras.utils.PyDataset):
     def _prepare_epoch(self):
         n = len(self.images)
         self.order = epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
-        self.params = sample_params(n, self.seed, self.epoch, self.augment)
+        self.params = sample_params(n, self.seed, self.epoch, self.augment,
+                                    self.images.shape[-1])
 
     def __len__(self):
         return num_batches(len(self.images), self.batch_size, self.drop_remainder)

@@ -232,15 +232,17 @@ def two_channel_slices(n=9, size=32, seed=7):
 def test_augmentation_moves_every_channel_with_the_same_transform():
     images, masks = two_channel_slices()
     config = AugmentConfig(flip_ap=True, rotate_deg=20, rotate_p=0.5, scale=0.2, scale_p=0.5)
-    params = sample_params(len(images), 3, 0, config)
+    params = sample_params(len(images), 3, 0, config, channels=2)
+    assert params.shape == (len(images), 8)
     both, both_mask = augment_numpy(images, masks, params)
     assert both.shape == images.shape
-    for c in range(2):  # each channel alone gets what it gets inside the pair
-        alone, alone_mask = augment_numpy(images[..., c:c + 1], masks, params)
+    for c in range(2):  # each channel alone: the shared geometry and its own intensity change
+        own = np.concatenate([params[:, :4], params[:, 4 + 2 * c:6 + 2 * c]], axis=1)
+        alone, alone_mask = augment_numpy(images[..., c:c + 1], masks, own)
         np.testing.assert_array_equal(both[..., c:c + 1], alone)
         np.testing.assert_array_equal(both_mask, alone_mask)
     assert not np.array_equal(both[..., 0], both[..., 1])
-    flipped = sample_params(1, 0, 0, AugmentConfig(enabled=False))
+    flipped = sample_params(1, 0, 0, AugmentConfig(enabled=False), channels=2)
     flipped[0, 0] = 1  # left-right flip of both channels
     out, _ = augment_numpy(images[:1], masks[:1], flipped)
     np.testing.assert_array_equal(out[0], images[0, ::-1])
@@ -257,3 +259,17 @@ def test_both_pipelines_carry_every_channel():
         px, py_y = py[i]
         np.testing.assert_array_equal(px, x.numpy())
         assert set(py_y) == {"seg"}  # no edge band where no key asks for it
+
+
+def test_intensity_changes_are_drawn_per_channel_and_the_first_as_before():
+    config = AugmentConfig()
+    one = sample_params(500, 7, 2, config)
+    four = sample_params(500, 7, 2, config, channels=4)
+    np.testing.assert_array_equal(four[:, :6], one)  # one-channel data is augmented as before
+    scales, shifts = four[:, 4::2], four[:, 5::2]
+    assert np.abs(scales - 1).max() <= 0.1 and np.abs(shifts).max() <= 0.1
+    for c in range(1, 4):  # independent draws: the channels do not move together
+        assert abs(np.corrcoef(scales[:, 0], scales[:, c])[0, 1]) < 0.2
+        assert not np.array_equal(shifts[:, 0], shifts[:, c])
+    identity = sample_params(3, 0, 0, AugmentConfig(enabled=False), channels=3)
+    np.testing.assert_array_equal(identity[:, 4:], np.tile([1.0, 0.0], (3, 3)))
