@@ -1,7 +1,7 @@
-"""Synthetic BraTS-like cases: NIfTI files in the BraTS 2018 layout.
+"""Synthetic BraTS-like cases: NIfTI files in a BraTS layout.
 
     python -m data_prep.synthetic --out_dir=DIR --num_cases=N --seed=S [--shape=240,240,155]
-        [--nodistractors]
+        [--nodistractors] [--modalities=t1c] [--convention=brats2018]
 
 Each case is `<out_dir>/<case>/<case>_t1ce.nii.gz` (int16) and
 `<case>_seg.nii.gz` (uint8, labels {0, 1, 2, 4}), 1 mm voxels, BraTS
@@ -12,6 +12,23 @@ enhancing rim (label 4) and hypointense edema (label 2), irregular and
 different in every case; a smooth bias field and noise on top. The same seed
 gives the same files. It stands in for BraTS (which needs registration) in the
 demo and the tests; its numbers are not BraTS numbers.
+
+Four sequences (`--modalities=t1,t1c,t2,flair`, any ordered subset; the
+default is the paper's T1c alone): every voxel's tissue is recorded, and each
+sequence is rendered from it with its own contrasts (`CONTRASTS`), so that each
+sequence matters: edema is bright on FLAIR and T2 and hardly visible on T1c,
+the enhancing rim is bright on T1c only, necrosis dark on T1c and T1 and bright
+on T2; the look-alikes differ too (vessels bright on T1c, dark flow voids on
+T2; white-matter hyperintensities, unlabelled, bright on FLAIR and T2 only).
+The T1c of a case is the same with or without the other sequences: they come
+from a random stream of their own.
+
+Label conventions (`--convention`): `brats2018` writes the 2018-2021 layout
+(`_t1`, `_t1ce`, `_t2`, `_flair`, `_seg`) with enhancing tumor 4;
+`brats2023` the 2023 layout (`-t1n`, `-t1c`, `-t2w`, `-t2f`, `-seg`) with
+enhancing tumor 3; `brats2024` the 2023 layout with BraTS 2024's
+post-treatment label 4, a resection cavity (fluid: dark on T1, T1c and FLAIR,
+bright on T2) carved beside the tumor, in no tumor region.
 
 Distractors (on by default, `distractors=False` for the plain phantom): what
 makes real T1c scans hard is not the tumor but what looks like it. Bright,
@@ -32,11 +49,32 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from boundary_aware.data import CONVENTIONS, PAPER_CHANNELS, parse_modalities
+from boundary_aware.files import atomic_file
+from data_prep.brats import LAYOUTS
+
 BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
 # Mean T1c intensities (arbitrary units, like raw BraTS int16 values).
 INTENSITY = {"csf": 25.0, "gm": 70.0, "wm": 95.0, "skull": 120.0, "edema": 55.0,
              "necrosis": 30.0, "enhancing": 165.0, "fat": 150.0}
 NEAR_VENTRICLE_P = 0.35  # share of cases (with distractors) whose tumor touches a ventricle
+# Every voxel's tissue, from which the sequences are rendered (0: background).
+TISSUES = ("background", "gm", "wm", "csf", "skull", "edema", "necrosis", "enhancing",
+           "non_enhancing", "fat", "falx", "dura", "plexus", "vessel", "wmh", "cavity")
+# Mean intensities of the other sequences per tissue (T1c: `INTENSITY` and the rules of
+# `make_case`): T1 without contrast, T2, FLAIR (fluid-attenuated T2).
+CONTRASTS = {
+    "t1": {"gm": 70, "wm": 95, "csf": 25, "skull": 120, "edema": 55, "necrosis": 35,
+           "enhancing": 72, "non_enhancing": 60, "fat": 150, "falx": 70, "dura": 75,
+           "plexus": 40, "vessel": 65, "wmh": 85, "cavity": 22},
+    "t2": {"gm": 100, "wm": 70, "csf": 180, "skull": 30, "edema": 150, "necrosis": 170,
+           "enhancing": 110, "non_enhancing": 130, "fat": 120, "falx": 45, "dura": 45,
+           "plexus": 120, "vessel": 20, "wmh": 140, "cavity": 185},
+    "flair": {"gm": 90, "wm": 70, "csf": 20, "skull": 30, "edema": 170, "necrosis": 60,
+              "enhancing": 125, "non_enhancing": 150, "fat": 130, "falx": 70, "dura": 70,
+              "plexus": 40, "vessel": 55, "wmh": 160, "cavity": 25},
+}
+CONVENTION_LAYOUT = {"brats2018": "brats2018", "brats2023": "brats2023", "brats2024": "brats2023"}
 
 
 def _linear_upsampler(n_out, n_in):
@@ -83,9 +121,12 @@ def tube(shape, points, radius):
     return ndimage.distance_transform_edt(~centre) <= radius
 
 
-def add_distractors(rng, t1c, seg, head, brain, center, size, ventricles):
-    """Bright unlabelled structures (see the module docstring), painted where seg == 0."""
+def add_distractors(rng, t1c, seg, head, brain, center, size, ventricles, tissue=None):
+    """Bright unlabelled structures (see the module docstring), painted where seg == 0
+    (and recorded in `tissue`, where given)."""
     free = seg == 0
+    if tissue is not None:
+        free &= tissue != TISSUES.index("cavity")
     bright = INTENSITY["enhancing"]
     scale = float(size.max()) / 160.0  # sizes in voxels of a 160-voxel head
     axes = np.ogrid[tuple(slice(0, int(n)) for n in size)]
@@ -115,12 +156,61 @@ def add_distractors(rng, t1c, seg, head, brain, center, size, ventricles):
             points.append(points[-1] + direction / np.linalg.norm(direction) * 0.05 * size)
         vessels |= tube(t1c.shape, np.array(points), rng.uniform(0.5, 1.3) * scale)
     vessels &= head < 0.93
-    for structure, level in ((falx, 0.85), (dura, 0.8), (plexus, 0.95), (vessels, 1.0)):
+    for name, structure, level in (("falx", falx, 0.85), ("dura", dura, 0.8),
+                                   ("plexus", plexus, 0.95), ("vessel", vessels, 1.0)):
         t1c[structure & free] = bright * level * rng.uniform(0.85, 1.1)
+        if tissue is not None:
+            tissue[structure & free] = TISSUES.index(name)
 
 
 def make_case(seed, shape=(240, 240, 155), distractors=True):
     """One synthetic case: (t1c int16, seg uint8), both of `shape` (see the module docstring)."""
+    t1c, seg, _, _ = _phantom(seed, shape, distractors)
+    return t1c, seg
+
+
+def make_sequences(seed, shape=(240, 240, 155), distractors=True, modalities=PAPER_CHANNELS,
+                   convention="brats2018"):
+    """One synthetic case with the sequences `modalities`: ({sequence: int16 volume},
+    seg uint8 in `convention`'s labels). Its T1c is `make_case`'s, unless the convention
+    carves a resection cavity (brats2024)."""
+    modalities = parse_modalities(modalities)
+    if convention not in CONVENTION_LAYOUT:
+        raise ValueError(f"convention must be one of {sorted(CONVENTION_LAYOUT)}, "
+                         f"got {convention!r}")
+    own = np.random.default_rng([int(seed), 2])  # the other sequences' stream
+    t1c, seg, tissue, head_mask = _phantom(seed, shape, distractors,
+                                           cavity_rng=own if convention == "brats2024" else None)
+    if set(modalities) - {"t1c"}:
+        wmh = (tissue == TISSUES.index("wm")) & (smooth_noise(own, seg.shape, 5) > 2.0)
+        tissue[wmh] = TISSUES.index("wmh")  # unlabelled, seen on T2 and FLAIR only
+    volumes = {m: t1c if m == "t1c" else render(tissue, CONTRASTS[m], head_mask, own)
+               for m in modalities}
+    labels = seg.copy()
+    if convention != "brats2018":
+        labels[seg == 4] = 3  # enhancing tumor is 3 from BraTS 2023 on
+        labels[tissue == TISSUES.index("cavity")] = 4  # BraTS 2024 post-treatment
+    assert set(np.unique(labels).tolist()) <= set(CONVENTIONS[convention]["labels"])
+    return volumes, labels
+
+
+def render(tissue, contrasts, head_mask, rng):
+    """One sequence (int16) from the tissue map: each tissue at its mean intensity in
+    `contrasts`, blurred, under a bias field, with noise, at a random scanner scale."""
+    table = np.zeros(len(TISSUES), np.float32)
+    for name, value in contrasts.items():
+        table[TISSUES.index(name)] = value * rng.uniform(0.92, 1.08)
+    shape = tissue.shape
+    volume = ndimage.gaussian_filter(table[tissue], 0.6) * (1.0 + 0.15 * smooth_noise(rng, shape, 48))
+    volume += rng.normal(0.0, 4.0, shape).astype(np.float32)
+    volume = np.where(head_mask, np.clip(volume, 1.0, None), 0.0)
+    return np.round(volume * rng.uniform(5.0, 9.0)).astype(np.int16)
+
+
+def _phantom(seed, shape, distractors, cavity_rng=None):
+    """(t1c int16, seg uint8 in BraTS 2018 labels, tissue map (`TISSUES` index), head mask);
+    with `cavity_rng`, a resection cavity is carved beside the tumor (tissue "cavity",
+    label 0 here)."""
     rng = np.random.default_rng(seed)
     extra = np.random.default_rng([int(seed), 1])  # the distractors' own stream
     shape = tuple(int(s) for s in shape)
@@ -133,17 +223,23 @@ def make_case(seed, shape=(240, 240, 155), distractors=True):
     csf = (head >= 0.88) & (head < 0.93)
 
     t1c = np.zeros(shape, np.float32)
+    tissue = np.zeros(shape, np.uint8)
     wm = head + 0.12 * smooth_noise(rng, shape, 8) < 0.62
     t1c[brain] = INTENSITY["gm"]
     t1c[brain & wm] = INTENSITY["wm"]
     t1c[csf] = INTENSITY["csf"]
     t1c[skull] = INTENSITY["skull"]
+    tissue[brain] = TISSUES.index("gm")
+    tissue[brain & wm] = TISSUES.index("wm")
+    tissue[csf] = TISSUES.index("csf")
+    tissue[skull] = TISSUES.index("skull")
     ventricles = []
     for side in (-1, 1):  # two ventricles beside the midline
         v_center = center + np.array([side * 0.05, 0.0, 0.05]) * size
         v = ellipsoid_distance(shape, v_center, size * np.array([0.03, 0.12, 0.06])
                                * rng.uniform(0.8, 1.2, 3))
         t1c[v < 1] = INTENSITY["csf"]
+        tissue[v < 1] = TISSUES.index("csf")
         ventricles.append(v < 1)
 
     # Tumor: an irregular blob inside the brain, off the midline.
@@ -165,35 +261,61 @@ def make_case(seed, shape=(240, 240, 155), distractors=True):
     t1c[seg == 2] = INTENSITY["edema"]
     t1c[seg == 4] = INTENSITY["enhancing"] * rng.uniform(0.8, 1.1)
     t1c[seg == 1] = INTENSITY["necrosis"]
+    for label, name in ((2, "edema"), (4, "enhancing"), (1, "necrosis")):
+        tissue[seg == label] = TISSUES.index(name)
     # Non-enhancing tumor (label 1, close to edema in T1c) replaces part of the
     # rim, so the tumor-core boundary is not everywhere a bright edge.
     non_enhancing = (seg == 4) & (smooth_noise(rng, shape, 12) > rng.uniform(0.3, 1.2))
     seg[non_enhancing] = 1
     t1c[non_enhancing] = INTENSITY["edema"] + rng.uniform(5, 20)
+    tissue[non_enhancing] = TISSUES.index("non_enhancing")
+    if cavity_rng is not None:
+        _carve_cavity(cavity_rng, t1c, seg, tissue, brain, t_center, radii)
 
     head_mask = head < 1.0
     bias = 1.0 + 0.15 * smooth_noise(rng, shape, 48)
     if distractors:
-        add_distractors(extra, t1c, seg, head, brain, center, size, ventricles)
+        add_distractors(extra, t1c, seg, head, brain, center, size, ventricles, tissue)
         scalp = (head >= 1.0) & (head < 1.06)
         t1c[scalp] = INTENSITY["fat"] * extra.uniform(0.85, 1.1)
+        tissue[scalp] = TISSUES.index("fat")
         head_mask = head < 1.06
         bias = bias + 0.12 * smooth_noise(extra, shape, 40)  # stronger inhomogeneity
     t1c = ndimage.gaussian_filter(t1c, 0.6) * bias
     t1c += rng.normal(0.0, 4.0, shape).astype(np.float32)
     t1c = np.where(head_mask, np.clip(t1c, 1.0, None), 0.0)
     scale = rng.uniform(5.0, 9.0)  # raw BraTS intensities vary in scale per scanner
-    return np.round(t1c * scale).astype(np.int16), seg
+    return np.round(t1c * scale).astype(np.int16), seg, tissue, head_mask
 
 
-def write_case(out_dir, case_id, t1c, seg):
+def _carve_cavity(rng, t1c, seg, tissue, brain, t_center, radii):
+    """A fluid-filled resection cavity beside the tumor (BraTS 2024's label 4): an ellipsoid
+    centred on the tumor's edge, where there is no tumor core (edema or brain), painted
+    as fluid."""
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    center = t_center + direction * radii * 1.1
+    cavity = (ellipsoid_distance(seg.shape, center, radii * rng.uniform(0.5, 0.7)) < 1) & \
+        brain & np.isin(seg, (0, 2))
+    seg[cavity] = 0  # in no tumor region; `make_sequences` labels it
+    tissue[cavity] = TISSUES.index("cavity")
+    t1c[cavity] = INTENSITY["csf"] * 0.9
+
+
+def write_case(out_dir, case_id, volumes, seg, layout="brats2018"):
+    """Write one case's files in `layout` (`data_prep.brats.LAYOUTS`): `volumes` maps
+    sequence names to arrays (a bare array: the T1c). Each file is written to a temporary
+    name and renamed, so an interrupted run leaves no truncated file under a case's name."""
+    if not isinstance(volumes, dict):
+        volumes = {"t1c": volumes}
     case_dir = Path(out_dir) / case_id
     case_dir.mkdir(parents=True, exist_ok=True)
-    for array, suffix in ((t1c, "t1ce"), (seg, "seg")):
+    for kind, array in (*volumes.items(), ("seg", seg)):
         img = nib.Nifti1Image(array, BRATS_AFFINE)
         img.header.set_zooms((1.0, 1.0, 1.0))
         img.header.set_xyzt_units("mm")
-        nib.save(img, str(case_dir / f"{case_id}_{suffix}.nii.gz"))
+        with atomic_file(case_dir / f"{case_id}{LAYOUTS[layout][kind]}") as tmp:
+            nib.save(img, str(tmp))
 
 
 def case_id(index: int) -> str:
@@ -202,8 +324,9 @@ def case_id(index: int) -> str:
 
 
 def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
-             distractors=True):
-    """Write `num_cases` cases named `Synth_XXXX`; returns their ids."""
+             distractors=True, modalities=PAPER_CHANNELS, convention="brats2018"):
+    """Write `num_cases` cases named `Synth_XXXX` with the sequences `modalities`, in
+    `convention`'s layout and labels; returns their ids."""
     ids = []
     cases = range(num_cases)
     if progress:
@@ -211,30 +334,39 @@ def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
         cases = tqdm(cases, desc="synthetic cases", unit="case", file=sys.stderr)
     for i in cases:
         name = case_id(i)
-        t1c, seg = make_case(np.random.SeedSequence([seed, i]).generate_state(1)[0], shape,
-                             distractors)
-        write_case(out_dir, name, t1c, seg)
+        volumes, seg = make_sequences(np.random.SeedSequence([seed, i]).generate_state(1)[0],
+                                      shape, distractors, modalities, convention)
+        write_case(out_dir, name, volumes, seg, CONVENTION_LAYOUT[convention])
         ids.append(name)
     return ids
 
 
 def main(argv):
     from absl import flags
+    from boundary_aware.cli import exit_on
     del argv
     f = flags.FLAGS
     shape = tuple(int(s) for s in f.shape.split(","))
+    with exit_on(ValueError):
+        parse_modalities(f.modalities)
     ids = generate(f.out_dir, f.num_cases, f.seed, shape, progress=True,
-                   distractors=f.distractors)
+                   distractors=f.distractors, modalities=f.modalities,
+                   convention=f.convention)
     print(f"{f.out_dir}: wrote {len(ids)} synthetic cases of shape {shape}")
 
 
 def define_flags() -> None:
     from absl import flags
-    flags.DEFINE_string("out_dir", None, "Output folder (BraTS 2018 layout).")
+    flags.DEFINE_string("out_dir", None, "Output folder (a BraTS layout).")
     flags.DEFINE_integer("num_cases", 10, "Number of cases.")
     flags.DEFINE_integer("seed", 0, "Seed: the same seed gives the same files.")
     flags.DEFINE_string("shape", "240,240,155", "Volume shape X,Y,Z.")
     flags.DEFINE_bool("distractors", True, "Add bright unlabelled look-alikes of the tumor rim.")
+    flags.DEFINE_list("modalities", list(PAPER_CHANNELS),
+                      "MRI sequences to write: any of t1, t1c, t2, flair.")
+    flags.DEFINE_enum("convention", "brats2018", sorted(CONVENTION_LAYOUT),
+                      "Label convention and file layout: brats2018 (ET = 4), brats2023 "
+                      "(ET = 3), brats2024 (ET = 3, 4 = resection cavity).")
     flags.mark_flag_as_required("out_dir")
 
 

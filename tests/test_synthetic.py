@@ -115,3 +115,51 @@ def test_experiment_phantoms_are_generated_once_and_never_replaced(tmp_path):
     assert sorted(p.name for p in brats.iterdir()) == before  # nothing replaced
     with pytest.raises(ValueError, match="--phantom must be one of"):
         synthetic_cases(tmp_path / "other", "nope", spec)
+
+
+FOUR = ("t1", "t1c", "t2", "flair")
+
+
+def test_four_sequences_keep_the_t1c_and_each_shows_its_own_contrast():
+    shape = (64, 64, 40)
+    t1c, seg = synthetic.make_case(9, shape)
+    volumes, labels = synthetic.make_sequences(9, shape, modalities=FOUR)
+    assert list(volumes) == list(FOUR) and all(v.dtype == np.int16 for v in volumes.values())
+    np.testing.assert_array_equal(volumes["t1c"], t1c)  # its own stream: the T1c is unchanged
+    np.testing.assert_array_equal(labels, seg)
+    head = t1c != 0
+    for name, volume in volumes.items():  # one head: background is 0 in every sequence
+        np.testing.assert_array_equal(volume != 0, head, err_msg=name)
+
+    def mean(name, where):
+        return volumes[name][where].astype(float).mean()
+    edema, enhancing, necrosis = labels == 2, labels == 4, labels == 1
+    brain = head & (labels == 0)
+    # edema bright on FLAIR and T2, dark on T1c; the enhancing rim outshines it on T1c only
+    assert mean("flair", edema) > 1.5 * mean("flair", brain)
+    assert mean("t2", edema) > 1.3 * mean("t2", brain)
+    assert mean("t1c", edema) < mean("t1c", brain)
+    assert mean("t1c", enhancing) > 1.5 * mean("t1c", edema)
+    assert all(mean(n, enhancing) < mean(n, edema) for n in ("flair", "t2"))
+    assert mean("t2", necrosis) > mean("t2", brain) and mean("t1", necrosis) < mean("t1", brain)
+
+
+@pytest.mark.parametrize("convention, layout, labels", [
+    ("brats2018", ("_t1", "_t1ce", "_t2", "_flair", "_seg"), {0, 1, 2, 4}),
+    ("brats2023", ("-t1n", "-t1c", "-t2w", "-t2f", "-seg"), {0, 1, 2, 3}),
+    ("brats2024", ("-t1n", "-t1c", "-t2w", "-t2f", "-seg"), {0, 1, 2, 3, 4}),
+])
+def test_generate_writes_each_layout_and_label_convention(tmp_path, convention, layout, labels):
+    shape = (64, 64, 40)
+    synthetic.generate(tmp_path, 1, seed=2, shape=shape, modalities=FOUR, convention=convention)
+    case = tmp_path / "Synth_0000"
+    assert sorted(p.name for p in case.iterdir()) == sorted(f"Synth_0000{s}.nii.gz" for s in layout)
+    seg = np.asarray(nib.load(str(case / f"Synth_0000{layout[-1]}.nii.gz")).dataobj)
+    assert set(np.unique(seg).tolist()) == labels
+    reference = synthetic.make_sequences(np.random.SeedSequence([2, 0]).generate_state(1)[0],
+                                         shape, modalities=("t1c",))[1]
+    if convention == "brats2024":  # the cavity (4) lies outside the tumor core, in no region
+        assert not np.isin(reference[seg == 4], (1, 4)).any()
+        assert np.array_equal(np.isin(seg, (1, 3)), np.isin(reference, (1, 4)))
+    else:
+        assert np.array_equal(seg != 0, reference != 0)
