@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
+from boundary_aware.data import parse_modalities
 from boundary_aware.errors import ConfigError
 from boundary_aware.inference import TTA_CHOICES
 from boundary_aware.models import MODELS, check_image_size, spec
@@ -65,6 +66,13 @@ def _tumor_free_fraction(value):
         return "must be a number in [0, 1): the share of training slices without tumor"
 
 
+def _modalities(value):
+    try:
+        parse_modalities(value)
+    except ValueError as err:
+        return str(err)
+
+
 def _verbosity(value):
     if value != "auto" and (isinstance(value, bool) or value not in (0, 1, 2)):
         return f"must be one of {runtime.VERBOSITY}"
@@ -76,7 +84,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None] | None]] = {
     "model": {"name": _one_of(sorted(MODELS)), "kwargs": None},
     "loss": {"weights": None, "generalized_dice": _boolean, "edge_width": _int(1),
              "edge_bce_reduction": _one_of(losses.BCE_REDUCTIONS)},
-    "data": {"prepared_dir": _string, "image_size": _int(1), "augment": None,
+    "data": {"prepared_dir": _string, "image_size": _int(1), "modalities": _modalities,
+             "augment": None,
              "pipeline": _one_of(runtime.PIPELINES), "tumor_free_fraction": _tumor_free_fraction},
     "train": {"epochs": _int(1), "batch_size": _int(1), "learning_rate": _positive_number,
               "poly_power": _positive_number, "seed": _int(0),

@@ -22,11 +22,17 @@ from scipy import ndimage
 # DataError is raised here and imported from here too
 from boundary_aware.errors import DataError, FormatError  # noqa: F401
 
-# Label conventions: tumor core = NCR/NET + ET.
+# Label conventions (docs/data.md): tumor core TC = necrotic/non-enhancing core + enhancing
+# tumor ET; whole tumor WT = TC + edema. ET is 4 in BraTS 2018-2021 and 3 from 2023 on;
+# BraTS 2024's post-treatment gliomas add 4 = resection cavity, which is in no region.
 CONVENTIONS = {
     "brats2018": {"labels": (0, 1, 2, 4), "regions": {"tc": (1, 4), "wt": (1, 2, 4), "et": (4,)}},
     "brats2023": {"labels": (0, 1, 2, 3), "regions": {"tc": (1, 3), "wt": (1, 2, 3), "et": (3,)}},
+    "brats2024": {"labels": (0, 1, 2, 3, 4),
+                  "regions": {"tc": (1, 3), "wt": (1, 2, 3), "et": (3,)}},
 }
+# the conventions a file layout can hold, in the order `detect_convention` tries them
+LAYOUT_CONVENTIONS = {"brats2018": ("brats2018",), "brats2023": ("brats2023", "brats2024")}
 REGIONS = ("tc", "wt", "et")
 SPLITS = ("train", "val", "test")
 BRATS_ORIENTATION = ("L", "P", "S")  # the BraTS 2018 files' axis codes
@@ -34,6 +40,18 @@ CLIP_PERCENTILES = (0.5, 99.5)
 # The paper's input: axial T1c slices (Sec. 3.1). The prepared data's manifest records its
 # channels, and everything downstream takes the channel count from there.
 PAPER_CHANNELS = ("t1c",)
+SEQUENCES = ("t1", "t1c", "t2", "flair")  # the MRI sequences a case may hold
+
+
+def parse_modalities(value) -> tuple[str, ...]:
+    """`data.modalities` ("t1c", "t1,t1c,t2,flair": comma-separated, or a sequence of names)
+    as a tuple; ValueError unless they are distinct names of `SEQUENCES`."""
+    names = tuple(value.split(",")) if isinstance(value, str) else tuple(value or ())
+    names = tuple(n.strip() if isinstance(n, str) else n for n in names)
+    if not names or any(n not in SEQUENCES for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"must name distinct MRI sequences among {', '.join(SEQUENCES)} in "
+                         f"channel order (for example t1c or t1,t1c,t2,flair), got {value!r}")
+    return names
 
 
 def input_channels(input_shape, recorded=None, source="the model") -> tuple[str, ...]:
@@ -51,6 +69,23 @@ def input_channels(input_shape, recorded=None, source="the model") -> tuple[str,
         return PAPER_CHANNELS
     raise DataError(f"{source}: takes {count} input channels, but nothing recorded with it "
                     f"names them; use its training workdir or its export")
+
+
+def detect_convention(layout: str, labels, source) -> str:
+    """The label convention of a segmentation in file layout `layout` ("brats2018" or
+    "brats2023", `data_prep.brats.LAYOUTS`) holding the label values `labels`: the first of
+    the layout's conventions that has them all (a 2023-layout file with a label 4 is BraTS
+    2024's post-treatment convention). DataError naming `source` and the values that no
+    convention of the layout has."""
+    found = sorted({int(v) for v in labels})
+    for convention in LAYOUT_CONVENTIONS[layout]:
+        if set(found) <= set(CONVENTIONS[convention]["labels"]):
+            return convention
+    allowed = sorted({v for c in LAYOUT_CONVENTIONS[layout] for v in CONVENTIONS[c]["labels"]})
+    unknown = [v for v in found if v not in allowed]
+    names = " or ".join(LAYOUT_CONVENTIONS[layout])
+    raise DataError(f"{source}: label values {unknown} are outside the {names} convention "
+                    f"{allowed} of this file layout (found {found})")
 
 
 def region_mask(seg, convention, region="tc"):
@@ -306,6 +341,8 @@ def prepare_command(options, out_dir) -> str:
     (a manifest's; what is missing is left for the user to fill in)."""
     options = options if isinstance(options, dict) else {}
     flags = [f"--brats_dir={options.get('brats_dir') or '...'}", f"--out_dir={Path(out_dir)}"]
+    if options.get("modalities") not in (None, list(PAPER_CHANNELS)):
+        flags.append(f"--modalities={','.join(options['modalities'])}")
     for key in ("region", "slices_per_case", "image_size", "seed", "split_file"):
         if options.get(key) is not None:
             flags.append(f"--{key}={options[key]}")

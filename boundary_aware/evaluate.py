@@ -10,7 +10,10 @@ Scores the test split of a run (docs/design.md, "Evaluation") three ways:
   path as `predict` (`boundary_aware.inference`), and the 3D metrics compare
   the predicted tumor core with the whole label volume at the source
   spacing. This counts the false positives on slices without tumor core
-  (`fp_slices`), which the paper's protocol never sees. As `predict` does,
+  (`fp_slices`), which the paper's protocol never sees. Each volume also gets
+  the BraTS scores of its region (`regions`, `boundary_aware.brats_scores`:
+  whole-volume Dice and HD95 with the challenge's empty-mask values, and the
+  2023 lesion-wise Dice and HD95), summarized per region. As `predict` does,
   only the head is segmented, with the config's test-time flips
   (`eval.tta`), and each checkpoint's mask is cleaned by the 3D rule chosen on
   the validation volumes (`boundary_aware.postprocess`, recorded in
@@ -40,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boundary_aware import metrics, postprocess
+from boundary_aware import brats_scores, metrics, postprocess
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.comparison import mean_std
 from boundary_aware.data import DataError, Manifest, load_prepared, region_mask
@@ -79,6 +82,12 @@ def summarize(records):
             summary[name]["nonempty_n"] = len(nonempty)
     if records and "fp_slices" in records[0]:
         summary["fp_slices"] = int(sum(r["fp_slices"] for r in records))
+    if records and "regions" in records[0]:
+        summary["regions"] = {
+            region: {name: dict(zip(("mean", "std"),
+                                    mean_std([r["regions"][region][name] for r in records])))
+                     for name in brats_scores.SCORE_NAMES}
+            for region in records[0]["regions"]}
     return summary
 
 
@@ -102,13 +111,15 @@ def score(predictions, masks, meta, manifest: Manifest):
     return slice_records, case_records
 
 
-def score_volume(pred, ref, spacing):
-    """3D metrics of one whole volume (X, Y, Z), and its axial false-positive slices."""
+def score_volume(pred, ref, spacing, region):
+    """3D metrics of one whole volume (X, Y, Z) of `region`, its axial false-positive slices,
+    and its BraTS scores (`regions`: {region: `brats_scores.region_scores`})."""
     pred_slices, ref_slices = pred.any(axis=(0, 1)), ref.any(axis=(0, 1))
     return {**metrics.segmentation_metrics(pred, ref, spacing),
             "slices": int(pred.shape[2]), "tumor_slices": int(ref_slices.sum()),
             "pred_slices": int(pred_slices.sum()),
-            "fp_slices": int(np.count_nonzero(pred_slices & ~ref_slices))}
+            "fp_slices": int(np.count_nonzero(pred_slices & ~ref_slices)),
+            "regions": {region: brats_scores.region_scores(pred, ref, spacing)}}
 
 
 def source_file(manifest: Manifest, case_id: str, kind: str) -> Path:
@@ -166,7 +177,8 @@ def score_volumes(predictors, manifest, split, threshold, flips=NO_TTA, rules=No
         for name, prob in probs.items():
             rule = (rules.get(name) or {}).get(manifest.region, postprocess.NONE)
             pred = postprocess.apply(prob > threshold, rule, spacing)
-            records[name].append({"case": case_id, **score_volume(pred, ref, spacing)})
+            records[name].append({"case": case_id,
+                                  **score_volume(pred, ref, spacing, manifest.region)})
     return records
 
 

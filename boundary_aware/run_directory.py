@@ -35,11 +35,12 @@ from boundary_aware.files import atomic_write_text, exclusive_lock
 
 CHECKPOINTS = ("final", "best", "last")
 DEFAULT_RULE = "final"
-# 4: whole volumes segmented only inside the head, with the run's flips and the clean-up
+# 5: per volume, the BraTS scores of each region (`regions`: whole-volume and lesion-wise
+#    Dice and HD95); 4: whole volumes segmented only inside the head, with the run's flips and the clean-up
 #    chosen on validation (`whole_volume`); 3: sample standard deviations (ddof = 1), and the other checkpoint's slice and
 #    volume records under `checkpoints`; 2: `format_version` recorded (readers check
 #    it); 1: the files before, without it
-METRICS_FORMAT = 4
+METRICS_FORMAT = 5
 
 
 def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fin
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.config_check import check_config
 from boundary_aware.data import (DataError, Manifest, load_prepared, load_tumor_free,
-                                 with_tumor_free)
+                                 parse_modalities, with_tumor_free)
 from boundary_aware.errors import ConfigError, LockedError
 from boundary_aware.files import atomic_file, atomic_save_model
 from boundary_aware.model_files import load_keras_model
@@ -105,11 +105,21 @@ def build_training_state(model, images, masks, config, targets: dict) -> None:
     model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
 
 
-def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
-    """Write the run's config, or check that an existing run was made with this one."""
+def check_data(config, manifest: Manifest, prepared) -> None:
+    """TrainingError unless the prepared data is what the config asks for (slice size,
+    channels in order)."""
     if manifest.image_size != config.data.image_size:
         raise TrainingError(f"{prepared}: slices are {manifest.image_size} px, "
                             f"the config asks for {config.data.image_size}")
+    modalities = parse_modalities(config.data.modalities)
+    if manifest.channels != modalities:
+        raise TrainingError(f"{prepared}: holds the channels {','.join(manifest.channels)}, the "
+                            f"config asks for data.modalities = {','.join(modalities)}; prepare "
+                            f"the data with --modalities={','.join(modalities)}")
+
+
+def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
+    """Write the run's config, or check that an existing run was made with this one."""
     resolved = json.loads(config.to_json())
     if run.config_path.exists():
         if run.read_config() != resolved:
@@ -132,6 +142,7 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = (),
     """
     check_config(config)  # ConfigError naming the key, before anything is created
     manifest = Manifest.read(config.data.prepared_dir)  # before anything is created
+    check_data(config, manifest, config.data.prepared_dir)
     run = RunDirectory(workdir)
     if run.path.exists() and not run.path.is_dir():
         raise TrainingError(f"{run.path}: exists and is not a folder")

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.data import CONVENTIONS, PAPER_CHANNELS, DataError, region_mask
+from boundary_aware.data import (PAPER_CHANNELS, DataError, detect_convention, parse_modalities,
+                                 region_mask)
 from boundary_aware.nifti import check_same_grid, load_channels, load_volume
 
-SEQUENCES = ("t1", "t1c", "t2", "flair")
 SEQUENCE_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR", "seg": "segmentation"}
-LAYOUTS = {  # convention: the file-name suffix of each sequence and of the segmentation
+LAYOUTS = {  # layout: the file-name suffix of each sequence and of the segmentation
     "brats2018": {"t1": "_t1.nii.gz", "t1c": "_t1ce.nii.gz", "t2": "_t2.nii.gz",
                   "flair": "_flair.nii.gz", "seg": "_seg.nii.gz"},
     "brats2023": {"t1": "-t1n.nii.gz", "t1c": "-t1c.nii.gz", "t2": "-t2w.nii.gz",
@@ -32,11 +32,12 @@ LAYOUTS = {  # convention: the file-name suffix of each sequence and of the segm
 
 @dataclass(frozen=True)
 class Case:
-    """One case's files: `files` maps each channel (and "seg", where asked for) to its path."""
+    """One case's files: `files` maps each channel (and "seg", where asked for) to its path;
+    `layout` is the naming scheme they were found under (`LAYOUTS`)."""
 
     case_id: str
     files: dict
-    convention: str
+    layout: str
 
     def channel_files(self, channels):
         return [self.files[c] for c in channels]
@@ -44,11 +45,7 @@ class Case:
 
 def check_channels(channels) -> tuple[str, ...]:
     """`channels` as a tuple of known, distinct sequence names (ValueError otherwise)."""
-    channels = tuple(channels)
-    unknown = [c for c in channels if c not in SEQUENCES]
-    if not channels or unknown or len(set(channels)) != len(channels):
-        raise ValueError(f"channels must be distinct names among {SEQUENCES}, got {channels}")
-    return channels
+    return parse_modalities(channels)
 
 
 def _files(root, unreadable):
@@ -76,7 +73,7 @@ def _scan(root, kinds, on_error="fail", skipped=None):
         if skipped is not None:
             skipped[folder] = f"cannot read this folder ({why})"
     cases = {}
-    for convention, suffixes in LAYOUTS.items():
+    for layout, suffixes in LAYOUTS.items():
         for kind in kinds:
             for path in (p for p in files if p.name.endswith(suffixes[kind])):
                 case_id = path.name[: -len(suffixes[kind])]
@@ -91,7 +88,7 @@ def _scan(root, kinds, on_error="fail", skipped=None):
                 if other and other.files != found:
                     raise DataError(f"{found[kinds[0]]}: case id {case_id} also found at "
                                     f"{other.files[kinds[0]]}")
-                cases[case_id] = Case(case_id, found, convention)
+                cases[case_id] = Case(case_id, found, layout)
     return cases
 
 
@@ -127,8 +124,11 @@ def discover_images(root, channels=PAPER_CHANNELS):
     return [cases[k] for k in sorted(cases)]
 
 
-def load_case(case, region="tc", channels=PAPER_CHANNELS):
-    """Read and validate one case: `(image (X, Y, Z, C), mask, zooms)` in LPS axis order."""
+def load_case(case, regions=("tc",), channels=PAPER_CHANNELS):
+    """Read and validate one case: `(image (X, Y, Z, C), masks (X, Y, Z, R), convention,
+    zooms)` in LPS axis order, with one uint8 mask per region of `regions` in that order
+    and the label convention detected from the layout and the label values
+    (`data.detect_convention`)."""
     channels = check_channels(channels)
     names = [SEQUENCE_NAMES[c] for c in channels]
     image, affine, zooms = load_channels(case.channel_files(channels), names)
@@ -147,14 +147,10 @@ def load_case(case, region="tc", channels=PAPER_CHANNELS):
         if np.any(seg != np.round(seg)):
             raise DataError(f"{seg_path}: non-integer labels")
     labels = np.unique(seg)
-    allowed = CONVENTIONS[case.convention]["labels"]
-    unknown = sorted(set(labels.tolist()) - set(allowed))
-    if unknown:
-        raise DataError(f"{seg_path}: labels {[int(v) for v in unknown]} are outside the "
-                        f"{case.convention} convention {list(allowed)} "
-                        f"(found {[int(v) for v in labels]})")
-    mask = region_mask(seg, case.convention, region)
-    if not mask.any():
-        raise DataError(f"{seg_path}: the {region.upper()} region is empty "
-                        f"(labels found: {[int(v) for v in labels]})")
-    return image, mask, zooms
+    convention = detect_convention(case.layout, labels, seg_path)
+    masks = np.stack([region_mask(seg, convention, r) for r in regions], axis=-1)
+    if not masks.any():
+        what = f"the {regions[0].upper()} region is" if len(regions) == 1 else \
+            f"the {', '.join(r.upper() for r in regions)} regions are all"
+        raise DataError(f"{seg_path}: {what} empty (labels found: {[int(v) for v in labels]})")
+    return image, masks, convention, zooms

@@ -1,7 +1,7 @@
 """Prepare a BraTS folder as a 2D slice dataset (Sec. 3.1 of the paper).
 
     python -m data_prep.prepare_brats --brats_dir=DIR --out_dir=DIR \
-        [--region=tc] [--slices_per_case=20] [--image_size=240] [--seed=0] \
+        [--modalities=t1c] [--region=tc] [--slices_per_case=20] [--image_size=240] [--seed=0] \
         [--split_file=split.json] [--on_error=fail|skip] [--workers=2] [--overwrite]
 
 Every case is validated before any array is written. The dataset is written
@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, REGIONS, SPLITS, DataError,
-                                 Manifest, case_record, manifest_format, manifest_path,
-                                 normalize_channels, resize_slices, select_slices,
-                                 select_tumor_free_slices, split_paths, tumor_free_path)
+from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, REGIONS, SEQUENCES, SPLITS,
+                                 DataError, Manifest, case_record, manifest_format,
+                                 manifest_path, normalize_channels, parse_modalities,
+                                 resize_slices, select_slices, select_tumor_free_slices,
+                                 split_paths, tumor_free_path)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
 from boundary_aware.models import check_image_size  # the registry; Keras is not loaded
@@ -77,7 +78,8 @@ def prepare_case(case, region, slices_per_case, image_size, root, channels=PAPER
     slices without tumor (`data.select_tumor_free_slices`), for training's
     `data.tumor_free_fraction`.
     """
-    image, mask, zooms = load_case(case, region, channels)
+    image, masks, convention, zooms = load_case(case, (region,), channels)
+    mask = masks[..., 0]
     indices = select_slices(mask, slices_per_case)
     free = select_tumor_free_slices(mask, np.any(image != 0, axis=-1),
                                     tumor_free_per_case(slices_per_case))
@@ -88,7 +90,7 @@ def prepare_case(case, region, slices_per_case, image_size, root, channels=PAPER
     masks = resize_slices(np.moveaxis(mask[:, :, indices], 2, 0), image_size, order=0)
     files = {kind: (path, path.resolve().relative_to(Path(root).resolve()), file_sha256(path))
              for kind, path in case.files.items()}
-    record = case_record(case.case_id, case.convention, indices, image.shape[:3], zooms[:3],
+    record = case_record(case.case_id, convention, indices, image.shape[:3], zooms[:3],
                          [lo for lo, _ in ranges], [hi for _, hi in ranges], files, free)
     return (images[:len(indices)], masks[..., None].astype(np.uint8), record,
             images[len(indices):])
@@ -104,7 +106,8 @@ def _prepare_one(args):
     case, options = args
     try:
         return case.case_id, prepare_case(case, options["region"], options["slices_per_case"],
-                                          options["image_size"], options["brats_dir"]), None
+                                          options["image_size"], options["brats_dir"],
+                                          tuple(options["modalities"])), None
     except DataError as err:
         return case.case_id, None, str(err)
 
@@ -118,8 +121,13 @@ def _progress(iterable, total, enabled):
 
 def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240, seed=0,
             split_file=None, on_error="fail", workers=1, overwrite=False, progress=False,
-            log=print):
-    """Prepare the dataset; returns the manifest dict. See the module docstring."""
+            log=print, modalities=PAPER_CHANNELS):
+    """Prepare the dataset; returns the manifest dict. See the module docstring.
+    `modalities`: the MRI sequences, in channel order (`data.SEQUENCES`)."""
+    try:
+        modalities = parse_modalities(modalities)
+    except ValueError as err:
+        raise ValueError(f"--modalities {err}") from None
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
     if on_error not in ("fail", "skip"):
@@ -138,12 +146,14 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
         raise DataError(f"{brats_dir}: not a directory")
     with exclusive_lock(out_dir.with_name(f".{out_dir.name}.lock"), str(out_dir)):
         return _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, seed,
-                               split_file, on_error, workers, overwrite, progress, log)
+                               split_file, on_error, workers, overwrite, progress, log,
+                               modalities)
 
 
 def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, seed, split_file,
-                    on_error, workers, overwrite, progress, log):
-    options = {"brats_dir": str(Path(brats_dir).resolve()), "region": region,
+                    on_error, workers, overwrite, progress, log, modalities):
+    options = {"brats_dir": str(Path(brats_dir).resolve()), "modalities": list(modalities),
+               "region": region,
                "slices_per_case": slices_per_case, "image_size": image_size, "seed": seed,
                "split_file": str(Path(split_file).resolve()) if split_file else None,
                "on_error": on_error}
@@ -158,7 +168,7 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
                             f"{MANIFEST_FORMAT}); pass --overwrite to prepare it again")
         if not overwrite:
             existing = Manifest.read(out_dir)
-            if existing.options == options:
+            if {"modalities": list(PAPER_CHANNELS), **existing.options} == options:
                 log(f"{out_dir}: already prepared with these options; nothing to do")
                 return existing
             raise DataError(f"{out_dir}: holds a dataset prepared with other options "
@@ -168,7 +178,7 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
                         f"it is never replaced (not even with --overwrite)")
 
     skipped = {}
-    cases = discover_cases(brats_dir, on_error, skipped)
+    cases = discover_cases(brats_dir, on_error, skipped, modalities)
     ids = [c.case_id for c in cases]
     split = read_split_file(split_file, ids) if split_file else default_split(ids, seed)
     wanted = {c for name in SPLITS for c in split[name]}
@@ -191,14 +201,14 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
             log(f"skipped case {case_id}: {error}")
 
     split = {name: [c for c in split[name] if c in prepared] for name in SPLITS}
-    manifest = Manifest.create(__version__, options, PAPER_CHANNELS, split, skipped,
+    manifest = Manifest.create(__version__, options, modalities, split, skipped,
                                {c: prepared[c][2] for c in sorted(prepared)})
     with atomic_folder(out_dir, replace=True) as tmp:
         for name in SPLITS:
             parts = [prepared[c] for c in split[name]]
             empty = (0, image_size, image_size)
             images = np.concatenate([p[0] for p in parts]) if parts else \
-                np.zeros(empty + (len(PAPER_CHANNELS),), np.float32)
+                np.zeros(empty + (len(modalities),), np.float32)
             masks = np.concatenate([p[1] for p in parts]) if parts else \
                 np.zeros(empty + (1,), np.uint8)
             images_path, masks_path = split_paths(tmp, name)
@@ -206,9 +216,10 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
             np.save(masks_path, masks)
         train = [prepared[c][3] for c in split["train"]]
         np.save(tumor_free_path(tmp), np.concatenate(train) if train else
-                np.zeros((0, image_size, image_size, len(PAPER_CHANNELS)), np.float32))
+                np.zeros((0, image_size, image_size, len(modalities)), np.float32))
         manifest["tumor_free"] = {"split": "train",
                                   "per_case": tumor_free_per_case(slices_per_case)}
+        manifest["conventions"] = sorted({prepared[c][2]["convention"] for c in prepared})
         manifest.write(tmp)
     counts = {name: len(manifest.slices(name)) for name in SPLITS}
     log(f"{out_dir}: {len(prepared)} cases prepared ({len(skipped)} skipped); slices {counts}")
@@ -221,13 +232,17 @@ def main(argv):
     f = flags.FLAGS
     with exit_on(DataError, ValueError, LockedError):
         prepare(f.brats_dir, f.out_dir, f.region, f.slices_per_case, f.image_size, f.seed,
-                f.split_file, f.on_error, f.workers, f.overwrite, progress=True)
+                f.split_file, f.on_error, f.workers, f.overwrite, progress=True,
+                modalities=f.modalities)
 
 
 def define_flags():
     from absl import flags
     flags.DEFINE_string("brats_dir", None, "BraTS root folder (2018-2021 or 2023+ layout).")
     flags.DEFINE_string("out_dir", None, "Where to write the prepared dataset.")
+    flags.DEFINE_list("modalities", list(PAPER_CHANNELS),
+                      f"MRI sequences as input channels, in order: any of {', '.join(SEQUENCES)} "
+                      f"(the paper: t1c).")
     flags.DEFINE_enum("region", "tc", list(REGIONS), "Tumor region to segment.")
     flags.DEFINE_integer("slices_per_case", 20, "Axial slices kept per case.")
     flags.DEFINE_integer("image_size", 240, "Output slice size (square).")

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import ml_collections
 
+from boundary_aware.data import PAPER_CHANNELS
 from boundary_aware.inference import DEFAULT_TTA
 from boundary_aware.losses import DEFAULT_BCE_REDUCTION, PAPER_WEIGHTS
 
@@ -126,6 +127,7 @@ def get_config(arg="ours,demo"):
     c.data = ml_collections.ConfigDict()
     c.data.prepared_dir = PROFILE_DATA[profile]["prepared_dir"]
     c.data.image_size = PROFILE_DATA[profile]["image_size"]
+    c.data.modalities = ",".join(PAPER_CHANNELS)  # input channels, in order (the paper: T1c)
     c.data.augment = ml_collections.ConfigDict(dict(
         enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
         scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))

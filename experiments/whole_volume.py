@@ -155,7 +155,7 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
                 mask = probs[base] > threshold
                 if setting.endswith("+clean"):
                     mask = postprocess.apply(mask, rules[(row, member, base)], spacing)
-                score = score_volume(mask, ref, spacing)
+                score = score_volume(mask, ref, spacing, manifest.region)
                 target.setdefault(setting, {})[case_id] = {m: score[m] for m in METRICS}
     per_flip = {f: float(np.mean(v)) for f, v in seconds.items()}
     flip_seconds = {tta: sum(per_flip[f] for f in tta_flips(tta)) for tta in FLIP_SETTINGS.values()}

@@ -27,16 +27,23 @@ def test_whole_volume_metrics_count_a_false_positive_slice():
     ref[5:10, 5:10, 2:5] = True  # tumor on slices 2, 3, 4
     pred = ref.copy()
     pred[15:17, 15:17, 8] = True  # a 2 x 2 false positive on slice 8, which has no tumor
-    record = score_volume(pred, ref, (1.0, 1.0, 2.0))
+    record = score_volume(pred, ref, (1.0, 1.0, 2.0), "tc")
     assert (record["fp_slices"], record["tumor_slices"], record["pred_slices"]) == (1, 3, 4)
+    # BraTS: the lesion found exactly, the blob a false positive (far beyond its dilation)
+    brats = record["regions"]["tc"]
+    assert (brats["lesion_dice"], brats["lesion_hd95"]) == (0.5, 187.0)
+    assert brats["dice"] == record["dice"] and brats["hd95"] == record["hd95"]
     assert record["slices"] == 10 and record["empty"] == "none"
     assert record["dice"] == pytest.approx(2 * 75 / (75 + 79))
     # the blob's farthest voxel (16, 16, 8) to the nearest tumor voxel (9, 9, 4): 7, 7, 4 * 2 mm
     assert record["hd"] == pytest.approx(np.sqrt(7 ** 2 + 7 ** 2 + 8 ** 2))
     empty = score_volume(np.zeros((240, 240, 155), bool), np.pad(ref, ((0, 220), (0, 220), (0, 145))),
-                         (1.0, 1.0, 1.0))
+                         (1.0, 1.0, 1.0), "tc")
     assert empty["hd"] == empty["hd95"] == pytest.approx(373.13, abs=0.01)
     assert empty["dice"] == 0.0 and empty["fp_slices"] == 0 and empty["empty"] == "pred"
+    assert empty["regions"]["tc"]["hd95"] == 373.13
+    assert (empty["regions"]["tc"]["lesion_dice"], empty["regions"]["tc"]["lesion_hd95"]) == \
+        (0.0, 374.0)
 
 
 def test_honest_hausdorff_summary_by_hand():

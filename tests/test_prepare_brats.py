@@ -226,7 +226,7 @@ def _break_labels(brats):
     data = np.asarray(nib.load(str(seg)).dataobj).copy()
     data[0, 0, 0] = 3
     save(seg, data)
-    return seg, r"labels \[3\] are outside the brats2018 convention"
+    return seg, r"label values \[3\] are outside the brats2018 convention"
 
 
 def _break_absurd_header(brats):
@@ -433,3 +433,120 @@ def test_a_second_preparation_into_the_same_folder_refuses(brats, tmp_path):
         with pytest.raises(LockedError, match=r"out: in use by PID \d+ on "):
             run(brats, out)
     assert not out.exists()
+
+
+# ---- four sequences, both layouts, three label conventions -----------------
+
+FOUR = ("t1", "t1c", "t2", "flair")
+ORDER = ("flair", "t1c", "t2", "t1")  # any order the user asks for
+
+
+@pytest.fixture(scope="module")
+def four_roots(tmp_path_factory):
+    """{convention: a folder of 4 synthetic cases with all four sequences}."""
+    roots = {}
+    for convention in ("brats2018", "brats2023", "brats2024"):
+        root = tmp_path_factory.mktemp(convention)
+        synthetic.generate(root, 4, seed=5, shape=SHAPE, modalities=FOUR, convention=convention)
+        roots[convention] = root
+    return roots
+
+
+@pytest.mark.parametrize("convention", ["brats2018", "brats2023", "brats2024"])
+def test_four_sequences_in_either_layout_each_channel_normalized_on_its_own(
+        convention, four_roots, tmp_path):
+    root = four_roots[convention]
+    manifest = run(root, tmp_path / "out", modalities=ORDER)
+    assert manifest["channels"] == list(ORDER) and manifest["options"]["modalities"] == list(ORDER)
+    assert manifest["conventions"] == [convention]
+    assert {c["convention"] for c in manifest["cases"].values()} == {convention}
+    images, masks, meta = load_prepared(tmp_path / "out", "train")
+    assert images.shape[1:] == (64, 64, 4)
+    case_id, z = meta[0]["case"], meta[0]["slice"]
+    record = manifest["cases"][case_id]
+    layout = synthetic.CONVENTION_LAYOUT[convention]
+    from data_prep.brats import LAYOUTS
+    for c, name in enumerate(ORDER):  # channel c is that sequence, by its own range
+        path = root / case_id / f"{case_id}{LAYOUTS[layout][name]}"
+        assert record["files"][name]["name"] == path.name
+        volume = np.asarray(nib.load(str(path)).dataobj).astype(np.float32)
+        brain = volume[volume != 0]
+        lo, hi = np.percentile(brain.astype(np.float64), (0.5, 99.5))
+        assert (record["normalization"]["lo"][c], record["normalization"]["hi"][c]) == \
+            pytest.approx((lo, hi))
+        want = np.where(volume[:, :, z] == 0, 0, (np.clip(volume[:, :, z], lo, hi) - lo) / (hi - lo))
+        np.testing.assert_allclose(images[0, ..., c], want, atol=1e-6)
+    # the region is the tumor core in every convention (the cavity of 2024 is in none)
+    seg = np.asarray(nib.load(str(root / case_id / f"{case_id}{LAYOUTS[layout]['seg']}")).dataobj)
+    tc = {"brats2018": (1, 4)}.get(convention, (1, 3))
+    np.testing.assert_array_equal(masks[0, ..., 0], np.isin(seg[:, :, z], tc))
+
+
+def test_the_paper_profile_is_t1c_alone_even_with_four_sequences_present(four_roots, tmp_path):
+    four = run(four_roots["brats2018"], tmp_path / "four", modalities=("t1c",))
+    assert four["channels"] == ["t1c"] and set(four["cases"]["Synth_0000"]["files"]) == {"t1c", "seg"}
+    assert load_prepared(tmp_path / "four", "train")[0].shape[-1] == 1
+
+
+def _copy(root, tmp_path):
+    out = tmp_path / "brats"
+    shutil.copytree(root, out)
+    return out
+
+
+def test_a_missing_sequence_is_named_and_nothing_is_written(four_roots, tmp_path):
+    root = _copy(four_roots["brats2023"], tmp_path)
+    missing = root / "Synth_0002" / "Synth_0002-t2f.nii.gz"
+    missing.unlink()
+    with pytest.raises(DataError, match="missing FLAIR file of case Synth_0002") as err:
+        run(root, tmp_path / "out", modalities=FOUR)
+    assert str(missing) in str(err.value) and not (tmp_path / "out").exists()
+    run(root, tmp_path / "t1c_only", modalities=("t1c",))  # not needed: not asked for
+
+
+@pytest.mark.parametrize("what", ["shape", "affine"])
+def test_sequences_on_other_grids_are_named(what, four_roots, tmp_path):
+    root = _copy(four_roots["brats2018"], tmp_path)
+    path = root / "Synth_0001" / "Synth_0001_t2.nii.gz"
+    data = np.asarray(nib.load(str(path)).dataobj)
+    if what == "shape":
+        save(path, data[:-2])
+    else:
+        affine = synthetic.BRATS_AFFINE.copy()
+        affine[0, 3] += 5.0
+        save(path, data, affine)
+    with pytest.raises(DataError, match=f"{what} .*differs from the T1") as err:
+        run(root, tmp_path / "out", modalities=FOUR)
+    assert str(path) in str(err.value) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("convention, value", [("brats2018", 3), ("brats2023", 5),
+                                               ("brats2024", 7)])
+def test_a_label_value_outside_the_convention_is_named(convention, value, four_roots, tmp_path):
+    root = _copy(four_roots[convention], tmp_path)
+    suffix = "_seg.nii.gz" if convention == "brats2018" else "-seg.nii.gz"
+    path = root / "Synth_0003" / f"Synth_0003{suffix}"
+    data = np.asarray(nib.load(str(path)).dataobj).copy()
+    data[0, 0, 0] = value
+    save(path, data)
+    with pytest.raises(DataError, match=rf"label values \[{value}\] are outside") as err:
+        run(root, tmp_path / "out", modalities=FOUR)
+    assert str(path) in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_unknown_modalities_are_refused_before_any_work(brats, tmp_path):
+    for bad in (("t1c", "dwi"), ("t1c", "t1c"), ()):
+        with pytest.raises(ValueError, match="--modalities must name distinct MRI sequences"):
+            run(brats, tmp_path / "out", modalities=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brats"]
+
+
+def test_a_dataset_prepared_before_modalities_were_recorded_is_still_current(brats, tmp_path):
+    out = tmp_path / "out"
+    run(brats, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["options"]["modalities"]  # as an earlier version wrote it
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    messages = []
+    prepare(brats, out, log=messages.append, slices_per_case=6, image_size=64)
+    assert "nothing to do" in messages[-1]

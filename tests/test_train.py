@@ -184,6 +184,11 @@ def test_two_channel_data_trains_with_both_channels(tmp_path, prepared):
     config.data.image_size = 32
     config.model.kwargs.base_filters = 4
     config.train.update(batch_size=4, epochs=1, jit_compile="off")
+    with pytest.raises(TrainingError, match="holds the channels t1c,flair, the config asks for "
+                                            "data.modalities = t1c; prepare the data with"):
+        train(config, tmp_path / "refused")  # the paper's T1c alone: another input
+    assert not (tmp_path / "refused").exists()
+    config.data.modalities = "t1c,flair"
 
     class FirstKernel(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
