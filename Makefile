@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare demo-data \
-	reproduce-table1 ablation whole-volume figures export bench-predict bench-train roofline bench-gpu \
+	reproduce-table1 ablation whole-volume beyond-paper figures export bench-predict bench-train roofline bench-gpu \
 	gpu-wheels clean
 
 install: $(STAMP)
@@ -101,6 +101,12 @@ OUT_ABLATION ?= results/ablation
 # flags; with the same OUT it reuses Table 1's Ours runs.
 whole-volume: install
 	$(PY) -m experiments.whole_volume $(TABLE_ARGS)
+
+# Beyond the paper: four sequences in, WT/TC/ET out, BraTS's scores per region, against the
+# paper's T1c/TC setting, Ours and U-Net over seeds. Takes Table 1's flags; its own OUT.
+OUT_BEYOND ?= results/beyond_paper
+beyond-paper: install
+	$(PY) -m experiments.beyond_paper $(subst --out=$(OUT),--out=$(OUT_BEYOND),$(TABLE_ARGS))
 
 figures: install
 	$(PY) -m experiments.figures --table_dir=$(OUT) --out=$(OUT)/figures

@@ -149,8 +149,9 @@ _WARP = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDE
 
 
 def augment_slice(image, mask, params, matrix, out_image, out_mask):
-    """Augment one slice, (H, W, C) image and (H, W) mask, into the preallocated
-    `out_image` (float32, (H, W, C)) and `out_mask` (uint8, (H, W)).
+    """Augment one slice, (H, W, C) image and (H, W) mask (or (H, W, R): one per tumor
+    region), into the preallocated `out_image` (float32, (H, W, C)) and `out_mask`
+    (uint8, the mask's shape).
 
     Every channel is warped bilinearly (zero outside), then scaled and
     shifted inside the head by its own intensity parameters (background stays
@@ -173,7 +174,13 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
             with _contiguous(out_image[..., c]) as out:
                 cv2.warpAffine(np.ascontiguousarray(image[..., c]), matrix, (w, h), dst=out,
                                **_WARP)
-        cv2.warpAffine(mask, matrix, (w, h), dst=out_mask, **_WARP)
+        if mask.ndim == 2:
+            cv2.warpAffine(mask, matrix, (w, h), dst=out_mask, **_WARP)
+        else:
+            for r in range(mask.shape[-1]):
+                with _contiguous(out_mask[..., r]) as out:
+                    cv2.warpAffine(np.ascontiguousarray(mask[..., r]), matrix, (w, h), dst=out,
+                                   **_WARP)
     for c in range(image.shape[-1]):
         scale, shift = float(params[4 + 2 * c]), float(params[5 + 2 * c])
         if scale != 1.0 or shift != 0.0:

@@ -19,42 +19,65 @@ from boundary_aware.augment import AugmentConfig, augment_slice, sample_params, 
 from boundary_aware.data import edge_band
 
 
-def assemble_batch(images, masks, index, params, edge_width=2, with_edge=True):
+def assemble_batch(images, masks, index, params, edge_width=2, with_edge=True,
+                   edge_union=False):
     """Gather rows `index`, augment them with `params`, add the edge target.
 
     Works slice by slice into preallocated outputs, so that each slice stays
     in cache from the gather to its edge target.
 
     Args:
-        images, masks: the split's (N, H, W, C) images and (N, H, W, 1) masks from
-            `data.load_prepared` (float32 and uint8); every channel is carried.
+        images, masks: the split's (N, H, W, C) images and (N, H, W, R) masks (one per
+            tumor region) from `data.load_prepared` (float32 and uint8); every channel
+            is carried.
         index: (B,) row numbers.
         params: (B, P) augmentation parameters from `augment.sample_params`.
         edge_width: width of the boundary band.
         with_edge: also return the edge target.
+        edge_union: one edge target, the boundary of the regions' union, instead of one
+            per region (`loss.edge_target`).
 
     Returns:
-        `(image, seg, edge)` float32 arrays: image (B, H, W, C), seg and edge
-        (B, H, W, 1) (`edge` is None without `with_edge`).
+        `(image, seg, edge)` float32 arrays: image (B, H, W, C), seg (B, H, W, R) and
+        edge (B, H, W, R), or (B, H, W, 1) with `edge_union` (`edge` is None without
+        `with_edge`).
     """
     index, params = np.asarray(index), np.asarray(params)
-    shape = (len(index),) + images.shape[1:3] + (1,)
+    regions = masks.shape[-1]
+    size = images.shape[1:3]
     image = _aligned_empty((len(index),) + images.shape[1:])
-    seg = _aligned_empty(shape)
-    edge = _aligned_empty(shape) if with_edge else None
-    mask = np.empty(shape[1:3], np.uint8)
-    for k, (row, matrix) in enumerate(zip(index, warp_matrices(params, *shape[1:3]))):
-        augment_slice(images[row], masks[row, ..., 0], params[k], matrix, image[k], mask)
-        np.copyto(seg[k, ..., 0], mask, casting="unsafe")
-        if with_edge:
+    seg = _aligned_empty((len(index),) + size + (regions,))
+    edge = _aligned_empty((len(index),) + size + (1 if edge_union else regions,)) \
+        if with_edge else None
+    # one region (the paper): a 2D mask, as OpenCV takes it fastest
+    mask = np.empty(size + ((regions,) if regions > 1 else ()), np.uint8)
+    for k, (row, matrix) in enumerate(zip(index, warp_matrices(params, *size))):
+        augment_slice(images[row], masks[row] if regions > 1 else masks[row, ..., 0],
+                      params[k], matrix, image[k], mask)
+        np.copyto(seg[k] if regions > 1 else seg[k, ..., 0], mask, casting="unsafe")
+        if not with_edge:
+            continue
+        if regions == 1:
             edge_band(mask, edge_width, out=edge[k, ..., 0])
+        elif edge_union:
+            edge_band(mask.max(axis=-1), edge_width, out=edge[k, ..., 0])
+        else:
+            for r in range(regions):
+                edge_band(np.ascontiguousarray(mask[..., r]), edge_width, out=edge[k, ..., r])
     return image, seg, edge
 
 
+def edge_kind(targets) -> str | None:
+    """What edge target the batches need for `targets` ({key: kind}, `losses.compile_losses`):
+    None, "edge" (one per region) or "edge_union" (one for the regions' union)."""
+    kinds = set(targets.values()) & {"edge", "edge_union"}
+    return kinds.pop() if kinds else None
+
+
 def target_dict(targets, seg, edge):
-    """The `y` dict of a batch: for every key of `targets` ({key: "mask" | "edge"}, from
-    `losses.compile_losses`) the mask or its edge band."""
-    arrays = {"mask": seg, "edge": edge}
+    """The `y` dict of a batch: for every key of `targets` ({key: "mask" | "edge" |
+    "edge_union"}, from `losses.compile_losses`) the mask or its edge band."""
+    arrays = {"mask": seg, "edge": edge, "edge_union": edge}
     return {key: arrays[kind] for key, kind in targets.items()}
 
 
@@ -63,8 +86,9 @@ def plain_batch(images, masks, rows, edge_width, targets):
     state, and the fixed batch of the benchmarks."""
     rows = np.asarray(rows)
     identity = sample_params(len(rows), 0, 0, AugmentConfig(enabled=False), images.shape[-1])
-    x, seg, edge = assemble_batch(images, masks, rows, identity, edge_width,
-                                  "edge" in targets.values())
+    kind = edge_kind(targets)
+    x, seg, edge = assemble_batch(images, masks, rows, identity, edge_width, kind is not None,
+                                  kind == "edge_union")
     return x, target_dict(targets, seg, edge)
 
 

@@ -50,13 +50,19 @@ def data_fingerprint(prepared) -> str:
     return file_sha256(manifest_path(prepared))
 
 
-def new_state(prepared, precision: str, channels) -> dict:
+def new_state(prepared, precision: str, channels, regions=("tc",)) -> dict:
     """The state of a run before its first epoch, with its provenance (`channels`: the
-    input channels, which prediction reads back: `data.input_channels`)."""
+    input channels, which prediction reads back: `data.input_channels`; `regions`: the
+    tumor regions of the outputs, in order; `conventions`: the label conventions of the
+    prepared data, which prediction writes label maps in)."""
+    from boundary_aware.data import Manifest
+    manifest = Manifest.read(prepared)
     return {"epoch": 0, "best_val_dice": -1.0, "best_epoch": 0, "history": [],
             "package_version": __version__, "git_commit": git_commit(),
             "data_manifest_sha256": data_fingerprint(prepared),
-            "input_channels": list(channels),
+            "input_channels": list(channels), "regions": list(regions),
+            "conventions": manifest.get("conventions") or sorted(
+                {c["convention"] for c in manifest["cases"].values()}),
             "backend": keras.backend.backend(), "precision": precision}
 
 
@@ -112,12 +118,13 @@ def resume_point(run: RunDirectory, state: dict) -> tuple[Path | None, dict]:
 
 
 def mean_slice_dice(model, images, masks, batch_size: int, threshold: float) -> float:
-    """Mean per-slice Dice on a validation set (empty-mask policy of metrics)."""
+    """Mean per-slice Dice on a validation set (empty-mask policy of metrics); with several
+    regions, the mean over slices and regions."""
     if len(images) == 0:
         return float("nan")
     pred = model.predict(images, batch_size=batch_size, verbose=0)["seg"] > threshold
-    return float(np.mean([metrics.dice_score(p[..., 0], m[..., 0] > 0)
-                          for p, m in zip(pred, masks)]))
+    return float(np.mean([metrics.dice_score(p[..., r], m[..., r] > 0)
+                          for p, m in zip(pred, masks) for r in range(masks.shape[-1])]))
 
 
 def write_history_csv(path, history: list[dict]) -> None:

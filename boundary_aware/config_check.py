@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
-from boundary_aware.data import parse_modalities
+from boundary_aware.data import parse_modalities, parse_regions
 from boundary_aware.errors import ConfigError
 from boundary_aware.inference import TTA_CHOICES
 from boundary_aware.models import MODELS, check_image_size, spec
@@ -73,6 +73,13 @@ def _modalities(value):
         return str(err)
 
 
+def _regions(value):
+    try:
+        parse_regions(value)
+    except ValueError as err:
+        return str(err)
+
+
 def _verbosity(value):
     if value != "auto" and (isinstance(value, bool) or value not in (0, 1, 2)):
         return f"must be one of {runtime.VERBOSITY}"
@@ -83,8 +90,10 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None] | None]] = {
     "": {"variant": _string, "profile": _string},
     "model": {"name": _one_of(sorted(MODELS)), "kwargs": None},
     "loss": {"weights": None, "generalized_dice": _boolean, "edge_width": _int(1),
-             "edge_bce_reduction": _one_of(losses.BCE_REDUCTIONS)},
+             "edge_bce_reduction": _one_of(losses.BCE_REDUCTIONS),
+             "edge_target": _one_of(losses.EDGE_TARGETS)},
     "data": {"prepared_dir": _string, "image_size": _int(1), "modalities": _modalities,
+             "regions": _regions,
              "augment": None,
              "pipeline": _one_of(runtime.PIPELINES), "tumor_free_fraction": _tumor_free_fraction},
     "train": {"epochs": _int(1), "batch_size": _int(1), "learning_rate": _positive_number,

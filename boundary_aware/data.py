@@ -34,6 +34,8 @@ CONVENTIONS = {
 # the conventions a file layout can hold, in the order `detect_convention` tries them
 LAYOUT_CONVENTIONS = {"brats2018": ("brats2018",), "brats2023": ("brats2023", "brats2024")}
 REGIONS = ("tc", "wt", "et")
+PAPER_REGION = "tc"  # the paper segments the tumor core
+NESTED = ("wt", "tc", "et")  # outermost first: the order regions become labels again
 SPLITS = ("train", "val", "test")
 BRATS_ORIENTATION = ("L", "P", "S")  # the BraTS 2018 files' axis codes
 CLIP_PERCENTILES = (0.5, 99.5)
@@ -71,6 +73,17 @@ def input_channels(input_shape, recorded=None, source="the model") -> tuple[str,
                     f"names them; use its training workdir or its export")
 
 
+def parse_regions(value) -> tuple[str, ...]:
+    """`data.regions` ("tc", "wt,tc,et": comma-separated, or a sequence of names) as a
+    tuple in the order given; ValueError unless they are distinct names of `REGIONS`."""
+    names = tuple(value.split(",")) if isinstance(value, str) else tuple(value or ())
+    names = tuple(n.strip() if isinstance(n, str) else n for n in names)
+    if not names or any(n not in REGIONS for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"must name distinct tumor regions among {', '.join(REGIONS)} (for "
+                         f"example tc, or wt,tc,et), got {value!r}")
+    return names
+
+
 def detect_convention(layout: str, labels, source) -> str:
     """The label convention of a segmentation in file layout `layout` ("brats2018" or
     "brats2023", `data_prep.brats.LAYOUTS`) holding the label values `labels`: the first of
@@ -88,9 +101,40 @@ def detect_convention(layout: str, labels, source) -> str:
                     f"{allowed} of this file layout (found {found})")
 
 
+def recorded_regions(regions, source) -> tuple[str, ...]:
+    """The regions a run or an export records for its `seg` maps (the paper's TC where
+    nothing is recorded: made before regions were), or DataError naming `source`."""
+    if not regions:
+        return (PAPER_REGION,)
+    try:
+        return parse_regions(regions)
+    except ValueError as err:
+        raise DataError(f"{source}: records regions that {err}") from None
+
+
 def region_mask(seg, convention, region="tc"):
     """Binary uint8 mask of `region` from a label volume."""
     return np.isin(seg, CONVENTIONS[convention]["regions"][region]).astype(np.uint8)
+
+
+def region_label(region: str, convention: str) -> int:
+    """The label a region's own part carries in `convention` (`label_map`): WT's is
+    edema (2), TC's the necrotic/non-enhancing core (1), ET's the enhancing label."""
+    if region == "et":
+        return CONVENTIONS[convention]["regions"]["et"][0]
+    return {"wt": 2, "tc": 1}[region]
+
+
+def label_map(masks, regions, convention) -> np.ndarray:
+    """Per-region binary masks (..., R) of `regions` turned back into one uint8 label map of
+    `convention`, in nested order (`NESTED`: WT, then TC over it, then ET over both), so
+    that `region_mask` of the result gives each nested region back."""
+    masks = np.asarray(masks)
+    out = np.zeros(masks.shape[:-1], np.uint8)
+    for region in NESTED:
+        if region in regions:
+            out[masks[..., list(regions).index(region)] > 0] = region_label(region, convention)
+    return out
 
 
 def normalization_range(volume):
@@ -286,6 +330,7 @@ class Manifest(dict):
                 f"{'written by an older version' if older else 'not one'} of this package (it "
                 f"reads format {MANIFEST_FORMAT}); prepare it again: "
                 f"{prepare_command(manifest.get('options'), folder)}")
+        manifest["options"] = current_options(manifest.get("options"))
         return manifest
 
     def write(self, folder: str | os.PathLike) -> None:
@@ -293,7 +338,7 @@ class Manifest(dict):
 
     @property
     def options(self) -> dict:
-        """The preparation options (brats_dir, region, slices_per_case, image_size, ...)."""
+        """The preparation options (brats_dir, modalities, regions, slices_per_case, ...)."""
         return self["options"]
 
     @property
@@ -306,8 +351,9 @@ class Manifest(dict):
         return tuple(self["channels"])
 
     @property
-    def region(self) -> str:
-        return self["options"]["region"]
+    def regions(self) -> tuple[str, ...]:
+        """The tumor regions, in the order of the masks' last axis."""
+        return tuple(self["options"]["regions"])
 
     def split(self, name: str) -> list[str]:
         """The case ids of split `name`."""
@@ -341,12 +387,25 @@ def prepare_command(options, out_dir) -> str:
     (a manifest's; what is missing is left for the user to fill in)."""
     options = options if isinstance(options, dict) else {}
     flags = [f"--brats_dir={options.get('brats_dir') or '...'}", f"--out_dir={Path(out_dir)}"]
-    if options.get("modalities") not in (None, list(PAPER_CHANNELS)):
-        flags.append(f"--modalities={','.join(options['modalities'])}")
-    for key in ("region", "slices_per_case", "image_size", "seed", "split_file"):
+    options = current_options(options)
+    for key, paper in (("modalities", list(PAPER_CHANNELS)), ("regions", [PAPER_REGION])):
+        if options[key] != paper:
+            flags.append(f"--{key}={','.join(options[key])}")
+    for key in ("slices_per_case", "image_size", "seed", "split_file"):
         if options.get(key) is not None:
             flags.append(f"--{key}={options[key]}")
     return "boundary-aware-prepare " + " ".join(flags + ["--overwrite"])
+
+
+def current_options(options) -> dict:
+    """A manifest's preparation options as this version writes them: datasets prepared
+    before the sequences and regions were lists name one `region` and imply the T1c."""
+    options = dict(options) if isinstance(options, dict) else {}
+    if "region" in options and "regions" not in options:
+        options["regions"] = [options.pop("region")]
+    options.setdefault("regions", [PAPER_REGION])
+    options.setdefault("modalities", list(PAPER_CHANNELS))
+    return options
 
 
 def case_record(case_id: str, convention: str, slices: list[int], shape, spacing, lo,
@@ -391,7 +450,8 @@ def load_prepared(out_dir: str | os.PathLike,
     """Load one split of a prepared dataset.
 
     Returns `(images, masks, meta)`: images float32 (N, H, W, C) in [0, 1]
-    (C: the manifest's channels), masks uint8 (N, H, W, 1) in {0, 1}, and
+    (C: the manifest's channels), masks uint8 (N, H, W, R) in {0, 1} (R: its
+    regions), and
     `meta`, one dict per slice with its "case" and "slice" (axial index in
     the source volume). Arrays that disagree with the manifest (count, size,
     channels) are refused, naming the file.
@@ -409,7 +469,8 @@ def load_prepared(out_dir: str | os.PathLike,
     size = manifest.image_size
     expected = ((images_path, images, len(manifest.channels),
                  f"channels {', '.join(manifest.channels)}"),
-                (masks_path, masks, 1, "one mask channel"))
+                (masks_path, masks, len(manifest.regions),
+                 f"mask channels {', '.join(manifest.regions)}"))
     for path, array, channels, what in expected:
         if array.ndim != 4 or array.shape[1:] != (size, size, channels):
             raise DataError(f"{path}: shape {array.shape}, but the manifest says "

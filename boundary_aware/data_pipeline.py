@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from boundary_aware.augment import AugmentConfig, param_count, sample_params
-from boundary_aware.batches import assemble_batch, target_dict, tune_process
+from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
 from boundary_aware.data import epoch_order, num_batches
 
 
@@ -31,8 +31,10 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
     """
     augment = augment or AugmentConfig(enabled=False)
     targets = dict(targets)
-    with_edge = "edge" in targets.values()
+    kind = edge_kind(targets)
+    with_edge, union = kind is not None, kind == "edge_union"
     n, height, width, channels = images.shape
+    regions = masks.shape[-1]
     tune_process()
     epoch = [int(initial_epoch)]
 
@@ -48,7 +50,8 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         next_epoch_plan, [], [tf.int64, tf.float32], stateful=True)))
 
     def batch_arrays(index, params):
-        image, seg, edge = assemble_batch(images, masks, index, params, edge_width, with_edge)
+        image, seg, edge = assemble_batch(images, masks, index, params, edge_width, with_edge,
+                                          union)
         return (image, seg, edge) if with_edge else (image, seg)
 
     def make_batch(index, params):
@@ -56,7 +59,9 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
                                     [tf.float32] * (3 if with_edge else 2), stateful=False)
         batch = None if not drop_remainder else batch_size
         image = tf.ensure_shape(outputs[0], (batch, height, width, channels))
-        seg, *edge = [tf.ensure_shape(t, (batch, height, width, 1)) for t in outputs[1:]]
+        seg = tf.ensure_shape(outputs[1], (batch, height, width, regions))
+        edge = [tf.ensure_shape(t, (batch, height, width, 1 if union else regions))
+                for t in outputs[2:]]
         return image, target_dict(targets, seg, edge[0] if edge else None)
 
     batches = plan.flat_map(lambda i, p: tf.data.Dataset.from_tensor_slices(

@@ -86,28 +86,54 @@ def summarize(records):
         summary["regions"] = {
             region: {name: dict(zip(("mean", "std"),
                                     mean_std([r["regions"][region][name] for r in records])))
-                     for name in brats_scores.SCORE_NAMES}
-            for region in records[0]["regions"]}
+                     for name, value in entry.items() if isinstance(value, (int, float))}
+            for region, entry in records[0]["regions"].items()}
     return summary
 
 
+def merge_regions(regions, per: dict) -> dict:
+    """One record from the records `per` ({region: record}) of the same item: for one region
+    (the paper) its record; for several, the mean of every metric over the regions
+    (`empty`: theirs where they agree, else "none"), with each region's own record under
+    `regions` (a record that carries `regions`, as `score_volume`'s, gives that entry)."""
+    if len(regions) == 1:
+        return per[regions[0]]
+    first = per[regions[0]]
+    record = {k: float(np.mean([per[r][k] for r in regions])) for k, v in first.items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    states = {per[r]["empty"] for r in regions}
+    record["empty"] = states.pop() if len(states) == 1 else metrics.EMPTY_NONE
+    record["regions"] = {r: per[r]["regions"][r] if "regions" in per[r] else
+                         {k: v for k, v in per[r].items() if k != "empty"} for r in regions}
+    return record
+
+
+def region_metrics(pred, ref, spacing, regions) -> dict:
+    """`merge_regions` of the segmentation metrics of (..., R) masks of `regions`."""
+    return merge_regions(regions, {r: metrics.segmentation_metrics(pred[..., i], ref[..., i],
+                                                                   spacing)
+                                   for i, r in enumerate(regions)})
+
+
 def score(predictions, masks, meta, manifest: Manifest):
-    """Per-slice and selected-slices records from binary predictions (N, H, W)."""
+    """Per-slice and selected-slices records from binary predictions (N, H, W, R), one map
+    per region of the manifest (`merge_regions`)."""
+    regions = manifest.regions
     slice_records, by_case = [], {}
     for pred, ref, info in zip(predictions, masks, meta):
         spacing = manifest.slice_spacing(info["case"])
         record = {"case": info["case"], "slice": info["slice"],
-                  **metrics.segmentation_metrics(pred, ref, spacing)}
+                  **region_metrics(pred, ref, spacing, regions)}
         slice_records.append(record)
         by_case.setdefault(info["case"], []).append((info["slice"], pred, ref))
     case_records = []
     for case_id, items in by_case.items():
         items.sort(key=lambda item: item[0])
-        pred = np.stack([p for _, p, _ in items], axis=-1)
-        ref = np.stack([r for _, _, r in items], axis=-1)
+        pred = np.stack([p for _, p, _ in items], axis=-2)  # (H, W, Z, R)
+        ref = np.stack([r for _, _, r in items], axis=-2)
         spacing = manifest.slice_spacing(case_id) + manifest.spacing(case_id)[2:]
         case_records.append({"case": case_id, "slices": len(items),
-                             **metrics.segmentation_metrics(pred, ref, spacing)})
+                             **region_metrics(pred, ref, spacing, regions)})
     return slice_records, case_records
 
 
@@ -136,50 +162,64 @@ def source_file(manifest: Manifest, case_id: str, kind: str) -> Path:
 
 
 def volume_cases(manifest: Manifest, split: str):
-    """(case id, (X, Y, Z, C) volume of the manifest's channels, region mask, spacing) of
-    every case of a split."""
+    """(case id, (X, Y, Z, C) volume of the manifest's channels, (X, Y, Z, R) bool masks of
+    its regions, spacing) of every case of a split."""
     for case_id in manifest.split(split):
         paths = [source_file(manifest, case_id, c) for c in manifest.channels]
         volume, _, zooms = load_channels(paths, manifest.channels)
         labels, _, _ = load_volume(source_file(manifest, case_id, "seg"), "seg")
-        mask = region_mask(labels, manifest.convention(case_id), manifest.region) > 0
-        yield case_id, volume, mask, zooms[:3]
+        masks = np.stack([region_mask(labels, manifest.convention(case_id), r) > 0
+                          for r in manifest.regions], axis=-1)
+        yield case_id, volume, masks, zooms[:3]
 
 
 def volume_probabilities(predictors, manifest, split, flips=NO_TTA):
-    """(case id, {name: tumor probability (X, Y, Z)}, region mask, spacing) of every case
-    of a split, for `predictors` ({name: a Predictor or an ensemble's list}); each source
-    volume is read, and resized to each input size, once (`inference.VolumeInput`)."""
+    """(case id, {name: region probabilities (X, Y, Z, R)}, region masks (X, Y, Z, R),
+    spacing) of every case of a split, for `predictors` ({name: a Predictor or an
+    ensemble's list}); each source volume is read, and resized to each input size, once
+    (`inference.VolumeInput`)."""
     for case_id, volume, ref, spacing in volume_cases(manifest, split):
         data = VolumeInput(volume)
         probs = {name: segment_volume(p, data, outputs=("seg",), flips=flips)["seg"]
                  for name, p in predictors.items()}
-        yield case_id, probs, ref, spacing
+        yield case_id, {n: p[..., None] if p.ndim == 3 else p for n, p in probs.items()}, \
+            ref, spacing
 
 
 def choose_postprocessing(predictors, manifest, threshold, flips=NO_TTA, split="val"):
-    """{name: {region: postprocess.choose(...)}}: each predictor's clean-up rule, chosen on
-    the whole volumes of `split` (the validation split; never the scored one)."""
-    per_case = {name: [] for name in predictors}
+    """{name: {region: postprocess.choose(...)}}: each predictor's clean-up rule per region,
+    chosen on the whole volumes of `split` (the validation split; never the scored one)."""
+    per_case = {name: {r: [] for r in manifest.regions} for name in predictors}
     for _, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips):
         for name, prob in probs.items():
-            per_case[name].append(postprocess.candidate_dice(prob > threshold, ref, spacing))
-    return {name: {manifest.region: postprocess.choose(cases)}
-            for name, cases in per_case.items()}
+            for i, region in enumerate(manifest.regions):
+                per_case[name][region].append(postprocess.candidate_dice(
+                    prob[..., i] > threshold, ref[..., i], spacing))
+    return {name: {region: postprocess.choose(cases) for region, cases in regions.items()}
+            for name, regions in per_case.items()}
 
 
 def score_volumes(predictors, manifest, split, threshold, flips=NO_TTA, rules=None):
     """{name: whole-volume records} of several predictors ({name: Predictor or list}), each
-    mask cleaned by its `rules[name]` ({region: rule}; none where absent)."""
+    region's mask cleaned by its `rules[name]` ({region: rule}; none where absent)."""
     rules = rules or {}
     records = {name: [] for name in predictors}
     for case_id, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips):
         for name, prob in probs.items():
-            rule = (rules.get(name) or {}).get(manifest.region, postprocess.NONE)
-            pred = postprocess.apply(prob > threshold, rule, spacing)
+            pred = np.stack([postprocess.apply(prob[..., i] > threshold,
+                                               (rules.get(name) or {}).get(r, postprocess.NONE),
+                                               spacing)
+                             for i, r in enumerate(manifest.regions)], axis=-1)
             records[name].append({"case": case_id,
-                                  **score_volume(pred, ref, spacing, manifest.region)})
+                                  **volume_record(pred, ref, spacing, manifest.regions)})
     return records
+
+
+def volume_record(pred, ref, spacing, regions):
+    """The whole-volume record of (X, Y, Z, R) masks of `regions`: `merge_regions` of each
+    region's `score_volume`."""
+    return merge_regions(regions, {r: score_volume(pred[..., i], ref[..., i], spacing, r)
+                                   for i, r in enumerate(regions)})
 
 
 def evaluate(workdir: str | os.PathLike, checkpoint: str | None = None, split: str = "test",
@@ -227,7 +267,8 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
               "best": state.get("best_epoch")}
     others = [c for c in CHECKPOINTS[:2] if c != chosen and run.checkpoint(c).is_file()]
     models = {name: load_keras_model(run.checkpoint(name)) for name in [chosen] + others}
-    predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels)
+    predictors = {name: keras_predictor(m, batch_size, channels=manifest.channels,
+                                        regions=manifest.regions)
                   for name, m in models.items()}
     rules = whole_volume_rules(predictors, manifest, threshold, flips, per_volume,
                                use_postprocess, run.path, chosen)
@@ -237,6 +278,7 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
               "model": config["model"]["name"], "checkpoint": model_path.name,
               "checkpoint_rule": chosen, "epoch": epochs[chosen], "split": split,
               "threshold": threshold, "empty_policy": EMPTY_POLICY,
+              "regions": list(manifest.regions),
               "whole_volume": whole_volume_record(flips, rules.get(chosen)), "checkpoints": {}}
     for name, model in models.items():
         summary = {"epoch": epochs[name],
@@ -245,6 +287,7 @@ def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume
         if name == chosen:
             result.update(params=int(model.count_params()), **{k: v for k, v in summary.items()
                                                                 if k != "epoch"})
+            result["brats"] = brats_summary(summary["per_volume"])
             summary = {k: summary[k] for k in ("epoch", "per_slice", "per_volume",
                                                "selected_slices")}
         else:  # its records too: comparisons under the other checkpoint rule need them
@@ -268,6 +311,15 @@ def whole_volume_rules(predictors, manifest, threshold, flips, per_volume, use_p
             for name, regions in choices.items()}
 
 
+def brats_summary(per_volume) -> dict | None:
+    """{region: {dice, hd95, lesion_dice, lesion_hd95}}: the BraTS scores' means over the
+    volumes (None without whole-volume scores)."""
+    if not per_volume or "regions" not in per_volume:
+        return None
+    return {region: {name: scores[name]["mean"] for name in brats_scores.SCORE_NAMES}
+            for region, scores in per_volume["regions"].items()}
+
+
 def whole_volume_record(flips, rules):
     """How the whole volumes were segmented: the flips and the clean-up rule per region."""
     return {"flips": list(flips), "postprocess": rules or None}
@@ -278,7 +330,7 @@ def slice_scores(predict, prepared, split, threshold, manifest, volumes) -> dict
     probabilities}) on the prepared slices, with the whole-volume `volumes` records."""
     images, masks, meta = load_prepared(prepared, split)
     probs = predict(images)["seg"]
-    slices, cases = score(probs[..., 0] > threshold, masks[..., 0] > 0, meta, manifest)
+    slices, cases = score(probs > threshold, masks > 0, meta, manifest)
     return {"per_slice": summarize(slices),
             "per_volume": summarize(volumes) if volumes is not None else None,
             "selected_slices": summarize(cases), "slices": slices, "volumes": volumes,
@@ -320,7 +372,8 @@ def evaluate_ensemble(workdirs, out: str | os.PathLike, split: str = "test",
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such checkpoint (train the run to the end first)")
-    members = [keras_predictor(load_keras_model(p), batch_size, channels=manifest.channels)
+    members = [keras_predictor(load_keras_model(p), batch_size, channels=manifest.channels,
+                               regions=manifest.regions)
                for p in paths]
     check_ensemble(members, [str(r.path) for r in runs])
     out.mkdir(parents=True, exist_ok=True)
@@ -339,8 +392,10 @@ def evaluate_ensemble(workdirs, out: str | os.PathLike, split: str = "test",
                   "members": [str(r.path) for r in runs], "checkpoint": paths[0].name,
                   "checkpoint_rule": rule, "epoch": None, "split": split,
                   "threshold": threshold, "empty_policy": EMPTY_POLICY,
+                  "regions": list(manifest.regions),
                   "whole_volume": whole_volume_record(flips, rules.get("ensemble")),
-                  "params": None, **scores, "checkpoints": {}}
+                  "params": None, **scores, "brats": brats_summary(scores["per_volume"]),
+                  "checkpoints": {}}
         stamped = {"format_version": METRICS_FORMAT, **result}
         atomic_write_text(out / "metrics.json", json.dumps(stamped, indent=1))
     return stamped

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from boundary_aware import postprocess
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError, input_channels
+from boundary_aware.data import DataError, input_channels, recorded_regions
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, exclusive_lock, file_sha256
 from boundary_aware.model_files import load_keras_model
@@ -154,17 +154,21 @@ def read_card(path: str | os.PathLike) -> dict | None:
 
 
 def export_model(model, out: str | os.PathLike, card: dict | None = None,
-                 overwrite: bool = False, channels=None) -> dict:
+                 overwrite: bool = False, channels=None, regions=None, conventions=()) -> dict:
     """Export `model` as a SavedModel with a `serve` signature; returns the card.
 
-    `channels` names the input channels (default: `data.input_channels`)."""
+    `channels` names the input channels (default: `data.input_channels`); `regions` the
+    maps of its `seg` output (default: the paper's TC); `conventions` the label
+    conventions of its training data (what predict writes label maps in)."""
     out = Path(out)
     channels = input_channels(model.input_shape[1:], channels, str(out))
+    regions = recorded_regions(regions, str(out))
     with exclusive_lock(out.with_name(f".{out.name}.lock"), str(out)):
-        return _export_locked(model, out, card, overwrite, channels)
+        return _export_locked(model, out, card, overwrite, channels, regions, conventions)
 
 
-def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channels) -> dict:
+def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channels, regions,
+                   conventions) -> dict:
     if out.exists():
         if not overwrite:
             raise ExportError(f"{out}: already exists; pass --overwrite to replace it")
@@ -198,8 +202,13 @@ def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channel
                                      f"order, each per-volume clipped to the 0.5/99.5 "
                                      f"percentiles of its nonzero voxels, scaled to [0, 1], "
                                      f"background 0, resized to the training size"},
-            "outputs": {name: {"dtype": "float32", "shape": [None, height, width, 1]}
+            "outputs": {name: {"dtype": "float32",
+                               "shape": [None, height, width, int(model.outputs[
+                                   list(model.output_names).index(name)].shape[-1])]}
                         for name in outputs},
+            "output": {"regions": list(regions), "conventions": list(conventions or ()),
+                       "description": f"seg: one sigmoid probability per region "
+                                      f"({', '.join(regions)}) in this order"},
             "versions": {"boundary_aware": __version__, "keras": keras.__version__,
                          "tensorflow": tf.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
@@ -232,7 +241,8 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
             "test_metrics": test_metrics,
             # the whole-volume clean-up chosen on the validation volumes for this checkpoint
             "postprocess": postprocess.read(run.path, path.stem)}
-    return export_model(model, out, card, overwrite, state.get("input_channels"))
+    return export_model(model, out, card, overwrite, state.get("input_channels"),
+                        state.get("regions"), state.get("conventions") or ())
 
 
 def load_saved_model(path: str | os.PathLike,

@@ -38,29 +38,35 @@ from typing import Callable, Sequence
 import numpy as np
 
 from boundary_aware import postprocess, runtime
-from boundary_aware.data import DataError, input_channels, normalize_channels, resize_slices
+from boundary_aware.data import (PAPER_REGION, DataError, input_channels, normalize_channels,
+                                 recorded_regions, resize_slices)
 from boundary_aware.model_files import REFUSED_SUFFIXES, load_keras_model
 from boundary_aware.models.registry import probability_outputs
 from boundary_aware.run_directory import RunDirectory
 
-SliceFunction = Callable[[np.ndarray], dict]  # (N, H, W, C) float32 -> {output: (N, H, W, 1)}
+SliceFunction = Callable[[np.ndarray], dict]  # (N, H, W, C) float32 -> {output: (N, H, W, K)}
 
 
 @dataclass(frozen=True)
 class Predictor:
     """A model's forward pass over slices, and what it takes.
 
-    `predict(images)` maps (N, H, W, C) float32 slices to a dict of (N, H, W, 1)
-    float32 probabilities; `input_shape` is (H, W, C); `channels` names the C
-    input channels (MRI sequences) in order; `postprocess` is the whole-volume
-    clean-up ({region: rule}, `boundary_aware.postprocess`) recorded with the
-    model (its run's choice on validation, or its export's card), None if none.
+    `predict(images)` maps (N, H, W, C) float32 slices to a dict of (N, H, W, K)
+    float32 probabilities (`seg`: K = one map per tumor region); `input_shape` is
+    (H, W, C); `channels` names the C input channels (MRI sequences) in order;
+    `regions` names the maps of `seg` in order; `conventions` are the label
+    conventions of the data it was trained on (where recorded); `postprocess` is the
+    whole-volume clean-up ({region: rule}, `boundary_aware.postprocess`) recorded
+    with the model (its run's choice on validation, or its export's card), None if
+    none.
     """
 
     predict: SliceFunction
     input_shape: tuple[int, int, int]
     channels: tuple[str, ...]
     postprocess: dict | None = None
+    regions: tuple[str, ...] = (PAPER_REGION,)
+    conventions: tuple[str, ...] = ()
 
     def __call__(self, images: np.ndarray) -> dict:
         return self.predict(images)
@@ -86,7 +92,10 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
         rules = card.get("postprocess")
         rules = ({r: postprocess.check_rule(v, f"{path} (model card)") for r, v in rules.items()}
                  if isinstance(rules, dict) else None)
-        return Predictor(batched(serve, batch_size), input_shape, channels, rules)
+        output = card.get("output", {})
+        return Predictor(batched(serve, batch_size), input_shape, channels, rules,
+                         recorded_regions(output.get("regions"), str(path)),
+                         tuple(output.get("conventions") or ()))
     run = None
     if RunDirectory.looks_like_one(path):
         run = RunDirectory(path)
@@ -101,9 +110,12 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
     streams = runtime.inference_streams()
     runtime.share_cores_between(streams)  # before the model's first operation
     model = load_keras_model(path)
-    recorded = (run.read_state() or {}).get("input_channels") if run is not None else None
+    state = (run.read_state() or {}) if run is not None else {}
     predictor = keras_predictor(model, batch_size, streams,
-                                input_channels(model.input_shape[1:], recorded, str(path)))
+                                input_channels(model.input_shape[1:],
+                                               state.get("input_channels"), str(path)),
+                                recorded_regions(state.get("regions"), str(path)))
+    predictor = replace(predictor, conventions=tuple(state.get("conventions") or ()))
     if run is None:
         return predictor
     return replace(predictor, postprocess=postprocess.read(run.path, path.stem))
@@ -127,14 +139,21 @@ def check_ensemble(predictors: Sequence[Predictor], names: Sequence) -> None:
                             f"input; one takes {first.input_shape} slices of "
                             f"({', '.join(first.channels)}), the other {other.input_shape} "
                             f"of ({', '.join(other.channels)})")
+        if other.regions != first.regions:
+            raise DataError(f"{names[0]} and {name}: an ensemble's models must segment the "
+                            f"same regions; one gives {', '.join(first.regions)}, the other "
+                            f"{', '.join(other.regions)}")
 
 
 def keras_predictor(model, batch_size: int = 16, streams: int = 1,
-                    channels: tuple[str, ...] | None = None) -> Predictor:
-    """The `Predictor` of a Keras model (`channels`: default `data.input_channels`)."""
+                    channels: tuple[str, ...] | None = None,
+                    regions: tuple[str, ...] = (PAPER_REGION,)) -> Predictor:
+    """The `Predictor` of a Keras model (`channels`: default `data.input_channels`;
+    `regions`: the regions of its `seg` maps, in order)."""
     input_shape = tuple(model.input_shape[1:])
     return Predictor(batched(model.predict_on_batch, batch_size, streams), input_shape,
-                     tuple(channels) if channels else input_channels(input_shape))
+                     tuple(channels) if channels else input_channels(input_shape),
+                     regions=tuple(regions))
 
 
 def batched(run, batch_size: int, streams: int = 1) -> SliceFunction:
@@ -265,9 +284,10 @@ def as_list(predictors) -> list[Predictor]:
 def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool = True,
                    outputs: Sequence[str] | None = None, flips: Sequence[str] = NO_TTA,
                    spread: bool = False) -> dict[str, np.ndarray]:
-    """Probabilities (X, Y, Z) of every output (or of `outputs`) for an LPS-ordered
-    (X, Y, Z, C) volume (or its `VolumeInput`), whose channels are the predictors', in
-    their order.
+    """Probabilities of every output (or of `outputs`) for an LPS-ordered (X, Y, Z, C)
+    volume (or its `VolumeInput`), whose channels are the predictors', in their order:
+    (X, Y, Z) for an output of one map (the paper's tumor core), (X, Y, Z, K) for K maps
+    (one per region).
 
     `predictors`: one `Predictor`, or several of one input contract (an ensemble,
     `load_predictors`); the result is the mean over every predictor and every flip in
@@ -284,18 +304,20 @@ def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool 
                         f"({', '.join(channels)}), got a volume of shape {data.volume.shape}")
     x, y, z = data.shape
     if len(data.rows) == 0:  # no head at all: nothing to segment; one blank slice names
-        names = outputs or tuple(predictors[0](  # the outputs
-            np.zeros((1,) + tuple(predictors[0].input_shape), np.float32)))
-        zero = np.zeros((x, y, z), np.float32)
-        return {**{n: zero for n in names}, **({f"{n}_spread": zero for n in names}
-                                               if spread else {})}
+        blank = predictors[0](  # the outputs and their maps
+            np.zeros((1,) + tuple(predictors[0].input_shape), np.float32))
+        maps = {n: v.shape[-1] for n, v in blank.items() if outputs is None or n in outputs}
+        zeros = {n: np.zeros((x, y, z) + ((k,) if k > 1 else ()), np.float32)
+                 for n, k in maps.items()}
+        return {**zeros, **({f"{n}_spread": v for n, v in zeros.items()} if spread else {})}
     inside = segment_slices(predictors, data.slices(predictors[0].input_shape[0]), (x, y),
                             distinct, outputs, flips, spread)
     result = {}
     for name, value in inside.items():
-        full = np.zeros((x, y, z), np.float32)
+        full = np.zeros((x, y, z) + value.shape[3:], np.float32)
         full[:, :, data.rows] = value
-        result[name] = np.where(data.head, full, np.float32(0))
+        head = data.head if value.ndim == 3 else data.head[..., None]
+        result[name] = np.where(head, full, np.float32(0))
     return result
 
 
@@ -304,7 +326,8 @@ def segment_slices(predictors, slices: np.ndarray, shape: tuple[int, int],
                    flips: Sequence[str] = NO_TTA, spread: bool = False) -> dict[str, np.ndarray]:
     """`segment_volume` from the models' input slices (`volume_slices`); `shape`: the
     volume's (X, Y), to which the probabilities are resized back. No head mask here:
-    every slice given is segmented. Returns (X, Y, len(slices)) arrays."""
+    every slice given is segmented. Returns (X, Y, len(slices)) arrays, with a last axis
+    of K for an output of K > 1 maps."""
     predictors = as_list(predictors)
     run, source = (distinct_slices(slices) if distinct
                    else (np.arange(len(slices)), np.arange(len(slices))))
@@ -312,9 +335,10 @@ def segment_slices(predictors, slices: np.ndarray, shape: tuple[int, int],
     count, mean, m2 = 0, {}, {}
     for predictor in predictors:
         for flip in flips:
-            out = {name: flipped(np.asarray(value, np.float32), flip)[..., 0]
+            out = {name: flipped(np.asarray(value, np.float32), flip)
                    for name, value in predictor(flipped(todo, flip)).items()
                    if outputs is None or name in outputs}
+            out = {name: v[..., 0] if v.shape[-1] == 1 else v for name, v in out.items()}
             if mean and set(out) != set(mean):
                 raise DataError(f"the ensemble's models have different outputs "
                                 f"({sorted(mean)} and {sorted(out)})")
@@ -334,10 +358,17 @@ def segment_slices(predictors, slices: np.ndarray, shape: tuple[int, int],
     x, y = shape
     result = {}
     for name, value in maps.items():
-        prob = value[source]  # (Z, size, size)
-        if prob.shape[1:] != (x, y):
-            from scipy import ndimage
-            prob = ndimage.zoom(prob, (1, x / size, y / size), order=1, grid_mode=True,
-                                mode="nearest")
+        prob = value[source]  # (Z, size, size) or (Z, size, size, K)
+        if prob.shape[1:3] != (x, y):
+            channels = [prob] if prob.ndim == 3 else [prob[..., k] for k in range(prob.shape[-1])]
+            channels = [_resize_back(c, x, y) for c in channels]
+            prob = channels[0] if prob.ndim == 3 else np.stack(channels, axis=-1)
         result[name] = np.clip(np.moveaxis(prob, 0, 2), 0, 1)
     return result
+
+
+def _resize_back(prob, x, y):
+    """(Z, size, size) probabilities resized bilinearly to (Z, x, y)."""
+    from scipy import ndimage
+    size = prob.shape[1]
+    return ndimage.zoom(prob, (1, x / size, y / size), order=1, grid_mode=True, mode="nearest")

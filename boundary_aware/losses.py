@@ -196,6 +196,11 @@ TERMS = (
 )
 TERM_NAMES = tuple(t.name for t in TERMS)
 PAPER_WEIGHTS = {"seg_dice": 1.0, "edge_dice": 0.5, "edge_bce": 0.1}  # l1, l2, l3 of Sec. 3.2
+# Several tumor regions: the boundary-aware network's edge output supervises each region's
+# boundary ("per_region", one edge map per region) or the boundary of their union ("union",
+# one map); one region: the same. The default is the measured choice (docs/design.md).
+EDGE_TARGETS = ("per_region", "union")
+DEFAULT_EDGE_TARGET = "per_region"
 
 
 def check_weights(weights: Weights, output_names: Sequence[str] | None = None) -> dict:
@@ -258,6 +263,9 @@ def _sum(values):
 class OutputLoss(keras.losses.Loss):
     """The weighted Eq. 3 terms of one model output, summed: what `compile` attaches to it.
 
+    An output of several maps (one per tumor region) gets every term on each map, and
+    the sum over the maps: the losses sum over regions with Eq. 3's weights.
+
     With `from_logits` the loss is attached to the output's logits
     (`registry.logits_name`), and the probability terms read their sigmoid;
     otherwise it is attached to the probability output.
@@ -285,6 +293,15 @@ class OutputLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         logits = _f32(y_pred) if self.from_logits else None
         probability = ops.sigmoid(logits) if self.from_logits else y_pred
+        channels = y_true.shape[-1]
+        if not channels or channels == 1:
+            return self._terms(y_true, probability, logits)
+        # several tumor regions: every term on each region's map, summed over regions
+        return _sum([self._terms(y_true[..., r:r + 1], probability[..., r:r + 1],
+                                 None if logits is None else logits[..., r:r + 1])
+                     for r in range(channels)])
+
+    def _terms(self, y_true, probability, logits):
         return _sum([self.weights[term.name] * term.value(y_true, probability, logits,
                                                           self.options)
                      for term in self.terms])

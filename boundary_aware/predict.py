@@ -12,8 +12,18 @@ order (one T1c file for the paper's models), with `--output` a file; or a
 folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or `<case>-t1c.nii.gz`,
 and the other sequences' files where the model takes them:
 `data_prep.brats`) with `--output` a folder (one mask per case,
-`<case>_tc.nii.gz`, and `summary.json`, rewritten after every case so that a
-stopped run says what finished).
+`<case>_tc.nii.gz`, or `<case>.nii.gz` for a model of several regions, and
+`summary.json`, rewritten after every case so that a stopped run says what
+finished). A case that lacks a sequence the model takes is refused, naming
+the file.
+
+The paper's models write the tumor core as 1. A model of several regions
+(`data.regions`, e.g. WT, TC and ET as separate sigmoid maps) writes one
+label map, its regions turned back into labels in nested order (WT as edema
+2, then TC as 1 over it, then ET as the convention's enhancing label:
+`data.label_map`), in the input's label convention: a BraTS folder's layout
+says it (2018-2021: ET = 4; 2023 on: ET = 3), else the one of the data the
+model was trained on (recorded in its run or export), else `--convention`.
 
 Each volume is segmented by `inference.segment_volume`: every axial slice
 that holds head, each channel normalized as in training; voxels outside the
@@ -21,14 +31,16 @@ head (every channel 0) are never tumor. `--tta` averages over in-plane
 mirror flips (`lr`: left-right, `ap`: anterior-posterior, `lr,ap`: all four;
 default `inference.DEFAULT_TTA`). The mean probability is thresholded
 (`--threshold`, 0.5) and cleaned by the 3D rule recorded with the model
-(`boundary_aware.postprocess`, chosen on the validation volumes by
-`evaluate`; for an ensemble, the rule its members agree on) unless
+(`boundary_aware.postprocess`, chosen per region on the validation volumes
+by `evaluate`; for an ensemble, the rules its members agree on) unless
 `--nopostprocess`, then written as a uint8 NIfTI with the first input's
 shape, affine and orientation. Beside the mask, on request (float32):
 `--edge_output` the boundary probability (`<name>_edge.nii.gz`),
-`--save_probabilities` the tumor probability (`<name>_prob.nii.gz`),
+`--save_probabilities` the tumor probability (`<name>_prob.nii.gz`; one per
+region for a model of several: `<name>_prob_wt.nii.gz`, ...),
 `--save_uncertainty` its standard deviation over the flips and ensemble
-members (`<name>_uncertainty.nii.gz`; 0 for one model without flips).
+members (`<name>_uncertainty.nii.gz`, per region likewise; 0 for one model
+without flips).
 Outputs are written atomically and never replace existing files unless
 `--overwrite`.
 """
@@ -45,7 +57,8 @@ import numpy as np
 
 from boundary_aware import postprocess
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError
+from boundary_aware.data import (CONVENTIONS, LAYOUT_CONVENTIONS, DataError, label_map,
+                                 region_label)
 from boundary_aware.files import atomic_write_text, check_writable_folder
 from boundary_aware.inference import (DEFAULT_TTA, NO_TTA, TTA_CHOICES, as_list,
                                       load_predictors, segment_volume, tta_flips)
@@ -63,25 +76,60 @@ def beside(output: Path, suffix: str) -> Path:
     return output.with_name(f"{stem}{suffix}.nii.gz")
 
 
-def recorded_rule(predictors) -> dict:
-    """The clean-up rule recorded with the model (`Predictor.postprocess`, one region), or
-    that every member of an ensemble records alike; `postprocess.NONE` otherwise."""
-    rules = [p.postprocess for p in as_list(predictors)]
+def recorded_rules(predictors) -> dict:
+    """{region: clean-up rule} recorded with the model (`Predictor.postprocess`), or that
+    every member of an ensemble records alike; `postprocess.NONE` where none is."""
+    predictors = as_list(predictors)
+    rules = [p.postprocess for p in predictors]
+    regions = predictors[0].regions
     if any(not r for r in rules) or any(r != rules[0] for r in rules[1:]):
-        return postprocess.NONE
-    return next(iter(rules[0].values()))
+        return {region: postprocess.NONE for region in regions}
+    return {region: rules[0].get(region, postprocess.NONE) for region in regions}
+
+
+def output_convention(predictors, layout: str | None = None,
+                      convention: str | None = None) -> str:
+    """The label convention a label map is written in: `convention` if given; else the
+    input's, from its file layout (a BraTS folder: the 2018 layout holds ET = 4, the 2023
+    layout ET = 3); else the one the model was trained on (recorded in its run or
+    export); else BraTS 2023's. BraTS 2024's post-treatment convention writes as 2023's
+    (the cavity is no region)."""
+    if convention:
+        if convention not in CONVENTIONS:
+            raise DataError(f"--convention must be one of {', '.join(CONVENTIONS)}, got "
+                            f"{convention!r}")
+        return convention
+    if layout:
+        return LAYOUT_CONVENTIONS[layout][0]
+    recorded = {c for p in as_list(predictors) for c in p.conventions}
+    et_labels = {region_label("et", c) for c in recorded}
+    if len(et_labels) > 1:
+        raise DataError("the model was trained on data of several label conventions "
+                        f"({', '.join(sorted(recorded))}); pass --convention")
+    return sorted(recorded)[0] if recorded else "brats2023"
+
+
+def map_paths(output: Path, suffix: str, names) -> dict:
+    """{name: path} of the maps `<output><suffix>` written beside a mask: one file for one
+    map, `<suffix>_<name>` for each of several (one per region)."""
+    names = list(names)
+    if len(names) == 1:
+        return {names[0]: beside(output, suffix)}
+    return {name: beside(output, f"{suffix}_{name}") for name in names}
 
 
 def predict_file(predictors, image_paths, output: str | os.PathLike,
                  threshold: float = 0.5, edge_output: bool = False, overwrite: bool = False,
                  distinct: bool = True, flips: Sequence[str] = NO_TTA,
                  use_postprocess: bool = True, save_probabilities: bool = False,
-                 save_uncertainty: bool = False) -> dict:
+                 save_uncertainty: bool = False, convention: str | None = None) -> dict:
     """Segment one case (a path per channel, in the models' order) with one predictor or
     an ensemble's list, and write its mask (and the maps asked for) on the first file's
-    grid; returns a summary dict. `distinct`: as in `segment_volume`."""
+    grid; returns a summary dict. `distinct`: as in `segment_volume`. A model of several
+    regions writes a label map in `convention` (`output_convention`; one region: its
+    label, 1 for the paper's tumor core)."""
     predictors = as_list(predictors)
-    channels = predictors[0].channels
+    channels, regions = predictors[0].channels, predictors[0].regions
     output = Path(output)
     paths = [Path(p) for p in ([image_paths] if isinstance(image_paths, (str, os.PathLike))
                                else image_paths)]
@@ -90,28 +138,54 @@ def predict_file(predictors, image_paths, output: str | os.PathLike,
                         f"{len(channels)} volumes ({', '.join(channels)}), got {len(paths)}")
     if not (output.name.endswith(".nii.gz") or output.name.endswith(".nii")):
         raise DataError(f"{output}: the output must end in .nii.gz or .nii")
-    wanted = [k for k, on in (("edge", edge_output), ("prob", save_probabilities),
-                              ("uncertainty", save_uncertainty)) if on]
-    targets = {"mask": output, **{k: beside(output, EXTRA_OUTPUTS[k]) for k in wanted}}
-    for target in targets.values():
-        check_replaceable(target, overwrite, is_our_output, "a mask written by this package")
+    convention = output_convention(predictors, None, convention)
+    targets = {"mask": {"mask": output}}
+    if save_probabilities:
+        targets["prob"] = map_paths(output, EXTRA_OUTPUTS["prob"], regions)
+    if save_uncertainty:
+        targets["uncertainty"] = map_paths(output, EXTRA_OUTPUTS["uncertainty"], regions)
+    check_targets(targets, overwrite)
     volume, _, zooms = load_channels(paths, channels)
     probs = segment_volume(predictors, volume, distinct, flips=flips, spread=save_uncertainty)
-    if edge_output and "edge" not in probs:
-        raise DataError(f"{paths[0]}: this model has no edge output (only the boundary-aware "
-                        f"one does)")
-    rule = recorded_rule(predictors) if use_postprocess else postprocess.NONE
-    mask = postprocess.apply(probs["seg"] > threshold, rule, zooms[:3]).astype(np.uint8)
-    maps = {"edge": probs.get("edge"), "prob": probs["seg"],
-            "uncertainty": probs.get("seg_spread")}
+    if edge_output:
+        if "edge" not in probs:
+            raise DataError(f"{paths[0]}: this model has no edge output (only the boundary-aware "
+                            f"one does)")
+        edges = probs["edge"].shape[3] if probs["edge"].ndim == 4 else 1
+        targets["edge"] = map_paths(output, EXTRA_OUTPUTS["edge"],
+                                    regions if edges == len(regions) else ["union"])
+        check_targets({"edge": targets["edge"]}, overwrite)
+    rules = recorded_rules(predictors) if use_postprocess else \
+        {r: postprocess.NONE for r in regions}
+    maps = {"prob": probs["seg"], "uncertainty": probs.get("seg_spread"), "edge": probs.get("edge")}
+    maps = {k: v if v is None or v.ndim == 4 else v[..., None] for k, v in maps.items()}
+    masks = np.stack([postprocess.apply(maps["prob"][..., i] > threshold, rules[r], zooms[:3])
+                      for i, r in enumerate(regions)], axis=-1)
+    mask = label_map(masks, regions, convention)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_like(mask, paths[0], output, np.uint8)
-    for key in wanted:
-        save_like(maps[key], paths[0], targets[key], np.float32)
-    return {"input": ",".join(map(str, paths)), "output": str(output), "voxels": int(mask.sum()),
+    for key, files in targets.items():
+        if key != "mask":
+            for k, (name, path) in enumerate(files.items()):
+                save_like(maps[key][..., k], paths[0], path, np.float32)
+    written = {k: {n: str(p) for n, p in files.items()} if len(files) > 1 else
+               str(next(iter(files.values()))) for k, files in targets.items() if k != "mask"}
+    labels = {r: postprocess.label(rules[r]) for r in regions}
+    return {"input": ",".join(map(str, paths)), "output": str(output),
+            "voxels": int(np.count_nonzero(mask)),
             "slices_with_tumor": int(np.count_nonzero(mask.any(axis=(0, 1)))),
-            "flips": list(flips), "postprocess": postprocess.label(rule),
-            **({"maps": {k: str(targets[k]) for k in wanted}} if wanted else {})}
+            "flips": list(flips),
+            "postprocess": labels[regions[0]] if len(regions) == 1 else labels,
+            **({"regions": {r: int(masks[..., i].sum()) for i, r in enumerate(regions)},
+                "convention": convention} if len(regions) > 1 else {}),
+            **({"maps": written} if written else {})}
+
+
+def check_targets(targets: dict, overwrite: bool) -> None:
+    """`check_replaceable` of every path in `targets` ({kind: {name: path}})."""
+    for files in targets.values():
+        for target in files.values():
+            check_replaceable(target, overwrite, is_our_output, "a mask written by this package")
 
 
 def check_replaceable(target: Path, overwrite: bool, ours, what: str) -> None:
@@ -148,7 +222,7 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
                  batch_size: int | None = None, progress: bool = False,
                  trust_model: bool = False, tta: str | None = DEFAULT_TTA,
                  use_postprocess: bool = True, save_probabilities: bool = False,
-                 save_uncertainty: bool = False) -> dict:
+                 save_uncertainty: bool = False, convention: str | None = None) -> dict:
     """Segment a case's files or a BraTS folder (see the module docstring). `model` is one
     model or several (comma-separated, or a list: an ensemble). `input_path` is a folder,
     a file, or a comma-separated list of files (or a list of paths), one per model
@@ -166,6 +240,9 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
     if batch_size is not None and batch_size < 1:
         raise DataError(f"--batch_size must be >= 1, got {batch_size}")
     flips = tta_flips(tta)
+    if convention and convention not in CONVENTIONS:
+        raise DataError(f"--convention must be one of {', '.join(CONVENTIONS)}, got "
+                        f"{convention!r}")
     options = dict(threshold=threshold, edge_output=edge_output, overwrite=overwrite,
                    flips=flips, use_postprocess=use_postprocess,
                    save_probabilities=save_probabilities, save_uncertainty=save_uncertainty)
@@ -181,7 +258,7 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
                             f"--input names files")
         check_writable_folder(output.parent)
         predictors = load_predictors(models, batch_size, trust_model)
-        return predict_file(predictors, inputs, output, **options)
+        return predict_file(predictors, inputs, output, convention=convention, **options)
     if output.exists() and not output.is_dir():
         raise DataError(f"{output}: must be a folder when --input is a folder")
     check_writable_folder(output)
@@ -202,7 +279,8 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
         try:
             summary["cases"][case.case_id] = predict_file(
                 predictors, case.channel_files(predictors[0].channels),
-                output / f"{case.case_id}_tc.nii.gz", **options)
+                output / case_output(case.case_id, predictors[0].regions),
+                convention=output_convention(predictors, case.layout, convention), **options)
         except DataError as err:
             summary["errors"][case.case_id] = str(err)
             print(f"error: {err}", file=sys.stderr)
@@ -210,6 +288,13 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
         # after every case: a stopped run's summary names what finished
         atomic_write_text(summary_path, json.dumps(summary, indent=1))
     return summary
+
+
+def case_output(case_id: str, regions) -> str:
+    """A case's file name in an output folder: `<case>_<region>.nii.gz` for one region (the
+    paper's: `<case>_tc.nii.gz`), `<case>.nii.gz` for the label map of several (as BraTS
+    names its submissions)."""
+    return f"{case_id}_{regions[0]}.nii.gz" if len(regions) == 1 else f"{case_id}.nii.gz"
 
 
 def main(argv):
@@ -221,13 +306,16 @@ def main(argv):
                               f.batch_size or None, progress=True, trust_model=f.trust_model,
                               tta=f.tta, use_postprocess=f.postprocess,
                               save_probabilities=f.save_probabilities,
-                              save_uncertainty=f.save_uncertainty)
+                              save_uncertainty=f.save_uncertainty,
+                              convention=None if f.convention == "auto" else f.convention)
     if "cases" in result:
         print(f"{f.output}: {len(result['cases'])} masks written, {len(result['errors'])} errors")
         sys.exit(1 if result["errors"] else 0)
-    print(f"{result['output']}: {result['voxels']} tumor-core voxels on "
-          f"{result['slices_with_tumor']} slices (flips: {', '.join(result['flips'])}; "
-          f"clean-up: {result['postprocess']})")
+    what = (", ".join(f"{n} {r}" for r, n in result["regions"].items()) + " voxels, label map "
+            f"in the {result['convention']} convention" if "regions" in result else
+            f"{result['voxels']} tumor voxels")
+    print(f"{result['output']}: {what}, on {result['slices_with_tumor']} slices (flips: "
+          f"{', '.join(result['flips'])}; clean-up: {result['postprocess']})")
 
 
 def define_flags() -> None:
@@ -245,9 +333,13 @@ def define_flags() -> None:
     flags.DEFINE_bool("postprocess", True, "Apply the 3D clean-up recorded with the model "
                       "(chosen on validation by evaluate); --nopostprocess: the raw mask.")
     flags.DEFINE_bool("edge_output", False, "Also write the boundary probability map.")
-    flags.DEFINE_bool("save_probabilities", False, "Also write the tumor probability map.")
+    flags.DEFINE_bool("save_probabilities", False, "Also write the tumor probability map (one "
+                      "per region for a model of several).")
     flags.DEFINE_bool("save_uncertainty", False, "Also write the standard deviation of the "
                       "probability over flips and ensemble members.")
+    flags.DEFINE_enum("convention", "auto", ["auto", *CONVENTIONS], "Label convention of the "
+                      "label map a model of several regions writes; auto: the input folder's "
+                      "layout, else the model's training data.")
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
     flags.DEFINE_integer("batch_size", 0, "Slices per forward pass (0: 16 on a GPU, 2 per "
                          "stream on CPUs, runtime.inference_batch_size).")

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from boundary_aware.augment import AugmentConfig, sample_params
-from boundary_aware.batches import assemble_batch, target_dict, tune_process
+from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
 from boundary_aware.data import epoch_order, num_batches
 
 
@@ -44,7 +44,7 @@ class SliceDataset(keras.utils.PyDataset):
         self.drop_remainder = bool(drop_remainder)
         self.epoch = int(initial_epoch)
         self.targets = dict(targets)
-        self.with_edge = "edge" in self.targets.values()
+        self.edge = edge_kind(self.targets)
         tune_process()
         self._prepare_epoch()
 
@@ -62,7 +62,8 @@ class SliceDataset(keras.utils.PyDataset):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         image, seg, edge = assemble_batch(self.images, self.masks, self.order[rows],
-                                          self.params[rows], self.edge_width, self.with_edge)
+                                          self.params[rows], self.edge_width,
+                                          self.edge is not None, self.edge == "edge_union")
         return image, target_dict(self.targets, seg, edge)
 
     def on_epoch_end(self):

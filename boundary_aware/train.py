@@ -34,11 +34,12 @@ from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fin
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.config_check import check_config
 from boundary_aware.data import (DataError, Manifest, load_prepared, load_tumor_free,
-                                 parse_modalities, with_tumor_free)
+                                 PAPER_REGION, parse_modalities, parse_regions,
+                                 with_tumor_free)
 from boundary_aware.errors import ConfigError, LockedError
 from boundary_aware.files import atomic_file, atomic_save_model
 from boundary_aware.model_files import load_keras_model
-from boundary_aware.models import build_model
+from boundary_aware.models import build_model, spec
 from boundary_aware.run_directory import RunDirectory
 
 # Keras warns, at every trace, that the edge head of a run without edge loss
@@ -58,9 +59,30 @@ def poly_learning_rate(epoch: int, lr0: float, epochs: int, power: float = 0.9) 
 
 def loss_setup(config, output_names) -> tuple[dict, dict]:
     """`(losses, targets)` of Eq. 3 for a model with `output_names` under the config
-    (`losses.compile_losses`): the loss dict for `compile`, and the data's `y` keys."""
+    (`losses.compile_losses`): the loss dict for `compile`, and the data's `y` keys (the
+    edge target of the regions' union under `loss.edge_target = "union"`)."""
     options = losses.LossOptions(config.loss.generalized_dice, config.loss.edge_bce_reduction)
-    return losses.compile_losses(output_names, config.loss.weights.to_dict(), options)
+    loss, targets = losses.compile_losses(output_names, config.loss.weights.to_dict(), options)
+    if edge_target(config) == "union":
+        targets = {k: "edge_union" if kind == "edge" else kind for k, kind in targets.items()}
+    return loss, targets
+
+
+def edge_target(config) -> str:
+    """`loss.edge_target` ("per_region" or "union"; configs from before it: per region,
+    which for one region is the same)."""
+    return config.loss.get("edge_target", "per_region")
+
+
+def output_keywords(config) -> dict:
+    """The model keywords that follow from the data: `regions` (one map per region of
+    `data.regions`) and, for a model with an edge output, `edge_maps` (one per region, or
+    one for their union: `loss.edge_target`)."""
+    regions = len(parse_regions(config.data.get("regions", PAPER_REGION)))
+    keywords = {"regions": regions}
+    if "edge" in spec(config.model.name).outputs:
+        keywords["edge_maps"] = 1 if edge_target(config) == "union" else regions
+    return keywords
 
 
 def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
@@ -81,7 +103,7 @@ def build_and_compile(config, precision: str, channels: int) -> keras.Model:
     keras.config.set_dtype_policy(precision)
     size = config.data.image_size
     model = build_model(config.model.name, input_shape=(size, size, channels),
-                        **config.model.kwargs.to_dict())
+                        **config.model.kwargs.to_dict(), **output_keywords(config))
     loss, _ = loss_setup(config, model.output_names)
     model.compile(keras.optimizers.Adam(config.train.learning_rate), loss=loss,
                   jit_compile=runtime.jit_compile_setting(config.train.jit_compile),
@@ -116,6 +138,11 @@ def check_data(config, manifest: Manifest, prepared) -> None:
         raise TrainingError(f"{prepared}: holds the channels {','.join(manifest.channels)}, the "
                             f"config asks for data.modalities = {','.join(modalities)}; prepare "
                             f"the data with --modalities={','.join(modalities)}")
+    regions = parse_regions(config.data.regions)
+    if manifest.regions != regions:
+        raise TrainingError(f"{prepared}: holds the regions {','.join(manifest.regions)}, the "
+                            f"config asks for data.regions = {','.join(regions)}; prepare "
+                            f"the data with --regions={','.join(regions)}")
 
 
 def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
@@ -164,7 +191,7 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
             raise TrainingError(f"{run.path}: holds checkpoints but no state.json, so it cannot "
                                 f"be resumed exactly; pass --restart to train it again from "
                                 f"epoch 0 (its checkpoints are then replaced)")
-        state = new_state(prepared, precision, manifest.channels)
+        state = new_state(prepared, precision, manifest.channels, manifest.regions)
     if state["data_manifest_sha256"] != data_fingerprint(prepared):
         raise TrainingError(f"{prepared}: the prepared data changed since this run started "
                             f"(manifest hash differs); use a new --workdir")

@@ -1,7 +1,7 @@
 """Prepare a BraTS folder as a 2D slice dataset (Sec. 3.1 of the paper).
 
     python -m data_prep.prepare_brats --brats_dir=DIR --out_dir=DIR \
-        [--modalities=t1c] [--region=tc] [--slices_per_case=20] [--image_size=240] [--seed=0] \
+        [--modalities=t1c] [--regions=tc] [--slices_per_case=20] [--image_size=240] [--seed=0] \
         [--split_file=split.json] [--on_error=fail|skip] [--workers=2] [--overwrite]
 
 Every case is validated before any array is written. The dataset is written
@@ -24,8 +24,8 @@ from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, REGIONS, SEQUENCES, SPLITS,
                                  DataError, Manifest, case_record, manifest_format,
                                  manifest_path, normalize_channels, parse_modalities,
-                                 resize_slices, select_slices, select_tumor_free_slices,
-                                 split_paths, tumor_free_path)
+                                 parse_regions, resize_slices, select_slices,
+                                 select_tumor_free_slices, split_paths, tumor_free_path)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
 from boundary_aware.models import check_image_size  # the registry; Keras is not loaded
@@ -68,18 +68,19 @@ def read_split_file(path, case_ids):
     return split
 
 
-def prepare_case(case, region, slices_per_case, image_size, root, channels=PAPER_CHANNELS):
+def prepare_case(case, regions, slices_per_case, image_size, root, channels=PAPER_CHANNELS):
     """Load, validate, select, normalize (each channel on its own) and resize one case.
 
-    Returns (images (N, size, size, C) float32, masks (N, size, size, 1) uint8, manifest
+    Returns (images (N, size, size, C) float32, masks (N, size, size, R) uint8 (one channel
+    per region of `regions`, in order; slices selected around their union), manifest
     record, tumor-free images (M, size, size, C) float32); the record names each source
     file by its path relative to `root` (the BraTS folder), so that evaluation can score
     the whole volumes. The tumor-free images are up to `tumor_free_per_case(...)` head
     slices without tumor (`data.select_tumor_free_slices`), for training's
     `data.tumor_free_fraction`.
     """
-    image, masks, convention, zooms = load_case(case, (region,), channels)
-    mask = masks[..., 0]
+    image, masks, convention, zooms = load_case(case, tuple(regions), channels)
+    mask = masks.max(axis=-1)  # slices are selected around the union of the regions
     indices = select_slices(mask, slices_per_case)
     free = select_tumor_free_slices(mask, np.any(image != 0, axis=-1),
                                     tumor_free_per_case(slices_per_case))
@@ -87,12 +88,13 @@ def prepare_case(case, region, slices_per_case, image_size, root, channels=PAPER
     images = np.stack([resize_slices(np.moveaxis(norm[..., c], 2, 0), image_size, order=1)
                        for c in range(norm.shape[-1])], axis=-1)
     images = np.clip(images, 0, 1).astype(np.float32)
-    masks = resize_slices(np.moveaxis(mask[:, :, indices], 2, 0), image_size, order=0)
+    masks = np.stack([resize_slices(np.moveaxis(masks[:, :, indices, r], 2, 0), image_size,
+                                    order=0) for r in range(masks.shape[-1])], axis=-1)
     files = {kind: (path, path.resolve().relative_to(Path(root).resolve()), file_sha256(path))
              for kind, path in case.files.items()}
     record = case_record(case.case_id, convention, indices, image.shape[:3], zooms[:3],
                          [lo for lo, _ in ranges], [hi for _, hi in ranges], files, free)
-    return (images[:len(indices)], masks[..., None].astype(np.uint8), record,
+    return (images[:len(indices)], masks.astype(np.uint8), record,
             images[len(indices):])
 
 
@@ -105,7 +107,7 @@ def tumor_free_per_case(slices_per_case):
 def _prepare_one(args):
     case, options = args
     try:
-        return case.case_id, prepare_case(case, options["region"], options["slices_per_case"],
+        return case.case_id, prepare_case(case, options["regions"], options["slices_per_case"],
                                           options["image_size"], options["brats_dir"],
                                           tuple(options["modalities"])), None
     except DataError as err:
@@ -119,7 +121,7 @@ def _progress(iterable, total, enabled):
     return tqdm(iterable, total=total, desc="cases", unit="case", file=sys.stderr)
 
 
-def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240, seed=0,
+def prepare(brats_dir, out_dir, regions=("tc",), slices_per_case=20, image_size=240, seed=0,
             split_file=None, on_error="fail", workers=1, overwrite=False, progress=False,
             log=print, modalities=PAPER_CHANNELS):
     """Prepare the dataset; returns the manifest dict. See the module docstring.
@@ -128,8 +130,10 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
         modalities = parse_modalities(modalities)
     except ValueError as err:
         raise ValueError(f"--modalities {err}") from None
-    if region not in REGIONS:
-        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    try:
+        regions = parse_regions(regions)
+    except ValueError as err:
+        raise ValueError(f"--regions {err}") from None
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     if not isinstance(slices_per_case, int) or slices_per_case < 1:
@@ -145,15 +149,15 @@ def prepare(brats_dir, out_dir, region="tc", slices_per_case=20, image_size=240,
     if not Path(brats_dir).is_dir():
         raise DataError(f"{brats_dir}: not a directory")
     with exclusive_lock(out_dir.with_name(f".{out_dir.name}.lock"), str(out_dir)):
-        return _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, seed,
+        return _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, seed,
                                split_file, on_error, workers, overwrite, progress, log,
                                modalities)
 
 
-def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, seed, split_file,
+def _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, seed, split_file,
                     on_error, workers, overwrite, progress, log, modalities):
     options = {"brats_dir": str(Path(brats_dir).resolve()), "modalities": list(modalities),
-               "region": region,
+               "regions": list(regions),
                "slices_per_case": slices_per_case, "image_size": image_size, "seed": seed,
                "split_file": str(Path(split_file).resolve()) if split_file else None,
                "on_error": on_error}
@@ -168,7 +172,7 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
                             f"{MANIFEST_FORMAT}); pass --overwrite to prepare it again")
         if not overwrite:
             existing = Manifest.read(out_dir)
-            if {"modalities": list(PAPER_CHANNELS), **existing.options} == options:
+            if existing.options == options:
                 log(f"{out_dir}: already prepared with these options; nothing to do")
                 return existing
             raise DataError(f"{out_dir}: holds a dataset prepared with other options "
@@ -210,7 +214,7 @@ def _prepare_locked(brats_dir, out_dir, region, slices_per_case, image_size, see
             images = np.concatenate([p[0] for p in parts]) if parts else \
                 np.zeros(empty + (len(modalities),), np.float32)
             masks = np.concatenate([p[1] for p in parts]) if parts else \
-                np.zeros(empty + (1,), np.uint8)
+                np.zeros(empty + (len(regions),), np.uint8)
             images_path, masks_path = split_paths(tmp, name)
             np.save(images_path, images)
             np.save(masks_path, masks)
@@ -231,7 +235,7 @@ def main(argv):
     del argv
     f = flags.FLAGS
     with exit_on(DataError, ValueError, LockedError):
-        prepare(f.brats_dir, f.out_dir, f.region, f.slices_per_case, f.image_size, f.seed,
+        prepare(f.brats_dir, f.out_dir, f.regions, f.slices_per_case, f.image_size, f.seed,
                 f.split_file, f.on_error, f.workers, f.overwrite, progress=True,
                 modalities=f.modalities)
 
@@ -243,7 +247,9 @@ def define_flags():
     flags.DEFINE_list("modalities", list(PAPER_CHANNELS),
                       f"MRI sequences as input channels, in order: any of {', '.join(SEQUENCES)} "
                       f"(the paper: t1c).")
-    flags.DEFINE_enum("region", "tc", list(REGIONS), "Tumor region to segment.")
+    flags.DEFINE_list("regions", ["tc"], f"Tumor regions to segment, one mask channel each, in "
+                      f"order: any of {', '.join(REGIONS)} (the paper: tc).")
+    flags.DEFINE_alias("region", "regions")
     flags.DEFINE_integer("slices_per_case", 20, "Axial slices kept per case.")
     flags.DEFINE_integer("image_size", 240, "Output slice size (square).")
     flags.DEFINE_integer("seed", 0, "Seed of the 70/10/20 patient-level split.")

@@ -21,25 +21,33 @@ from boundary_aware.errors import FormatError
 from boundary_aware.files import atomic_write_text
 from boundary_aware.run_directory import read_metrics_file
 from data_prep.synthetic import case_id
+from boundary_aware.data import PAPER_CHANNELS, PAPER_REGION
 from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS, PROFILE_DATA
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None,
-                 phantom: str = DEFAULT_PHANTOM) -> Path:
+                 phantom: str = DEFAULT_PHANTOM, modalities=PAPER_CHANNELS,
+                 regions=(PAPER_REGION,), sequences=None) -> Path:
     """Synthetic cases (no BraTS folder: `phantom`, one of `table1.PHANTOMS`, at the demo
-    profile's size and split) or the user's BraTS, prepared with the profile's options
-    (`table1.PROFILE_DATA`) into `prepared` (default OUT/prepared)."""
+    profile's size and split, with the MRI `sequences`, default `modalities`) or the
+    user's BraTS, prepared with the profile's options (`table1.PROFILE_DATA`), the input
+    channels `modalities` and the tumor `regions` into `prepared` (default OUT/prepared)."""
     out = Path(out)
     options = PROFILE_DATA[profile]
     if brats_dir is None:
         brats_dir, synthetic_split = synthetic_cases(out, phantom, options["synthetic"] or
-                                                     PROFILE_DATA["demo"]["synthetic"])
+                                                     PROFILE_DATA["demo"]["synthetic"],
+                                                     sequences or modalities)
         split_file = split_file or synthetic_split
     prepared = Path(prepared) if prepared else out / "prepared"
     args = ["-m", "data_prep.prepare_brats", f"--brats_dir={brats_dir}", f"--out_dir={prepared}",
             f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
+    if tuple(modalities) != PAPER_CHANNELS:
+        args.append(f"--modalities={','.join(modalities)}")
+    if tuple(regions) != (PAPER_REGION,):
+        args.append(f"--regions={','.join(regions)}")
     if split_file:
         args.append(f"--split_file={Path(split_file).resolve()}")
     step(args, f"{prepared}: data preparation")
@@ -59,17 +67,21 @@ def synthetic_record(out) -> dict | None:
     return found if isinstance(found, dict) else {}
 
 
-def synthetic_cases(out: Path, phantom: str, synthetic: dict) -> tuple[Path, Path]:
-    """Generate the `phantom`'s cases once into OUT/synthetic_brats (a record of what was
-    generated in its `.complete`), and their split file OUT/split.json: the first cases
-    train, the next validate, the last are the test set. A folder generated otherwise
-    (another phantom, size or count) is refused, not replaced."""
+def synthetic_cases(out: Path, phantom: str, synthetic: dict,
+                    modalities=PAPER_CHANNELS) -> tuple[Path, Path]:
+    """Generate the `phantom`'s cases (with the MRI sequences `modalities`) once into
+    OUT/synthetic_brats (a record of what was generated in its `.complete`), and their
+    split file OUT/split.json: the first cases train, the next validate, the last are
+    the test set. A folder generated otherwise (another phantom, size, count or
+    sequences) is refused, not replaced."""
     if phantom not in PHANTOMS:
         raise ValueError(f"--phantom must be one of {sorted(PHANTOMS)}, got {phantom!r}")
     spec = PHANTOMS[phantom]
     counts = synthetic["split"]
     record = {"phantom": phantom, **spec, "shape": synthetic["shape"],
               "num_cases": sum(counts.values())}
+    if tuple(modalities) != PAPER_CHANNELS:  # the T1c alone: records as before
+        record["modalities"] = list(modalities)
     brats_dir = out / "synthetic_brats"
     done = brats_dir / ".complete"
     found = synthetic_record(out)
@@ -83,7 +95,7 @@ def synthetic_cases(out: Path, phantom: str, synthetic: dict) -> tuple[Path, Pat
             f"generator seed {spec['seed']}) in {brats_dir} (NOT BraTS data)")
         step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
               f"--num_cases={record['num_cases']}", f"--seed={spec['seed']}",
-              f"--shape={synthetic['shape']}",
+              f"--shape={synthetic['shape']}", f"--modalities={','.join(modalities)}",
               "--distractors" if spec["distractors"] else "--nodistractors"],
              f"{brats_dir}: generating synthetic data")
         atomic_write_text(done, json.dumps(record) + "\n")

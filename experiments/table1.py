@@ -28,9 +28,9 @@ from typing import NamedTuple
 
 import ml_collections
 
-from boundary_aware.data import PAPER_CHANNELS
+from boundary_aware.data import PAPER_CHANNELS, PAPER_REGION
 from boundary_aware.inference import DEFAULT_TTA
-from boundary_aware.losses import DEFAULT_BCE_REDUCTION, PAPER_WEIGHTS
+from boundary_aware.losses import DEFAULT_BCE_REDUCTION, DEFAULT_EDGE_TARGET, PAPER_WEIGHTS
 
 NO_EDGE = {"edge_dice": 0.0, "edge_bce": 0.0}  # l2 = l3 = 0: no term supervises the edge output
 
@@ -45,6 +45,10 @@ class Variant(NamedTuple):
     loss_options: dict = {}
     data_options: dict = {}
 
+
+# The BraTS setting beyond the paper: every sequence as a channel, the three regions as
+# sigmoid outputs (region-based training)
+BRATS_DATA = {"modalities": "t1,t1c,t2,flair", "regions": "wt,tc,et"}
 
 VARIANTS = {
     "unet": Variant("U-Net", "unet", {**PAPER_WEIGHTS, **NO_EDGE}),
@@ -63,6 +67,15 @@ VARIANTS = {
     # beyond the paper: tumor-free training slices (data.tumor_free_fraction)
     "ours_tumor_free": Variant("Ours (tumor-free slices)", "ours", dict(PAPER_WEIGHTS),
                                data_options={"tumor_free_fraction": 0.25}),
+    # beyond the paper: all four BraTS sequences in, the three BraTS regions out
+    "unet_brats": Variant("U-Net (4 sequences, WT/TC/ET)", "unet", {**PAPER_WEIGHTS, **NO_EDGE},
+                          data_options=BRATS_DATA),
+    "ours_brats": Variant("Ours (4 sequences, WT/TC/ET)", "ours", dict(PAPER_WEIGHTS),
+                          data_options=BRATS_DATA),
+    # the same with one edge target, the regions' union (loss.edge_target)
+    "ours_brats_union": Variant("Ours (4 sequences, WT/TC/ET, union edge)", "ours",
+                                dict(PAPER_WEIGHTS), loss_options={"edge_target": "union"},
+                                data_options=BRATS_DATA),
 }
 TABLE_ROWS = ("unet", "vnet", "ours_no_edge", "ours")
 ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusion",
@@ -122,12 +135,15 @@ def get_config(arg="ours,demo"):
     c.loss.generalized_dice = False
     c.loss.edge_width = 2
     c.loss.edge_bce_reduction = DEFAULT_BCE_REDUCTION  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
+    # several regions: an edge target per region or one of their union (losses.EDGE_TARGETS)
+    c.loss.edge_target = DEFAULT_EDGE_TARGET
     c.loss.update(v.loss_options)
 
     c.data = ml_collections.ConfigDict()
     c.data.prepared_dir = PROFILE_DATA[profile]["prepared_dir"]
     c.data.image_size = PROFILE_DATA[profile]["image_size"]
     c.data.modalities = ",".join(PAPER_CHANNELS)  # input channels, in order (the paper: T1c)
+    c.data.regions = PAPER_REGION  # output maps, one per tumor region (the paper: TC)
     c.data.augment = ml_collections.ConfigDict(dict(
         enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
         scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))

@@ -134,7 +134,9 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
     say("whole volumes: choosing the clean-up of every run and setting on the validation "
         "volumes")
     candidates = {}
-    for _, volume, ref, spacing in volume_cases(manifest, "val"):
+    region = manifest.regions[0]  # Table 1's runs: one region, the tumor core
+    for _, volume, refs, spacing in volume_cases(manifest, "val"):
+        ref = refs[..., 0]
         found, _ = all_probs(volume, full_frame=False)
         for key, probs in found.items():
             for setting in base_settings[1:]:
@@ -144,7 +146,8 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
 
     say("whole volumes: scoring every test volume under every setting")
     records, seconds = {}, {}
-    for case_id, volume, ref, spacing in volume_cases(manifest, "test"):
+    for case_id, volume, refs, spacing in volume_cases(manifest, "test"):
+        ref = refs[..., 0]
         found, secs = all_probs(volume, full_frame=True)
         for flip, values in secs.items():
             seconds.setdefault(flip, []).extend(values)
@@ -155,7 +158,7 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
                 mask = probs[base] > threshold
                 if setting.endswith("+clean"):
                     mask = postprocess.apply(mask, rules[(row, member, base)], spacing)
-                score = score_volume(mask, ref, spacing, manifest.region)
+                score = score_volume(mask, ref, spacing, region)
                 target.setdefault(setting, {})[case_id] = {m: score[m] for m in METRICS}
     per_flip = {f: float(np.mean(v)) for f, v in seconds.items()}
     flip_seconds = {tta: sum(per_flip[f] for f in tta_flips(tta)) for tta in FLIP_SETTINGS.values()}

@@ -20,6 +20,7 @@ COMMANDS = {
     "boundary-aware-table1": "experiments.reproduce_table1:cli",
     "boundary-aware-ablation": "experiments.ablation:cli",
     "boundary-aware-whole-volume": "experiments.whole_volume:cli",
+    "boundary-aware-beyond-paper": "experiments.beyond_paper:cli",
     "boundary-aware-figures": "experiments.figures:cli",
     "boundary-aware-loss-balance": "boundary_aware.loss_balance:cli",
     "boundary-aware-model-stats": "boundary_aware.model_stats:main",

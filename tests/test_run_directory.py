@@ -74,12 +74,18 @@ def test_manifest_accessors(tmp_path):
                          {"t1c": (t1c, "c1/c1_t1ce.nii.gz", "ab"),
                           "seg": (seg, "c1/c1_seg.nii.gz", "cd")})
     split = {"train": ["c1"], "val": [], "test": []}
-    manifest = Manifest.create("0", {"image_size": 60, "region": "tc", "brats_dir": str(tmp_path)},
-                               ["t1c"], split, {}, {"c1": record})
+    options = {"image_size": 60, "regions": ["tc"], "modalities": ["t1c"],
+               "brats_dir": str(tmp_path)}
+    manifest = Manifest.create("0", options, ["t1c"], split, {}, {"c1": record})
     manifest.write(tmp_path)
     read = Manifest.read(tmp_path)
     assert read == json.loads((tmp_path / "manifest.json").read_text())
-    assert read.image_size == 60 and read.region == "tc" and read.split("train") == ["c1"]
+    older = Manifest.create("0", {"image_size": 60, "region": "tc", "brats_dir": str(tmp_path)},
+                            ["t1c"], split, {}, {"c1": record})
+    older.write(tmp_path)  # options as versions before the lists wrote them: read as today's
+    assert Manifest.read(tmp_path).options == options
+    manifest.write(tmp_path)
+    assert read.image_size == 60 and read.regions == ("tc",) and read.split("train") == ["c1"]
     assert read.slices("train") == [{"case": "c1", "slice": 4}, {"case": "c1", "slice": 5}]
     assert read.spacing("c1") == (1.0, 2.0, 3.0)
     assert read.slice_spacing("c1") == (2.0, pytest.approx(10 / 3))  # 120 px -> 60, 100 -> 60

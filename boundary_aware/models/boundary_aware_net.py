@@ -11,16 +11,20 @@ from boundary_aware.layers import (AttentionLayer, ChannelProjection,
                                    DilatedSpatialPyramidPooling, ResidualBlock, ResizeLike)
 from boundary_aware.layers.normalization import check_norm
 from boundary_aware.models.common import (check_positive_integers, probability_head,
-                                          sigmoid_with_logits)
+                                          projection, sigmoid_with_logits)
 
 LEVELS = 4  # resolutions 1, 1/2, 1/4, 1/8 (the registry's size divisor is 2 ** (LEVELS - 1))
 FUSIONS = ("area", "bilinear")
 
 
-def check_options(base_filters, shape_filters, dspp_rates, norm, groups, residual_gate, fusion):
+def check_options(base_filters, shape_filters, dspp_rates, norm, groups, residual_gate, fusion,
+                  regions=1, edge_maps=1):
     """ValueError naming the first keyword of `boundary_aware_net` whose value cannot build."""
     check_positive_integers(base_filters=base_filters, shape_filters=shape_filters,
-                            groups=groups)
+                            groups=groups, regions=regions, edge_maps=edge_maps)
+    if edge_maps not in (1, regions):
+        raise ValueError(f"edge_maps must be 1 (the regions' union) or regions = {regions} (one "
+                         f"per region), got {edge_maps}")
     if shape_filters % 4:
         raise ValueError(f"shape_filters must be divisible by 4, got {shape_filters}")
     if not isinstance(dspp_rates, (list, tuple)) or not dspp_rates:
@@ -34,7 +38,7 @@ def check_options(base_filters, shape_filters, dspp_rates, norm, groups, residua
 
 
 def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, norm, groups,
-                       residual_gate, fusion, name="boundary_aware_net"):
+                       residual_gate, fusion, regions=1, edge_maps=1, name="boundary_aware_net"):
     """Build the boundary-aware network; outputs `{"seg", "edge", "edge_logits"}`.
 
     Build it through `boundary_aware.models.build_model("ours", ...)`, which
@@ -52,17 +56,21 @@ def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, nor
             before the concatenation: "area" (the mean of each 8 x 8 block, so
             every boundary pixel reaches DSPP; the default) or "bilinear" (the
             models before this option, which sample ~6% of the pixels).
+        regions: maps under `seg`, one sigmoid per tumor region (the paper: 1).
+        edge_maps: maps under `edge`: one per region, or 1 for their union.
         name: model name.
 
     Returns:
-        A functional `keras.Model` whose outputs are float32 maps (B, H, W, 1):
-        `seg`, the tumor-core probability; `edge`, the boundary probability;
-        and `edge_logits`, the boundary map before its sigmoid (what the edge
+        A functional `keras.Model` whose outputs are float32 maps: `seg`
+        (B, H, W, regions), the region probabilities (the paper: tumor core);
+        `edge` (B, H, W, edge_maps), the boundary probability; and
+        `edge_logits`, the boundary maps before their sigmoid (what the edge
         BCE of Eq. 5 reads).
 
     Reference: Hatamizadeh et al. 2019, Sec. 2.1-2.2.
     """
-    check_options(base_filters, shape_filters, dspp_rates, norm, groups, residual_gate, fusion)
+    check_options(base_filters, shape_filters, dspp_rates, norm, groups, residual_gate, fusion,
+                  regions, edge_maps)
     f = base_filters
     block = dict(norm=norm, groups=groups)
     inputs = keras.Input(input_shape, name="image")
@@ -94,7 +102,7 @@ def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, nor
             channels //= 2
             s = keras.layers.Conv2D(channels, 1, name=f"shape_reduce{k}")(s)
     # "the output of the shape stream that is resized to the original image size"
-    edge_logits = ChannelProjection(name="edge_projection")(s)
+    edge_logits = projection(s, edge_maps, "edge_projection")
     edge_logits = ResizeLike(name="edge_resize")([edge_logits, inputs])
     edge = sigmoid_with_logits(edge_logits, "edge")
 
@@ -112,7 +120,7 @@ def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, nor
         x = keras.layers.Conv2DTranspose(width, 2, strides=2, name=f"up{level + 1}")(x)
         x = keras.layers.Add(name=f"skip{level + 1}")([x, encoder[level]])
         x = ResidualBlock(width, **block, name=f"dec{level + 1}_block")(x)
-    seg = probability_head(x, "seg")
+    seg = probability_head(x, "seg", regions)
     return keras.Model(inputs, {"seg": seg, **edge}, name=name)
 
 

@@ -13,14 +13,23 @@ def check_positive_integers(**values):
             raise ValueError(f"{key} must be a positive integer, got {value!r}")
 
 
-def probability_head(x, name):
-    """1x1 conv to one channel (`ChannelProjection` named `<name>_projection`), then a
-    float32 sigmoid named `name`.
+def projection(x, channels, name):
+    """1x1 convolution of `x` to `channels` maps, named `name`: a `ChannelProjection` for
+    one (the paper's single region), a `Conv2D` for several (one per tumor region)."""
+    if channels == 1:
+        return ChannelProjection(name=name)(x)
+    return keras.layers.Conv2D(channels, 1, name=name)(x)
+
+
+def probability_head(x, name, channels=1):
+    """1x1 conv to `channels` maps (`projection` named `<name>_projection`; one per tumor
+    region), then a float32 sigmoid named `name`: independent sigmoids, so regions may
+    overlap (region-based training, as nnU-Net does for BraTS).
 
     The sigmoid runs in float32 under any mixed-precision policy, so every
     model output is a float32 probability in [0, 1].
     """
-    logits = ChannelProjection(name=f"{name}_projection")(x)
+    logits = projection(x, channels, f"{name}_projection")
     return keras.layers.Activation("sigmoid", dtype="float32", name=name)(logits)
 
 

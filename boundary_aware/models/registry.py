@@ -8,6 +8,11 @@ also come as logits under `<name>_logits` (the losses read those:
 docs/design.md, "Losses"). Data preparation asks the size divisors here
 without loading Keras.
 
+Every family takes `regions`, the number of tumor regions it segments (one
+sigmoid map each under `seg`); a family with an edge output also takes
+`edge_maps`, its number of boundary maps (one per region, or one for their
+union). Training sets both from `data.regions` and `loss.edge_target`.
+
 A new architecture is one builder file in `boundary_aware/models/` (with a
 `check_options` function for its keywords) plus one entry in `MODELS`.
 
@@ -98,15 +103,15 @@ MODELS: dict[str, ModelSpec] = {
     "ours": ModelSpec(
         module="boundary_aware.models.boundary_aware_net", builder="boundary_aware_net",
         defaults=dict(base_filters=32, shape_filters=32, dspp_rates=(6, 12, 18), norm="batch",
-                      groups=8, residual_gate=False, fusion="area"),
+                      groups=8, residual_gate=False, fusion="area", regions=1, edge_maps=1),
         size_divisor=_ours_divisor, outputs=("seg", "edge"), logits=("edge",)),
     "unet": ModelSpec(
         module="boundary_aware.models.unet", builder="unet",
-        defaults=dict(base_filters=64, depth=4, norm="batch", groups=8),
+        defaults=dict(base_filters=64, depth=4, norm="batch", groups=8, regions=1),
         size_divisor=_unet_divisor, outputs=("seg",)),
     "vnet": ModelSpec(
         module="boundary_aware.models.vnet", builder="vnet",
-        defaults=dict(base_filters=16, norm="batch", groups=8),
+        defaults=dict(base_filters=16, norm="batch", groups=8, regions=1),
         size_divisor=_vnet_divisor, outputs=("seg",)),
 }
 

@@ -10,9 +10,10 @@ from boundary_aware.layers.normalization import check_norm, make_norm
 from boundary_aware.models.common import check_positive_integers, probability_head
 
 
-def check_options(base_filters, depth, norm, groups):
+def check_options(base_filters, depth, norm, groups, regions=1):
     """ValueError naming the first keyword of `unet` whose value cannot build."""
-    check_positive_integers(base_filters=base_filters, depth=depth, groups=groups)
+    check_positive_integers(base_filters=base_filters, depth=depth, groups=groups,
+                            regions=regions)
     check_norm(norm)
 
 
@@ -25,7 +26,7 @@ def _double_conv(x, filters, norm, groups, name):
     return x
 
 
-def unet(input_shape, base_filters, depth, norm, groups, name="unet"):
+def unet(input_shape, base_filters, depth, norm, groups, regions=1, name="unet"):
     """Build a 2D U-Net; outputs `{"seg": ...}`.
 
     Two 3x3 convs per level (each followed by norm and ReLU; the original has
@@ -40,11 +41,12 @@ def unet(input_shape, base_filters, depth, norm, groups, name="unet"):
         base_filters: channels at full resolution (64 in the original).
         depth: number of poolings (4 in the original).
         norm, groups: normalization after each conv.
+        regions: output maps under `seg`, one per tumor region (the paper: 1).
         name: model name.
 
     Reference: Ronneberger et al. 2015.
     """
-    check_options(base_filters, depth, norm, groups)
+    check_options(base_filters, depth, norm, groups, regions)
     inputs = keras.Input(input_shape, name="image")
     x, skips = inputs, []
     for level in range(depth):
@@ -57,4 +59,4 @@ def unet(input_shape, base_filters, depth, norm, groups, name="unet"):
         x = keras.layers.Conv2DTranspose(width, 2, strides=2, name=f"up{level + 1}")(x)
         x = keras.layers.Concatenate(name=f"skip{level + 1}")([skips[level], x])
         x = _double_conv(x, width, norm, groups, f"dec{level + 1}")
-    return keras.Model(inputs, {"seg": probability_head(x, "seg")}, name=name)
+    return keras.Model(inputs, {"seg": probability_head(x, "seg", regions)}, name=name)

@@ -15,9 +15,9 @@ BOTTOM_CONVS = 3
 DECODER_CONVS = (3, 3, 2, 1)  # from the deepest up-stage to full resolution
 
 
-def check_options(base_filters, norm, groups):
+def check_options(base_filters, norm, groups, regions=1):
     """ValueError naming the first keyword of `vnet` whose value cannot build."""
-    check_positive_integers(base_filters=base_filters, groups=groups)
+    check_positive_integers(base_filters=base_filters, groups=groups, regions=regions)
     check_norm(norm)
 
 
@@ -37,7 +37,7 @@ def _residual_stage(x, residual, filters, n_convs, norm, groups, name):
     return _prelu(f"{name}_out")(x)
 
 
-def vnet(input_shape, base_filters, norm, groups, name="vnet"):
+def vnet(input_shape, base_filters, norm, groups, regions=1, name="vnet"):
     """Build a 2D V-Net; outputs `{"seg": ...}`.
 
     Residual stages of 1, 2, 3, 3 (encoder), 3 (bottom), 3, 3, 2, 1 (decoder)
@@ -53,11 +53,12 @@ def vnet(input_shape, base_filters, norm, groups, name="vnet"):
         input_shape: (H, W, C), H and W divisible by 16.
         base_filters: channels of the first stage (16 in the original).
         norm, groups: normalization after each conv.
+        regions: output maps under `seg`, one per tumor region (the paper: 1).
         name: model name.
 
     Reference: Milletari et al. 2016.
     """
-    check_options(base_filters, norm, groups)
+    check_options(base_filters, norm, groups, regions)
     inputs = keras.Input(input_shape, name="image")
     f = base_filters
     tiled = keras.layers.Concatenate(name="input_tile")([inputs] * f) \
@@ -80,4 +81,4 @@ def vnet(input_shape, base_filters, norm, groups, name="vnet"):
         # The convs see the concatenation (2x width); the residual added at the
         # end of the stage is the up-conv output, as in V-Net.
         x = _residual_stage(x, up, width, n_convs, norm, groups, f"dec{level + 1}")
-    return keras.Model(inputs, {"seg": probability_head(x, "seg")}, name=name)
+    return keras.Model(inputs, {"seg": probability_head(x, "seg", regions)}, name=name)
