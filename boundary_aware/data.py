@@ -45,15 +45,21 @@ PAPER_CHANNELS = ("t1c",)
 SEQUENCES = ("t1", "t1c", "t2", "flair")  # the MRI sequences a case may hold
 
 
-def parse_modalities(value) -> tuple[str, ...]:
-    """`data.modalities` ("t1c", "t1,t1c,t2,flair": comma-separated, or a sequence of names)
-    as a tuple; ValueError unless they are distinct names of `SEQUENCES`."""
+def _names(value, allowed, what, example) -> tuple[str, ...]:
+    """`value` ("a", "a,b": comma-separated, or a sequence of names) as a tuple in the order
+    given; ValueError unless they are distinct names of `allowed`."""
     names = tuple(value.split(",")) if isinstance(value, str) else tuple(value or ())
     names = tuple(n.strip() if isinstance(n, str) else n for n in names)
-    if not names or any(n not in SEQUENCES for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"must name distinct MRI sequences among {', '.join(SEQUENCES)} in "
-                         f"channel order (for example t1c or t1,t1c,t2,flair), got {value!r}")
+    if not names or any(n not in allowed for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"must name distinct {what} among {', '.join(allowed)} in order (for "
+                         f"example {example}), got {value!r}")
     return names
+
+
+def parse_modalities(value) -> tuple[str, ...]:
+    """`data.modalities` ("t1c", "t1,t1c,t2,flair") as a tuple of `SEQUENCES` names, in
+    channel order; ValueError otherwise."""
+    return _names(value, SEQUENCES, "MRI sequences", "t1c or t1,t1c,t2,flair")
 
 
 def input_channels(input_shape, recorded=None, source="the model") -> tuple[str, ...]:
@@ -74,14 +80,9 @@ def input_channels(input_shape, recorded=None, source="the model") -> tuple[str,
 
 
 def parse_regions(value) -> tuple[str, ...]:
-    """`data.regions` ("tc", "wt,tc,et": comma-separated, or a sequence of names) as a
-    tuple in the order given; ValueError unless they are distinct names of `REGIONS`."""
-    names = tuple(value.split(",")) if isinstance(value, str) else tuple(value or ())
-    names = tuple(n.strip() if isinstance(n, str) else n for n in names)
-    if not names or any(n not in REGIONS for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"must name distinct tumor regions among {', '.join(REGIONS)} (for "
-                         f"example tc, or wt,tc,et), got {value!r}")
-    return names
+    """`data.regions` ("tc", "wt,tc,et") as a tuple of `REGIONS` names, in the order of the
+    output maps; ValueError otherwise."""
+    return _names(value, REGIONS, "tumor regions", "tc or wt,tc,et")
 
 
 def detect_convention(layout: str, labels, source) -> str:
