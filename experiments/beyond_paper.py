@@ -51,7 +51,7 @@ COMPARISONS = (
     ("ours", "unet", ("tc",)),
     ("ours_brats", "ours", ("tc",)),
     ("unet_brats", "unet", ("tc",)),
-    ("ours_brats_union", "ours_brats", ("wt", "tc", "et")),  # the edge-target choice
+    ("ours_brats", "ours_brats_per_region", ("wt", "tc", "et")),  # the edge-target choice
 )
 
 

@@ -13,7 +13,8 @@ def test_each_row_trains_in_its_setting_and_its_config_says_so():
         ["paper", "paper", "brats", "brats"]
     config = get_config("ours_brats,demo")
     assert (config.data.modalities, config.data.regions) == ("t1,t1c,t2,flair", "wt,tc,et")
-    assert get_config("ours_brats_union,demo").loss.edge_target == "union"
+    assert get_config("ours_brats,demo").loss.edge_target == "union"  # the measured default
+    assert get_config("ours_brats_per_region,demo").loss.edge_target == "per_region"
     paper = get_config("ours,demo")
     assert (paper.data.modalities, paper.data.regions) == ("t1c", "tc")
 
