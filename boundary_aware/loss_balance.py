@@ -28,7 +28,8 @@ import numpy as np
 
 from boundary_aware import losses
 from boundary_aware.config_check import check_config
-from boundary_aware.data import Manifest, edge_target_numpy, epoch_order, load_prepared
+from boundary_aware.data import (Manifest, edge_target_numpy, epoch_order, load_prepared,
+                                 parse_regions)
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models import build_model
 from boundary_aware.run_directory import RunDirectory
@@ -118,6 +119,10 @@ def shares(measured, weights, reduction, image_shape):
 def loss_balance(config, workdir=None, batches=4):
     """Shares at initialization (and for `workdir`'s scored checkpoint), per reduction."""
     check_config(config)
+    if len(parse_regions(config.data.regions)) > 1:
+        raise ValueError(f"data.regions = {config.data.regions}: the loss balance measures the "
+                         f"terms of one region's map (the paper's); train several regions "
+                         f"and compare them with make beyond-paper")
     images, masks, _ = load_prepared(config.data.prepared_dir, "train")
     batch_size = int(config.train.batch_size)
     order = epoch_order(len(images), config.train.seed, 0)[:batches * batch_size]

@@ -59,3 +59,8 @@ def test_norms_are_the_weighted_gradient_norms_on_the_shared_weights(config):
     assert not any("dec" in p or "edge_projection" in p for p in measured["shared"])
     assert any("enc1" in p for p in measured["shared"])
     assert any("shape_in" in p for p in measured["shared"])
+
+
+def test_several_regions_are_refused_with_a_pointer():
+    with pytest.raises(ValueError, match="measures the terms of one region's map"):
+        loss_balance(get_config("ours_brats,demo"))
