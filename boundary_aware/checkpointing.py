@@ -50,19 +50,18 @@ def data_fingerprint(prepared) -> str:
     return file_sha256(manifest_path(prepared))
 
 
-def new_state(prepared, precision: str, channels, regions=("tc",)) -> dict:
-    """The state of a run before its first epoch, with its provenance (`channels`: the
-    input channels, which prediction reads back: `data.input_channels`; `regions`: the
-    tumor regions of the outputs, in order; `conventions`: the label conventions of the
-    prepared data, which prediction writes label maps in)."""
-    from boundary_aware.data import Manifest
-    manifest = Manifest.read(prepared)
+def new_state(prepared, precision: str, manifest) -> dict:
+    """The state of a run before its first epoch, with its provenance, from the prepared
+    data's `manifest`: `input_channels` (which prediction reads back:
+    `data.input_channels`), `regions` (the maps of `seg`, in order) and `conventions`
+    (the label conventions of the training data, which prediction writes label maps in)."""
+    conventions = manifest.get("conventions") or sorted(
+        {c["convention"] for c in manifest["cases"].values()})
     return {"epoch": 0, "best_val_dice": -1.0, "best_epoch": 0, "history": [],
             "package_version": __version__, "git_commit": git_commit(),
             "data_manifest_sha256": data_fingerprint(prepared),
-            "input_channels": list(channels), "regions": list(regions),
-            "conventions": manifest.get("conventions") or sorted(
-                {c["convention"] for c in manifest["cases"].values()}),
+            "input_channels": list(manifest.channels), "regions": list(manifest.regions),
+            "conventions": list(conventions),
             "backend": keras.backend.backend(), "precision": precision}
 
 

@@ -191,7 +191,7 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
             raise TrainingError(f"{run.path}: holds checkpoints but no state.json, so it cannot "
                                 f"be resumed exactly; pass --restart to train it again from "
                                 f"epoch 0 (its checkpoints are then replaced)")
-        state = new_state(prepared, precision, manifest.channels, manifest.regions)
+        state = new_state(prepared, precision, manifest)
     if state["data_manifest_sha256"] != data_fingerprint(prepared):
         raise TrainingError(f"{prepared}: the prepared data changed since this run started "
                             f"(manifest hash differs); use a new --workdir")
