@@ -424,11 +424,17 @@ def main(argv):
           f"mm, HD95 {s['hd95']['mean']:.2f} mm")
     if v is not None:
         how = result["whole_volume"]
-        rule = postprocess.label(next(iter((how["postprocess"] or {"": postprocess.NONE})
-                                           .values())))
-        print(f"  whole volumes: {v['n']} cases; Dice {v['dice']['mean']:.3f}, HD95 "
-              f"{v['hd95']['mean']:.2f} mm, {v['fp_slices']} slices with tumor predicted where "
-              f"there is none (flips: {', '.join(how['flips'])}; clean-up: {rule})")
+        rules = how["postprocess"] or {"": postprocess.NONE}
+        rule = ", ".join((f"{region}: " if len(rules) > 1 else "") + postprocess.label(chosen)
+                         for region, chosen in rules.items())
+        mean = " (means over the regions)" if len(result.get("regions") or ()) > 1 else ""
+        print(f"  whole volumes: {v['n']} cases{mean}; Dice {v['dice']['mean']:.3f}, HD95 "
+              f"{v['hd95']['mean']:.2f} mm, {v['fp_slices']:g} slices with tumor predicted "
+              f"where there is none (flips: {', '.join(how['flips'])}; clean-up: {rule})")
+        for region, scores in (result.get("brats") or {}).items():
+            print(f"  {region.upper()} (BraTS): Dice {scores['dice']:.3f}, HD95 "
+                  f"{scores['hd95']:.2f} mm; lesion-wise Dice {scores['lesion_dice']:.3f}, "
+                  f"HD95 {scores['lesion_hd95']:.2f} mm")
 
 
 def define_flags() -> None:

@@ -160,6 +160,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _open_lock(lock_path: Path, what: str) -> int:
+    """A descriptor of the lock file, created if needed, never through a symbolic link;
+    DataError naming the path when it is a link, a folder or cannot be written."""
+    import errno
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP or lock_path.is_symlink():
+            why = "is a symbolic link; a lock is never opened through a link (remove it)"
+        elif err.errno == errno.EISDIR or lock_path.is_dir():
+            why = "is a folder, not a lock file (remove or rename it)"
+        else:
+            why = (f"cannot create the lock file ({err.strerror}); it guards {what}, which "
+                   f"must be writable by this user")
+        raise DataError(f"{lock_path}: {why}") from None
+
+
 @contextlib.contextmanager
 def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `lock_path` for the block; the file exists only meanwhile.
@@ -167,14 +185,15 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
     A second holder, in this process or another, gets `LockedError` naming
     the first one's PID and host at once, instead of waiting. The lock is the
     operating system's (flock), so a killed holder releases it (its file stays
-    behind and is reused).
+    behind and is reused). The file is opened without following a symbolic
+    link, so a lock path that is a link never truncates what it points to; a
+    link, a folder or a place that cannot be written is a `DataError` naming it.
     """
     import fcntl
     import socket
     lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(lock_path, what)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -54,3 +54,53 @@ def test_csv_and_hash(tmp_path):
     atomic_write_bytes(tmp_path / "abc", b"abc")
     assert file_sha256(tmp_path / "abc") == \
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2 example
+
+
+# ---- locks -----------------------------------------------------------------
+
+def test_a_lock_that_is_a_link_is_refused_and_its_target_untouched(tmp_path):
+    import os
+
+    from boundary_aware.errors import DataError
+    from boundary_aware.files import exclusive_lock
+    target = tmp_path / "notes.txt"
+    target.write_text("a user's notes")
+    link = tmp_path / ".run.lock"
+    os.symlink(target, link)
+    with pytest.raises(DataError, match=r"\.run\.lock: is a symbolic link"):
+        with exclusive_lock(link, "the run"):
+            pass
+    assert target.read_text() == "a user's notes" and link.is_symlink()
+    dangling = tmp_path / ".other.lock"
+    os.symlink(tmp_path / "nowhere", dangling)  # a link to nothing is not followed either
+    with pytest.raises(DataError, match="is a symbolic link"):
+        with exclusive_lock(dangling, "the run"):
+            pass
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_lock_that_is_a_folder_is_refused(tmp_path):
+    from boundary_aware.errors import DataError
+    from boundary_aware.files import exclusive_lock
+    (tmp_path / ".run.lock").mkdir()
+    (tmp_path / ".run.lock" / "kept").write_text("x")
+    with pytest.raises(DataError, match="is a folder, not a lock file"):
+        with exclusive_lock(tmp_path / ".run.lock", "the run"):
+            pass
+    assert (tmp_path / ".run.lock" / "kept").read_text() == "x"
+
+
+@pytest.mark.skipif(hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_a_lock_in_a_read_only_folder_says_so(tmp_path):
+    from boundary_aware.errors import DataError
+    from boundary_aware.files import exclusive_lock
+    folder = tmp_path / "run"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(DataError, match="cannot create the lock file .* must be writable"):
+            with exclusive_lock(folder / ".lock", str(folder)):
+                pass
+    finally:
+        folder.chmod(0o755)
