@@ -45,11 +45,12 @@ bench-data: install
 # Synthetic BraTS-like cases (BraTS 2018 layout) and their prepared slices.
 SYNTH_DIR ?= data/synthetic_brats
 SYNTH_CASES ?= 20
+SYNTH_ARGS ?=  # e.g. --overwrite (replaces only our own cases) or --modalities=t1,t1c,t2,flair
 PREPARED_DIR ?= data/prepared
 BRATS_DIR ?= $(SYNTH_DIR)
 
 synthetic: install
-	$(PY) -m data_prep.synthetic --out_dir=$(SYNTH_DIR) --num_cases=$(SYNTH_CASES) --seed=0
+	$(PY) -m data_prep.synthetic --out_dir=$(SYNTH_DIR) --num_cases=$(SYNTH_CASES) --seed=0 $(SYNTH_ARGS)
 
 prepare: install
 	$(PY) -m data_prep.prepare_brats --brats_dir=$(BRATS_DIR) --out_dir=$(PREPARED_DIR)

@@ -124,15 +124,21 @@ def check_same_grid(reference, name, shape, affine, path, other_shape, other_aff
 
 
 OUTPUT_MARK = b"boundary-aware output"  # in the header's descrip field of what we write
+SYNTHETIC_MARK = b"boundary-aware synthetic"  # and of the synthetic cases we generate
+
+
+def has_mark(path, mark: bytes) -> bool:
+    """Whether `path` is a NIfTI file whose header's description starts with `mark`."""
+    try:
+        header = nib.load(str(path)).header
+        return bytes(header["descrip"]).startswith(mark)
+    except Exception:  # unreadable, not NIfTI: not ours
+        return False
 
 
 def is_our_output(path) -> bool:
     """Whether `path` is a NIfTI file this package wrote (`save_like` marks its header)."""
-    try:
-        header = nib.load(str(path)).header
-        return bytes(header["descrip"]).startswith(OUTPUT_MARK)
-    except Exception:  # unreadable, not NIfTI: not ours
-        return False
+    return has_mark(path, OUTPUT_MARK)
 
 
 def save_like(array_lps, reference_path, out_path, dtype):

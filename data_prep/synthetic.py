@@ -1,7 +1,7 @@
 """Synthetic BraTS-like cases: NIfTI files in a BraTS layout.
 
     python -m data_prep.synthetic --out_dir=DIR --num_cases=N --seed=S [--shape=240,240,155]
-        [--nodistractors] [--modalities=t1c] [--convention=brats2018]
+        [--nodistractors] [--modalities=t1c] [--convention=brats2018] [--overwrite]
 
 Each case is `<out_dir>/<case>/<case>_t1ce.nii.gz` (int16) and
 `<case>_seg.nii.gz` (uint8, labels {0, 1, 2, 4}), 1 mm voxels, BraTS
@@ -30,6 +30,12 @@ enhancing tumor 3; `brats2024` the 2023 layout with BraTS 2024's
 post-treatment label 4, a resection cavity (fluid: dark on T1, T1c and FLAIR,
 bright on T2) carved beside the tumor, in no tumor region.
 
+Every file's header says it is a synthetic case of this package. Existing
+files are never replaced without `--overwrite`, and with it only files of a
+synthetic case of this package (nothing else in a case folder is touched); a
+file of another origin under a case's file name is refused. Both checks come
+before anything is written.
+
 Distractors (on by default, `distractors=False` for the plain phantom): what
 makes real T1c scans hard is not the tumor but what looks like it. Bright,
 enhancing, unlabelled structures far from the tumor: tortuous vessels, the
@@ -49,8 +55,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from boundary_aware.data import CONVENTIONS, PAPER_CHANNELS, parse_modalities
+from boundary_aware.data import CONVENTIONS, PAPER_CHANNELS, DataError, parse_modalities
 from boundary_aware.files import atomic_file
+from boundary_aware.nifti import SYNTHETIC_MARK, has_mark
 from data_prep.brats import LAYOUTS
 
 BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
@@ -302,6 +309,28 @@ def _carve_cavity(rng, t1c, seg, tissue, brain, t_center, radii):
     t1c[cavity] = INTENSITY["csf"] * 0.9
 
 
+def case_files(out_dir, case_id, kinds, layout="brats2018") -> list[Path]:
+    """The paths `write_case` writes for a case with the files `kinds` (sequences, "seg")."""
+    return [Path(out_dir) / case_id / f"{case_id}{LAYOUTS[layout][kind]}" for kind in kinds]
+
+
+def check_targets(paths, overwrite: bool) -> None:
+    """DataError naming the first path that may not be written: one that exists, without
+    `overwrite`; with it, one that is not a synthetic case file of this package (or is a
+    folder)."""
+    for path in paths:
+        if path.parent.exists() and not path.parent.is_dir():
+            raise DataError(f"{path.parent}: exists and is not a folder")
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if not overwrite:
+            raise DataError(f"{path}: already exists; pass --overwrite to replace the "
+                            f"synthetic cases (only files this generator wrote are replaced)")
+        if path.is_symlink() or not path.is_file() or not has_mark(path, SYNTHETIC_MARK):
+            raise DataError(f"{path}: is not a synthetic case file of this package: it is "
+                            f"never replaced, not even with --overwrite")
+
+
 def write_case(out_dir, case_id, volumes, seg, layout="brats2018"):
     """Write one case's files in `layout` (`data_prep.brats.LAYOUTS`): `volumes` maps
     sequence names to arrays (a bare array: the T1c). Each file is written to a temporary
@@ -314,6 +343,7 @@ def write_case(out_dir, case_id, volumes, seg, layout="brats2018"):
         img = nib.Nifti1Image(array, BRATS_AFFINE)
         img.header.set_zooms((1.0, 1.0, 1.0))
         img.header.set_xyzt_units("mm")
+        img.header["descrip"] = SYNTHETIC_MARK
         with atomic_file(case_dir / f"{case_id}{LAYOUTS[layout][kind]}") as tmp:
             nib.save(img, str(tmp))
 
@@ -324,9 +354,19 @@ def case_id(index: int) -> str:
 
 
 def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
-             distractors=True, modalities=PAPER_CHANNELS, convention="brats2018"):
+             distractors=True, modalities=PAPER_CHANNELS, convention="brats2018",
+             overwrite=False):
     """Write `num_cases` cases named `Synth_XXXX` with the sequences `modalities`, in
-    `convention`'s layout and labels; returns their ids."""
+    `convention`'s layout and labels; returns their ids. Existing files: `check_targets`,
+    for every case before the first is written."""
+    modalities = parse_modalities(modalities)
+    if convention not in CONVENTION_LAYOUT:
+        raise ValueError(f"convention must be one of {sorted(CONVENTION_LAYOUT)}, "
+                         f"got {convention!r}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder")
+    check_targets([path for i in range(num_cases) for path in case_files(
+        out_dir, case_id(i), (*modalities, "seg"), CONVENTION_LAYOUT[convention])], overwrite)
     ids = []
     cases = range(num_cases)
     if progress:
@@ -348,10 +388,9 @@ def main(argv):
     f = flags.FLAGS
     shape = tuple(int(s) for s in f.shape.split(","))
     with exit_on(ValueError):
-        parse_modalities(f.modalities)
-    ids = generate(f.out_dir, f.num_cases, f.seed, shape, progress=True,
-                   distractors=f.distractors, modalities=f.modalities,
-                   convention=f.convention)
+        ids = generate(f.out_dir, f.num_cases, f.seed, shape, progress=True,
+                       distractors=f.distractors, modalities=f.modalities,
+                       convention=f.convention, overwrite=f.overwrite)
     print(f"{f.out_dir}: wrote {len(ids)} synthetic cases of shape {shape}")
 
 
@@ -367,6 +406,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("convention", "brats2018", sorted(CONVENTION_LAYOUT),
                       "Label convention and file layout: brats2018 (ET = 4), brats2023 "
                       "(ET = 3), brats2024 (ET = 3, 4 = resection cavity).")
+    flags.DEFINE_bool("overwrite", False, "Replace existing synthetic case files (only files "
+                      "this generator wrote).")
     flags.mark_flag_as_required("out_dir")
 
 

@@ -96,7 +96,8 @@ def synthetic_cases(out: Path, phantom: str, synthetic: dict,
         step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
               f"--num_cases={record['num_cases']}", f"--seed={spec['seed']}",
               f"--shape={synthetic['shape']}", f"--modalities={','.join(modalities)}",
-              "--distractors" if spec["distractors"] else "--nodistractors"],
+              "--distractors" if spec["distractors"] else "--nodistractors",
+              "--overwrite"],  # no .complete: what is there is an interrupted generation
              f"{brats_dir}: generating synthetic data")
         atomic_write_text(done, json.dumps(record) + "\n")
     ids = [case_id(i) for i in range(record["num_cases"])]

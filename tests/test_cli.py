@@ -90,6 +90,14 @@ def _model_files(folder):
     (["boundary-aware-prepare", "--brats_dir=tests/data/brats_samples", "--out_dir=NEW",
       "--image_size=40"], "unet needs a multiple of 16"),
     (["boundary-aware-export", "--workdir=/no/such/run", "--out=NEW"], "/no/such/run"),
+    (["boundary-aware-prepare", "--brats_dir=tests/data/brats_samples", "--out_dir=NEW",
+      "--modalities=t1c,dwi"], "--modalities must name distinct MRI sequences"),
+    (["boundary-aware-prepare", "--brats_dir=tests/data/brats_samples", "--out_dir=NEW",
+      "--regions=tc,ncr"], "--regions must name distinct tumor regions"),
+    (["boundary-aware-synthetic", "--out_dir=NEW", "--modalities=t1c,t1c"],
+     "must name distinct MRI sequences"),
+    (["boundary-aware-train", "--config=experiments/table1.py:ours,demo", "--workdir=NEW",
+      "--config.data.regions=ncr"], "data.regions = 'ncr': must name distinct tumor regions"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_an_installed_command_reports_an_expected_error_in_one_line(args, problem, tmp_path):
     """Each expected failure: exit status 1, one `error:` line naming the path, no traceback,

@@ -163,3 +163,25 @@ def test_generate_writes_each_layout_and_label_convention(tmp_path, convention, 
         assert np.array_equal(np.isin(seg, (1, 3)), np.isin(reference, (1, 4)))
     else:
         assert np.array_equal(seg != 0, reference != 0)
+
+
+def test_existing_cases_are_replaced_only_with_overwrite_and_only_our_own(tmp_path):
+    from boundary_aware.data import DataError
+    shape = (32, 32, 16)
+    synthetic.generate(tmp_path, 2, seed=1, shape=shape)
+    t1c = tmp_path / "Synth_0001" / "Synth_0001_t1ce.nii.gz"
+    before = t1c.read_bytes()
+    (tmp_path / "Synth_0001" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="Synth_0000_t1ce.nii.gz: already exists; pass --overwrite"):
+        synthetic.generate(tmp_path, 2, seed=2, shape=shape)
+    assert t1c.read_bytes() == before  # checked before anything was written
+    synthetic.generate(tmp_path, 2, seed=2, shape=shape, overwrite=True)
+    assert t1c.read_bytes() != before
+    assert (tmp_path / "Synth_0001" / "notes.txt").read_text() == "mine"  # not ours: kept
+    # a file of another origin under a case's name: never replaced
+    foreign = tmp_path / "Synth_0000" / "Synth_0000_seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)), str(foreign))
+    kept = foreign.read_bytes()
+    with pytest.raises(DataError, match="is not a synthetic case file of this package"):
+        synthetic.generate(tmp_path, 2, seed=3, shape=shape, overwrite=True)
+    assert foreign.read_bytes() == kept and t1c.exists()
