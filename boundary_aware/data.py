@@ -214,6 +214,7 @@ def load_tumor_free(folder: str | os.PathLike) -> np.ndarray:
                         f"prepare it again: {prepare_command(manifest.options, folder)}")
     expected = sum(len(manifest["cases"][c]["tumor_free_slices"])
                    for c in manifest.split("train"))
+    check_array_files(manifest, path)
     images = np.load(path)
     size = manifest.image_size
     if images.shape != (expected, size, size, len(manifest.channels)):
@@ -446,6 +447,18 @@ def split_paths(folder: str | os.PathLike, split: str) -> tuple[Path, Path]:
     return Path(folder) / f"{split}_images.npy", Path(folder) / f"{split}_masks.npy"
 
 
+def check_array_files(manifest: Manifest, *paths) -> None:
+    """DataError naming the first array file whose SHA-256 is not the one preparation
+    recorded (`arrays` in the manifest; datasets prepared before it are not checked)."""
+    from boundary_aware.files import file_sha256
+    recorded = manifest.get("arrays") or {}
+    for path in paths:
+        if path.name in recorded and file_sha256(path) != recorded[path.name]:
+            raise DataError(f"{path}: changed since the data was prepared (its SHA-256 is not "
+                            f"the one in the manifest); prepare the data again: "
+                            f"{prepare_command(manifest.options, Path(path).parent)}")
+
+
 def load_prepared(out_dir: str | os.PathLike,
                   split: str) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Load one split of a prepared dataset.
@@ -462,6 +475,7 @@ def load_prepared(out_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     manifest = Manifest.read(out_dir)
     images_path, masks_path = split_paths(out_dir, split)
+    check_array_files(manifest, images_path, masks_path)
     images, masks = np.load(images_path), np.load(masks_path)
     meta = manifest.slices(split)
     if not (len(images) == len(masks) == len(meta)):

@@ -46,7 +46,7 @@ import numpy as np
 from boundary_aware import brats_scores, metrics, postprocess
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.comparison import mean_std
-from boundary_aware.data import DataError, Manifest, load_prepared, region_mask
+from boundary_aware.data import DataError, Manifest, load_prepared, manifest_path, region_mask
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_write_text, exclusive_lock, file_sha256
 from boundary_aware.inference import (NO_TTA, TTA_CHOICES, VolumeInput, check_ensemble, keras_predictor,
@@ -249,11 +249,24 @@ def whole_volume_settings(config, threshold, tta):
     return threshold, tta_flips(config["eval"].get("tta", "none") if tta is None else tta)
 
 
+def check_trained_on(run: RunDirectory, prepared: Path) -> None:
+    """DataError naming the manifest unless `prepared` is the data the run was trained on
+    (its SHA-256 in the run's state; runs without the record are not checked): data
+    prepared again, with another split, would score training cases as test cases."""
+    recorded = (run.read_state() or {}).get("data_manifest_sha256")
+    path = manifest_path(prepared)
+    if recorded and path.is_file() and file_sha256(path) != recorded:
+        raise DataError(f"{path}: is not the prepared data {run.path} was trained on (the "
+                        f"manifest changed since: prepared again, perhaps with another split); "
+                        f"evaluate the run on its own data, or train it again")
+
+
 def _evaluate_locked(run: RunDirectory, checkpoint, split, threshold, per_volume, tta,
                      use_postprocess) -> dict:
     config = run.read_config()
     prepared = Path(config["data"]["prepared_dir"])
     manifest = Manifest.read(prepared)
+    check_trained_on(run, prepared)
     chosen = checkpoint or scored_checkpoint(config)
     model_path = run.checkpoint(chosen)
     if not model_path.is_file():
@@ -366,6 +379,8 @@ def evaluate_ensemble(workdirs, out: str | os.PathLike, split: str = "test",
             raise DataError(f"{runs[0].path} and {r.path}: an ensemble's runs must be trained "
                             f"on the same prepared data ({prepared[0]} and {p})")
     manifest = Manifest.read(prepared[0])
+    for r in runs:
+        check_trained_on(r, prepared[0])
     threshold, flips = whole_volume_settings(configs[0], threshold, tta)
     batch_size = configs[0]["eval"]["batch_size"]
     paths = [r.checkpoint() for r in runs]

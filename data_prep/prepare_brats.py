@@ -224,6 +224,8 @@ def _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, se
         manifest["tumor_free"] = {"split": "train",
                                   "per_case": tumor_free_per_case(slices_per_case)}
         manifest["conventions"] = sorted({prepared[c][2]["convention"] for c in prepared})
+        # every array's SHA-256: readers refuse an array changed since (`load_prepared`)
+        manifest["arrays"] = {path.name: file_sha256(path) for path in sorted(tmp.glob("*.npy"))}
         manifest.write(tmp)
     counts = {name: len(manifest.slices(name)) for name in SPLITS}
     log(f"{out_dir}: {len(prepared)} cases prepared ({len(skipped)} skipped); slices {counts}")

@@ -176,8 +176,28 @@ def test_whole_volume_scoring_checks_the_source_files(trained_run, tmp_path):
     manifest["cases"][case]["files"]["seg"]["sha256"] = "0" * 64
     (prepared / "manifest.json").write_text(json.dumps(manifest))
     from boundary_aware.data import DataError
+    from boundary_aware.files import file_sha256
+    with pytest.raises(DataError, match="manifest.json: is not the prepared data .* was trained "
+                                        "on"):
+        evaluate(copy)  # the run records the manifest it trained on
+    state = json.loads((copy / "state.json").read_text())
+    state["data_manifest_sha256"] = file_sha256(prepared / "manifest.json")
+    (copy / "state.json").write_text(json.dumps(state))
     with pytest.raises(DataError, match=f"{case}_seg.nii.gz: differs from the file"):
         evaluate(copy)
+
+
+def test_a_changed_array_is_refused_naming_it(trained_run, tmp_path):
+    import numpy as np
+
+    from boundary_aware.data import DataError, load_prepared
+    prepared = tmp_path / "prepared"
+    shutil.copytree(trained_run / "prepared", prepared)
+    masks = np.load(prepared / "test_masks.npy")
+    np.save(prepared / "test_masks.npy", np.zeros_like(masks))  # zeroed behind our back
+    with pytest.raises(DataError, match="test_masks.npy: changed since the data was prepared"):
+        load_prepared(prepared, "test")
+    assert load_prepared(prepared, "train")[0].size  # the untouched arrays still load
 
 
 def test_the_evaluate_command_prints_its_scores_without_tensorflows_notices(trained_run, tmp_path):

@@ -174,6 +174,8 @@ def test_two_channel_data_trains_with_both_channels(tmp_path, prepared):
         np.save(images_path, np.concatenate([images, second], axis=-1))
     manifest = Manifest.read(two)
     manifest["channels"] = ["t1c", "flair"]
+    from boundary_aware.files import file_sha256
+    manifest["arrays"] = {p.name: file_sha256(p) for p in two.glob("*.npy")}  # made by hand
     manifest.write(two)
     images, _, _ = load_prepared(two, "train")
     assert images.shape[-1] == 2
