@@ -59,7 +59,8 @@ from boundary_aware import postprocess
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import (CONVENTIONS, LAYOUT_CONVENTIONS, DataError, label_map,
                                  region_label)
-from boundary_aware.files import atomic_write_text, check_writable_folder
+from boundary_aware.errors import LockedError
+from boundary_aware.files import atomic_write_text, check_writable_folder, exclusive_lock
 from boundary_aware.inference import (DEFAULT_TTA, NO_TTA, TTA_CHOICES, as_list,
                                       load_predictors, segment_volume, tta_flips)
 from boundary_aware.nifti import is_our_output, load_channels, save_like
@@ -257,21 +258,37 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
             raise DataError(f"{output}: is a folder; --output must name a .nii.gz file when "
                             f"--input names files")
         check_writable_folder(output.parent)
-        predictors = load_predictors(models, batch_size, trust_model)
-        return predict_file(predictors, inputs, output, convention=convention, **options)
+        with exclusive_lock(output_lock(output), str(output)):
+            predictors = load_predictors(models, batch_size, trust_model)
+            return predict_file(predictors, inputs, output, convention=convention, **options)
     if output.exists() and not output.is_dir():
         raise DataError(f"{output}: must be a folder when --input is a folder")
     check_writable_folder(output)
+    with exclusive_lock(output_lock(output), str(output)):
+        return _predict_folder(models, inputs[0], output, overwrite, batch_size, progress,
+                               trust_model, convention, flips, options)
+
+
+def output_lock(output: Path) -> Path:
+    """The lock beside an output file or folder: two predicts writing one output exclude
+    each other (the second refuses at once, naming the first)."""
+    return output.with_name(f".{output.name}.lock")
+
+
+def _predict_folder(models, folder, output, overwrite, batch_size, progress, trust_model,
+                    convention, flips, options) -> dict:
+    """`predict_path` for a BraTS folder, under the output's lock."""
     summary_path = output / "summary.json"
     check_replaceable(summary_path, overwrite, _is_our_summary,
                       "a summary written by this package")
     predictors = load_predictors(models, batch_size, trust_model)
-    cases = discover_images(inputs[0], predictors[0].channels)
+    cases = discover_images(folder, predictors[0].channels)
     iterator = cases
     if progress:
         from tqdm import tqdm
         iterator = tqdm(cases, desc="cases", unit="case", file=sys.stderr)
-    summary = {"model": ",".join(models), "threshold": threshold, "flips": list(flips),
+    summary = {"model": ",".join(models), "threshold": options["threshold"],
+               "flips": list(flips),
                "cases": {}, "errors": {}, "pending": [c.case_id for c in cases]}
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
@@ -301,7 +318,7 @@ def main(argv):
     from absl import flags
     del argv
     f = flags.FLAGS
-    with exit_on(DataError):
+    with exit_on(DataError, LockedError):
         result = predict_path(f.model, f.input, f.output, f.threshold, f.edge_output, f.overwrite,
                               f.batch_size or None, progress=True, trust_model=f.trust_model,
                               tta=f.tta, use_postprocess=f.postprocess,

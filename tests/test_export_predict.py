@@ -223,6 +223,22 @@ def test_export_overwrite_replaces_only_an_export(exported, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "v"]  # no lock or temporary left
 
 
+def test_two_predicts_of_one_output_exclude_each_other(run_dir, tmp_path):
+    from boundary_aware.errors import LockedError
+    from boundary_aware.files import exclusive_lock
+    out = tmp_path / "mask.nii.gz"
+    with exclusive_lock(tmp_path / ".mask.nii.gz.lock", "another predict"):
+        with pytest.raises(LockedError, match="in use by PID"):
+            predict_path(run_dir, CASE, out, tta="none")
+    assert not out.exists()
+    with exclusive_lock(tmp_path / ".masks.lock", "another predict"):
+        with pytest.raises(LockedError, match="in use by PID"):
+            predict_path(run_dir, CASE.parent.parent, tmp_path / "masks", tta="none")
+    assert not (tmp_path / "masks").exists()
+    predict_path(run_dir, CASE, out, tta="none")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz"]  # the lock is gone
+
+
 def test_a_second_export_into_the_same_place_refuses(exported, tmp_path):
     from boundary_aware.errors import LockedError
     from boundary_aware.files import exclusive_lock
