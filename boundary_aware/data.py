@@ -21,6 +21,7 @@ from scipy import ndimage
 
 # DataError is raised here and imported from here too
 from boundary_aware.errors import DataError, FormatError  # noqa: F401
+from boundary_aware.files import file_sha256
 
 # Label conventions (docs/data.md): tumor core TC = necrotic/non-enhancing core + enhancing
 # tumor ET; whole tumor WT = TC + edema. ET is 4 in BraTS 2018-2021 and 3 from 2023 on;
@@ -450,7 +451,6 @@ def split_paths(folder: str | os.PathLike, split: str) -> tuple[Path, Path]:
 def check_array_files(manifest: Manifest, *paths) -> None:
     """DataError naming the first array file whose SHA-256 is not the one preparation
     recorded (`arrays` in the manifest; datasets prepared before it are not checked)."""
-    from boundary_aware.files import file_sha256
     recorded = manifest.get("arrays") or {}
     for path in paths:
         if path.name in recorded and file_sha256(path) != recorded[path.name]:

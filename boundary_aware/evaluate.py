@@ -44,13 +44,14 @@ from pathlib import Path
 import numpy as np
 
 from boundary_aware import brats_scores, metrics, postprocess
+from boundary_aware.checkpointing import data_fingerprint
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.comparison import mean_std
 from boundary_aware.data import DataError, Manifest, load_prepared, manifest_path, region_mask
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_write_text, exclusive_lock, file_sha256
 from boundary_aware.inference import (NO_TTA, TTA_CHOICES, VolumeInput, check_ensemble, keras_predictor,
-                                     segment_volume, tta_flips)
+                                     segment_volume, tta_flips, with_map_axis)
 from boundary_aware.metrics import METRIC_NAMES
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.nifti import load_channels, load_volume
@@ -182,8 +183,7 @@ def volume_probabilities(predictors, manifest, split, flips=NO_TTA):
         data = VolumeInput(volume)
         probs = {name: segment_volume(p, data, outputs=("seg",), flips=flips)["seg"]
                  for name, p in predictors.items()}
-        yield case_id, {n: p[..., None] if p.ndim == 3 else p for n, p in probs.items()}, \
-            ref, spacing
+        yield case_id, {n: with_map_axis(p) for n, p in probs.items()}, ref, spacing
 
 
 def choose_postprocessing(predictors, manifest, threshold, flips=NO_TTA, split="val"):
@@ -255,7 +255,7 @@ def check_trained_on(run: RunDirectory, prepared: Path) -> None:
     prepared again, with another split, would score training cases as test cases."""
     recorded = (run.read_state() or {}).get("data_manifest_sha256")
     path = manifest_path(prepared)
-    if recorded and path.is_file() and file_sha256(path) != recorded:
+    if recorded and path.is_file() and data_fingerprint(prepared) != recorded:
         raise DataError(f"{path}: is not the prepared data {run.path} was trained on (the "
                         f"manifest changed since: prepared again, perhaps with another split); "
                         f"evaluate the run on its own data, or train it again")

@@ -321,6 +321,12 @@ def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool 
     return result
 
 
+def with_map_axis(prob: np.ndarray) -> np.ndarray:
+    """A `segment_volume` map with its last axis of maps kept: (X, Y, Z) -> (X, Y, Z, 1);
+    (X, Y, Z, K) as it is."""
+    return prob[..., None] if prob.ndim == 3 else prob
+
+
 def segment_slices(predictors, slices: np.ndarray, shape: tuple[int, int],
                    distinct: bool = True, outputs: Sequence[str] | None = None,
                    flips: Sequence[str] = NO_TTA, spread: bool = False) -> dict[str, np.ndarray]:

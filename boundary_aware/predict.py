@@ -62,7 +62,7 @@ from boundary_aware.data import (CONVENTIONS, LAYOUT_CONVENTIONS, DataError, lab
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_write_text, check_writable_folder, exclusive_lock
 from boundary_aware.inference import (DEFAULT_TTA, NO_TTA, TTA_CHOICES, as_list,
-                                      load_predictors, segment_volume, tta_flips)
+                                      load_predictors, segment_volume, tta_flips, with_map_axis)
 from boundary_aware.nifti import is_our_output, load_channels, save_like
 from data_prep.brats import discover_images
 
@@ -96,10 +96,7 @@ def output_convention(predictors, layout: str | None = None,
     export); else BraTS 2023's. BraTS 2024's post-treatment convention writes as 2023's
     (the cavity is no region)."""
     if convention:
-        if convention not in CONVENTIONS:
-            raise DataError(f"--convention must be one of {', '.join(CONVENTIONS)}, got "
-                            f"{convention!r}")
-        return convention
+        return check_convention(convention)
     if layout:
         return LAYOUT_CONVENTIONS[layout][0]
     recorded = {c for p in as_list(predictors) for c in p.conventions}
@@ -108,6 +105,14 @@ def output_convention(predictors, layout: str | None = None,
         raise DataError("the model was trained on data of several label conventions "
                         f"({', '.join(sorted(recorded))}); pass --convention")
     return sorted(recorded)[0] if recorded else "brats2023"
+
+
+def check_convention(convention: str) -> str:
+    """`convention`, or DataError unless it is one of `data.CONVENTIONS`."""
+    if convention not in CONVENTIONS:
+        raise DataError(f"--convention must be one of {', '.join(CONVENTIONS)}, got "
+                        f"{convention!r}")
+    return convention
 
 
 def map_paths(output: Path, suffix: str, names) -> dict:
@@ -159,7 +164,7 @@ def predict_file(predictors, image_paths, output: str | os.PathLike,
     rules = recorded_rules(predictors) if use_postprocess else \
         {r: postprocess.NONE for r in regions}
     maps = {"prob": probs["seg"], "uncertainty": probs.get("seg_spread"), "edge": probs.get("edge")}
-    maps = {k: v if v is None or v.ndim == 4 else v[..., None] for k, v in maps.items()}
+    maps = {k: None if v is None else with_map_axis(v) for k, v in maps.items()}
     masks = np.stack([postprocess.apply(maps["prob"][..., i] > threshold, rules[r], zooms[:3])
                       for i, r in enumerate(regions)], axis=-1)
     mask = label_map(masks, regions, convention)
@@ -241,9 +246,8 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
     if batch_size is not None and batch_size < 1:
         raise DataError(f"--batch_size must be >= 1, got {batch_size}")
     flips = tta_flips(tta)
-    if convention and convention not in CONVENTIONS:
-        raise DataError(f"--convention must be one of {', '.join(CONVENTIONS)}, got "
-                        f"{convention!r}")
+    if convention:
+        check_convention(convention)
     options = dict(threshold=threshold, edge_output=edge_output, overwrite=overwrite,
                    flips=flips, use_postprocess=use_postprocess,
                    save_probabilities=save_probabilities, save_uncertainty=save_uncertainty)

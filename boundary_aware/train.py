@@ -69,9 +69,9 @@ def loss_setup(config, output_names) -> tuple[dict, dict]:
 
 
 def edge_target(config) -> str:
-    """`loss.edge_target` ("per_region" or "union"; configs from before it: per region,
-    which for one region is the same)."""
-    return config.loss.get("edge_target", "per_region")
+    """`loss.edge_target` ("per_region" or "union"; configs from before it: the default,
+    which for their one region is the same either way)."""
+    return config.loss.get("edge_target", losses.DEFAULT_EDGE_TARGET)
 
 
 def output_keywords(config) -> dict:
@@ -129,20 +129,17 @@ def build_training_state(model, images, masks, config, targets: dict) -> None:
 
 def check_data(config, manifest: Manifest, prepared) -> None:
     """TrainingError unless the prepared data is what the config asks for (slice size,
-    channels in order)."""
+    channels and regions in order)."""
     if manifest.image_size != config.data.image_size:
         raise TrainingError(f"{prepared}: slices are {manifest.image_size} px, "
                             f"the config asks for {config.data.image_size}")
-    modalities = parse_modalities(config.data.modalities)
-    if manifest.channels != modalities:
-        raise TrainingError(f"{prepared}: holds the channels {','.join(manifest.channels)}, the "
-                            f"config asks for data.modalities = {','.join(modalities)}; prepare "
-                            f"the data with --modalities={','.join(modalities)}")
-    regions = parse_regions(config.data.regions)
-    if manifest.regions != regions:
-        raise TrainingError(f"{prepared}: holds the regions {','.join(manifest.regions)}, the "
-                            f"config asks for data.regions = {','.join(regions)}; prepare "
-                            f"the data with --regions={','.join(regions)}")
+    for what, held, key, parse in (("channels", manifest.channels, "modalities", parse_modalities),
+                                   ("regions", manifest.regions, "regions", parse_regions)):
+        wanted = parse(config.data[key])
+        if held != wanted:
+            raise TrainingError(f"{prepared}: holds the {what} {','.join(held)}, the config asks "
+                                f"for data.{key} = {','.join(wanted)}; prepare the data with "
+                                f"--{key}={','.join(wanted)}")
 
 
 def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:

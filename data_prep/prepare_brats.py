@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, REGIONS, SEQUENCES, SPLITS,
-                                 DataError, Manifest, case_record, manifest_format,
-                                 manifest_path, normalize_channels, parse_modalities,
-                                 parse_regions, resize_slices, select_slices,
+from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, PAPER_REGION, REGIONS,
+                                 SEQUENCES, SPLITS, DataError, Manifest, case_record,
+                                 manifest_format, manifest_path, normalize_channels,
+                                 parse_modalities, parse_regions, resize_slices, select_slices,
                                  select_tumor_free_slices, split_paths, tumor_free_path)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
@@ -121,9 +121,9 @@ def _progress(iterable, total, enabled):
     return tqdm(iterable, total=total, desc="cases", unit="case", file=sys.stderr)
 
 
-def prepare(brats_dir, out_dir, regions=("tc",), slices_per_case=20, image_size=240, seed=0,
-            split_file=None, on_error="fail", workers=1, overwrite=False, progress=False,
-            log=print, modalities=PAPER_CHANNELS):
+def prepare(brats_dir, out_dir, regions=(PAPER_REGION,), slices_per_case=20, image_size=240,
+            seed=0, split_file=None, on_error="fail", workers=1, overwrite=False,
+            progress=False, log=print, modalities=PAPER_CHANNELS):
     """Prepare the dataset; returns the manifest dict. See the module docstring.
     `modalities`: the MRI sequences, in channel order (`data.SEQUENCES`)."""
     try:
@@ -249,8 +249,8 @@ def define_flags():
     flags.DEFINE_list("modalities", list(PAPER_CHANNELS),
                       f"MRI sequences as input channels, in order: any of {', '.join(SEQUENCES)} "
                       f"(the paper: t1c).")
-    flags.DEFINE_list("regions", ["tc"], f"Tumor regions to segment, one mask channel each, in "
-                      f"order: any of {', '.join(REGIONS)} (the paper: tc).")
+    flags.DEFINE_list("regions", [PAPER_REGION], f"Tumor regions to segment, one mask channel "
+                      f"each, in order: any of {', '.join(REGIONS)} (the paper: tc).")
     flags.DEFINE_alias("region", "regions")
     flags.DEFINE_integer("slices_per_case", 20, "Axial slices kept per case.")
     flags.DEFINE_integer("image_size", 240, "Output slice size (square).")
