@@ -16,6 +16,7 @@ from boundary_aware.version import __version__
 _SUBMODULES = ("layers", "losses", "metrics", "models")
 
 if _console.started_as_command():
+    _console.check_backend()
     _console.quiet_tensorflow()
 
 

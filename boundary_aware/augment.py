@@ -9,7 +9,10 @@ The random parameters of an epoch are drawn here, in numpy, from
 Every channel of a slice gets the same geometric transform (flip, rotation,
 scaling); the intensity scale and shift are drawn for each channel on its own
 (MRI sequences differ in contrast), the first channel's from the same draws as
-a one-channel slice's, so a one-channel dataset is augmented as before.
+a one-channel slice's, so a one-channel dataset is augmented as before. With
+neighbouring slices as context (`data.context_channels`: every sequence again
+for each neighbour), the intensity change is drawn per sequence and applied
+to each of its slices alike: one scan, one change.
 
 Rotation and scaling are each applied to a sample with a probability (0.2
 by default, as in nnU-Net's defaults); flips with probability 0.5. Flips are
@@ -155,7 +158,9 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
 
     Every channel is warped bilinearly (zero outside), then scaled and
     shifted inside the head by its own intensity parameters (background stays
-    0) and clipped to [0, 1]. The
+    0) and clipped to [0, 1]; `params` may hold fewer (scale, shift) pairs than
+    the image has channels, S for S sequences with context slices, and channel
+    c then takes pair c mod S. The
     {0, 1} mask is warped bilinearly and rounded, i.e. thresholded at 0.5.
     `matrix` is this slice's entry of `warp_matrices`; None: flips only,
     done exactly by reversing axes (what the warp gives too, only faster).
@@ -181,8 +186,9 @@ def augment_slice(image, mask, params, matrix, out_image, out_mask):
                 with _contiguous(out_mask[..., r]) as out:
                     cv2.warpAffine(np.ascontiguousarray(mask[..., r]), matrix, (w, h), dst=out,
                                    **_WARP)
+    pairs = (len(params) - len(GEOMETRY)) // len(INTENSITY)
     for c in range(image.shape[-1]):
-        scale, shift = float(params[4 + 2 * c]), float(params[5 + 2 * c])
+        scale, shift = float(params[4 + 2 * (c % pairs)]), float(params[5 + 2 * (c % pairs)])
         if scale != 1.0 or shift != 0.0:
             with _contiguous(out_image[..., c]) as out:
                 _scale_and_shift(out, scale, shift)

@@ -18,18 +18,23 @@ from typing import Any, Callable
 
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
-from boundary_aware.data import parse_modalities, parse_regions
+from boundary_aware.data import MAX_CONTEXT_SLICES, parse_modalities, parse_regions
 from boundary_aware.errors import ConfigError
 from boundary_aware.inference import TTA_CHOICES
 from boundary_aware.models import MODELS, check_image_size, spec
 from boundary_aware.run_directory import CHECKPOINTS
 
 
-def _int(low=None):
+MAX_BATCH = 1024  # slices per batch: beyond it, a batch only spends memory
+
+
+def _int(low=None, high=None):
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int) or \
-                (low is not None and value < low):
-            return f"must be an integer{f' >= {low}' if low is not None else ''}"
+                (low is not None and value < low) or (high is not None and value > high):
+            bounds = (f" from {low} to {high}" if high is not None else
+                      f" >= {low}" if low is not None else "")
+            return f"must be an integer{bounds}"
     return check
 
 
@@ -66,6 +71,13 @@ def _tumor_free_fraction(value):
         return "must be a number in [0, 1): the share of training slices without tumor"
 
 
+def _context_slices(value):
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 <= value <= MAX_CONTEXT_SLICES:
+        return (f"must be an integer in [0, {MAX_CONTEXT_SLICES}]: the neighbouring slices on "
+                f"each side stacked as channels")
+
+
 def _modalities(value):
     try:
         parse_modalities(value)
@@ -93,16 +105,17 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None] | None]] = {
              "edge_bce_reduction": _one_of(losses.BCE_REDUCTIONS),
              "edge_target": _one_of(losses.EDGE_TARGETS)},
     "data": {"prepared_dir": _string, "image_size": _int(1), "modalities": _modalities,
-             "regions": _regions,
+             "regions": _regions, "context_slices": _context_slices,
              "augment": None,
              "pipeline": _one_of(runtime.PIPELINES), "tumor_free_fraction": _tumor_free_fraction},
-    "train": {"epochs": _int(1), "batch_size": _int(1), "learning_rate": _positive_number,
+    "train": {"epochs": _int(1), "batch_size": _int(1, MAX_BATCH),
+              "learning_rate": _positive_number,
               "poly_power": _positive_number, "seed": _int(0),
               "precision": _one_of(runtime.PRECISIONS),
               "jit_compile": _one_of(sorted(runtime.JIT_COMPILE)),
               "steps_per_execution": _int(1), "deterministic": _boolean,
               "verbose": _verbosity},
-    "eval": {"threshold": _probability_threshold, "batch_size": _int(1),
+    "eval": {"threshold": _probability_threshold, "batch_size": _int(1, MAX_BATCH),
              "checkpoint": _one_of(CHECKPOINTS), "tta": _one_of(TTA_CHOICES), "postprocess": _boolean},
 }
 

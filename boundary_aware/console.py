@@ -14,8 +14,11 @@ commands (`started_as_command`), `quiet_tensorflow` arranges that:
   errors still show;
 * the retracing warning is filtered from TensorFlow's logger.
 
-Set `BOUNDARY_AWARE_TF_NOTICES=1` to see everything. Library use (importing
-the package in your own program or in the tests) changes nothing.
+Set `BOUNDARY_AWARE_TF_NOTICES=1` to see everything. Such a process also
+checks `KERAS_BACKEND` before Keras is imported (`check_backend`): an unknown
+or uninstalled backend is one `error:` line naming the installed ones, not a
+traceback from inside Keras. Library use (importing the package in your own
+program or in the tests) changes nothing.
 
 Reference: docs/usage.md ("Command-line tools").
 """
@@ -42,6 +45,35 @@ NOTICES = (
                r"appropriate compiler flags\.$"),  # the second line of cpu_feature_guard's
 )
 RETRACING = "triggered tf.function retracing"
+
+
+# Keras 3's backends and the module each needs
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+            "openvino": "openvino"}
+
+
+def backend_problem(name: str | None) -> str | None:
+    """Why Keras cannot start with backend `name` (KERAS_BACKEND), naming the installed
+    backends; None when it can (or when `name` is unset: Keras's default)."""
+    if not name:
+        return None
+    installed = [b for b, module in BACKENDS.items() if importlib.util.find_spec(module)]
+    if name not in BACKENDS:
+        return (f"KERAS_BACKEND={name} is not a Keras backend; the installed ones are "
+                f"{', '.join(installed) or 'none'}")
+    if name not in installed:
+        return (f"KERAS_BACKEND={name}: {BACKENDS[name]} is not installed here; the installed "
+                f"backends are {', '.join(installed) or 'none'}")
+    return None
+
+
+def check_backend() -> None:
+    """In a command: one `error:` line and exit status 1 when KERAS_BACKEND names a backend
+    Keras cannot start (`backend_problem`)."""
+    problem = backend_problem(os.environ.get("KERAS_BACKEND"))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(1)
 
 
 def is_notice(line: str) -> bool:

@@ -63,6 +63,56 @@ def parse_modalities(value) -> tuple[str, ...]:
     return _names(value, SEQUENCES, "MRI sequences", "t1c or t1,t1c,t2,flair")
 
 
+# Neighbouring slices as context (2.5D, `data.context_slices` = k): a slice's input holds
+# the k axial slices below and above it as well, each with every sequence. A context
+# channel is named after its sequence and offset, "t1c[z-1]"; the slice itself keeps the
+# sequence's plain name, so that k = 0 names the channels as before.
+MAX_CONTEXT_SLICES = 8
+
+
+def context_channels(sequences, context_slices: int = 0) -> tuple[str, ...]:
+    """The input channel names of `sequences` with `context_slices` = k neighbours on each
+    side, offset-major: every sequence at z-k, then at z-k+1, ..., then at z+k."""
+    k = int(context_slices)
+    return tuple(s if o == 0 else f"{s}[z{o:+d}]" for o in range(-k, k + 1) for s in sequences)
+
+
+def channel_layout(channels, source="the model") -> tuple[tuple[str, ...], int]:
+    """(sequences, k) of input channel names made by `context_channels`; DataError naming
+    `source` when the names are not such a layout."""
+    channels = tuple(channels)
+    sequences = tuple(c for c in channels if "[" not in c)
+    if not sequences or len(channels) % len(sequences) or \
+            (len(channels) // len(sequences)) % 2 != 1:
+        raise DataError(f"{source}: input channels {list(channels)} are not sequences with "
+                        f"the same neighbouring slices on each side")
+    k = len(channels) // len(sequences) // 2
+    if context_channels(sequences, k) != channels:
+        raise DataError(f"{source}: input channels {list(channels)} are not in the order "
+                        f"{list(context_channels(sequences, k))}")
+    return sequences, k
+
+
+def stack_context(slices: np.ndarray, rows, context_slices: int) -> np.ndarray:
+    """The input of axial slices `rows` of `slices` ((Z, H, W, S): a volume's slices, every
+    sequence as a channel) with `context_slices` = k neighbours on each side as channels
+    (`context_channels` order); (len(rows), H, W, S(2k+1)). Neighbours beyond the volume's
+    first or last slice are 0, as the background outside the head is."""
+    rows = np.asarray(rows, np.int64)
+    k = int(context_slices)
+    if k == 0:
+        return slices[rows]
+    z = len(slices)
+    out = np.zeros((len(rows),) + slices.shape[1:3] + (slices.shape[3] * (2 * k + 1),),
+                   slices.dtype)
+    s = slices.shape[3]
+    for i, offset in enumerate(range(-k, k + 1)):
+        source = rows + offset
+        inside = (source >= 0) & (source < z)
+        out[inside, ..., i * s:(i + 1) * s] = slices[source[inside]]
+    return out
+
+
 def input_channels(input_shape, recorded=None, source="the model") -> tuple[str, ...]:
     """The channel names of a model with `input_shape` (H, W, C): those `recorded` with it
     (a run's state, an export's card), else the paper's T1c for a one-channel model.
@@ -354,6 +404,16 @@ class Manifest(dict):
         return tuple(self["channels"])
 
     @property
+    def sequences(self) -> tuple[str, ...]:
+        """The MRI sequences the channels hold (each case's source files), in order."""
+        return channel_layout(self.channels, "the prepared data")[0]
+
+    @property
+    def context_slices(self) -> int:
+        """Neighbouring slices on each side stacked as channels (`context_channels`)."""
+        return channel_layout(self.channels, "the prepared data")[1]
+
+    @property
     def regions(self) -> tuple[str, ...]:
         """The tumor regions, in the order of the masks' last axis."""
         return tuple(self["options"]["regions"])
@@ -394,6 +454,8 @@ def prepare_command(options, out_dir) -> str:
     for key, paper in (("modalities", list(PAPER_CHANNELS)), ("regions", [PAPER_REGION])):
         if options[key] != paper:
             flags.append(f"--{key}={','.join(options[key])}")
+    if options["context_slices"]:
+        flags.append(f"--context_slices={options['context_slices']}")
     for key in ("slices_per_case", "image_size", "seed", "split_file"):
         if options.get(key) is not None:
             flags.append(f"--{key}={options[key]}")
@@ -402,12 +464,14 @@ def prepare_command(options, out_dir) -> str:
 
 def current_options(options) -> dict:
     """A manifest's preparation options as this version writes them: datasets prepared
-    before the sequences and regions were lists name one `region` and imply the T1c."""
+    before the sequences and regions were lists name one `region` and imply the T1c;
+    those prepared before context slices have none."""
     options = dict(options) if isinstance(options, dict) else {}
     if "region" in options and "regions" not in options:
         options["regions"] = [options.pop("region")]
     options.setdefault("regions", [PAPER_REGION])
     options.setdefault("modalities", list(PAPER_CHANNELS))
+    options.setdefault("context_slices", 0)
     return options
 
 
@@ -441,6 +505,19 @@ def manifest_format(folder: str | os.PathLike) -> int | None:
         return None
     version = manifest.get("format_version", 1)
     return version if isinstance(version, int) else None
+
+
+def dataset_files(folder: str | os.PathLike) -> set[str]:
+    """The names of the files preparation writes into a dataset folder: the manifest, every
+    split's arrays, the tumor-free pool, and whatever arrays the folder's manifest records
+    (what `--overwrite` may replace there)."""
+    names = {MANIFEST, tumor_free_path(".").name}
+    names |= {p.name for split in SPLITS for p in split_paths(".", split)}
+    try:
+        recorded = json.loads(manifest_path(folder).read_text()).get("arrays") or {}
+    except (OSError, ValueError, AttributeError):
+        recorded = {}
+    return names | {str(name) for name in recorded if "/" not in str(name)}
 
 
 def split_paths(folder: str | os.PathLike, split: str) -> tuple[Path, Path]:

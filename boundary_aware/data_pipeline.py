@@ -24,7 +24,7 @@ from boundary_aware.data import epoch_order, num_batches
 
 
 def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
-                 edge_width=2, drop_remainder=False, initial_epoch=0):
+                 edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None):
     """A `tf.data.Dataset` of one epoch; every new iteration is the next epoch.
 
     Arguments as `pydataset.SliceDataset`.
@@ -34,6 +34,7 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
     kind = edge_kind(targets)
     with_edge, union = kind is not None, kind == "edge_union"
     n, height, width, channels = images.shape
+    draws = int(sequences or channels)  # intensity changes per sample
     regions = masks.shape[-1]
     tune_process()
     epoch = [int(initial_epoch)]
@@ -42,7 +43,7 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         e = epoch[0]
         epoch[0] += 1
         order = epoch_order(n, seed, e) if shuffle else np.arange(n)
-        return order.astype(np.int64), sample_params(n, seed, e, augment, channels)
+        return order.astype(np.int64), sample_params(n, seed, e, augment, draws)
 
     # Called once per new iterator, i.e. per epoch. (A numpy_function here:
     # Dataset.from_generator doubled the pipeline's CPU time.)
@@ -65,7 +66,7 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         return image, target_dict(targets, seg, edge[0] if edge else None)
 
     batches = plan.flat_map(lambda i, p: tf.data.Dataset.from_tensor_slices(
-        (tf.ensure_shape(i, (n,)), tf.ensure_shape(p, (n, param_count(channels))))))
+        (tf.ensure_shape(i, (n,)), tf.ensure_shape(p, (n, param_count(draws))))))
     batches = batches.batch(batch_size, drop_remainder=drop_remainder)
     batches = batches.map(make_batch, num_parallel_calls=_cores(), deterministic=True)
     count = num_batches(n, batch_size, drop_remainder)

@@ -163,11 +163,11 @@ def source_file(manifest: Manifest, case_id: str, kind: str) -> Path:
 
 
 def volume_cases(manifest: Manifest, split: str):
-    """(case id, (X, Y, Z, C) volume of the manifest's channels, (X, Y, Z, R) bool masks of
+    """(case id, (X, Y, Z, S) volume of the manifest's sequences, (X, Y, Z, R) bool masks of
     its regions, spacing) of every case of a split."""
     for case_id in manifest.split(split):
-        paths = [source_file(manifest, case_id, c) for c in manifest.channels]
-        volume, _, zooms = load_channels(paths, manifest.channels)
+        paths = [source_file(manifest, case_id, c) for c in manifest.sequences]
+        volume, _, zooms = load_channels(paths, manifest.sequences)
         labels, _, _ = load_volume(source_file(manifest, case_id, "seg"), "seg")
         masks = np.stack([region_mask(labels, manifest.convention(case_id), r) > 0
                           for r in manifest.regions], axis=-1)

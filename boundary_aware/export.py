@@ -35,8 +35,9 @@ from boundary_aware import postprocess
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.data import DataError, input_channels, recorded_regions
 from boundary_aware.errors import LockedError
-from boundary_aware.files import atomic_folder, exclusive_lock, file_sha256
-from boundary_aware.model_files import load_keras_model
+from boundary_aware.files import (atomic_folder, check_apart, check_only_ours, exclusive_lock,
+                                  file_sha256)
+from boundary_aware.model_files import check_contract, load_keras_model
 from boundary_aware.models.registry import probability_outputs
 from boundary_aware.run_directory import CHECKPOINTS, RunDirectory
 from boundary_aware.version import __version__
@@ -47,6 +48,7 @@ class ExportError(RuntimeError):
 
 
 CARD = "model_card.json"
+_MOVE_THEM = "move them out of it, or export to another --out"
 CARD_FORMAT = "TensorFlow SavedModel"
 
 # Every operation our own exports hold (the three models, batch/group/no norm, float32 and
@@ -144,6 +146,14 @@ def is_export(path: str | os.PathLike) -> bool:
         (Path(path) / "saved_model.pb").is_file()
 
 
+def export_files(path: str | os.PathLike) -> set[str]:
+    """The files an export folder holds by its own card (the card and every file it lists):
+    what `--overwrite` may replace there."""
+    card = read_card(path) or {}
+    files = card.get("files") if isinstance(card.get("files"), dict) else {}
+    return {CARD} | {str(name) for name in files}
+
+
 def read_card(path: str | os.PathLike) -> dict | None:
     """The model card of an export folder, or None where it has none (or not a readable one)."""
     try:
@@ -175,6 +185,7 @@ def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channel
         if not is_export(out):
             raise ExportError(f"{out}: is not an export of this package (no {CARD} and "
                               f"saved_model.pb): it is never replaced, not even with --overwrite")
+        check_only_ours(out, export_files(out), "an export", _MOVE_THEM)
     if not out.parent.is_dir() and out.parent.exists():
         raise ExportError(f"{out.parent}: is not a folder")
     _, height, width, depth = model.input_shape
@@ -189,7 +200,8 @@ def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channel
         return {name: tf.cast(result[name], tf.float32) for name in outputs}
     archive.add_endpoint("serve", serve, input_signature=[
         tf.TensorSpec((None, height, width, depth), tf.float32, name="images")])
-    with atomic_folder(out, replace=overwrite) as tmp:
+    with atomic_folder(out, replace=overwrite, ours=export_files(out), what="an export",
+                       instead=_MOVE_THEM) as tmp:
         archive.write_out(str(tmp), verbose=False)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         card = dict(card or {})
@@ -201,7 +213,10 @@ def _export_locked(model, out: Path, card: dict | None, overwrite: bool, channel
                       "description": f"axial slices, channels {', '.join(channels)} in this "
                                      f"order, each per-volume clipped to the 0.5/99.5 "
                                      f"percentiles of its nonzero voxels, scaled to [0, 1], "
-                                     f"background 0, resized to the training size"},
+                                     f"background 0, resized to the training size" +
+                                     ("; s[z-k] / s[z+k]: sequence s on the axial slice k "
+                                      "below / above, 0 beyond the volume"
+                                      if any("[" in c for c in channels) else "")},
             "outputs": {name: {"dtype": "float32",
                                "shape": [None, height, width, int(model.outputs[
                                    list(model.output_names).index(name)].shape[-1])]}
@@ -223,12 +238,13 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
     """Export a training run's checkpoint (default: the one its rule scores, see
     `boundary_aware.run_directory`), with a model card built from the run."""
     run = RunDirectory(workdir)
+    check_apart(out, {"--workdir": workdir})
+    config = run.read_config()  # the run's records first: each names itself when damaged
+    state = run.read_state() or {}
     path = run.checkpoint(checkpoint)
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint (train the run first)")
     model = load_keras_model(path)
-    config = run.read_config()
-    state = run.read_state() or {}
     m = run.read_metrics()
     test_metrics = None
     if m is not None:
@@ -261,7 +277,14 @@ def load_saved_model(path: str | os.PathLike,
     except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
         raise UnsafeModelError(f"{path}: cannot load this SavedModel (it needs a 'serve' "
                                f"signature): {str(err).strip().splitlines()[0]}") from None
-    input_shape = tuple(serve.structured_input_signature[1]["images"].shape[1:])
+    inputs = serve.structured_input_signature[1]
+    if list(inputs) != ["images"]:
+        raise DataError(f"{path}: its 'serve' signature takes {sorted(inputs) or 'no named input'}; "
+                        f"a model of this package takes one input named 'images'")
+    input_shape = tuple(inputs["images"].shape[1:])
+    outputs = {name: spec.shape[-1] for name, spec in serve.structured_outputs.items()}
+    check_contract(input_shape, outputs, recorded_regions(
+        ((read_card(path) or {}).get("output") or {}).get("regions"), str(path)), str(path))
 
     def predict(images):
         images = np.asarray(images, np.float32)

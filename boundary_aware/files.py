@@ -110,14 +110,58 @@ def atomic_save_model(model, path: str | os.PathLike,
     return digest
 
 
+def foreign_files(folder: str | os.PathLike, ours) -> list[str]:
+    """The files (and links) under `folder` that are not ours: their paths relative to
+    it, sorted; `ours` is a set of such relative paths ("a.npy", "variables/x"). Folders
+    are not listed (an empty one holds nothing to lose); links are not followed."""
+    folder = Path(folder)
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        here = Path(parent)
+        names = names + [d for d in dirs if (here / d).is_symlink()]
+        found += [str((here / n).relative_to(folder)) for n in names]
+    return sorted(f for f in found if f not in set(ours))
+
+
+def check_only_ours(folder: str | os.PathLike, ours, what: str, instead: str) -> None:
+    """DataError naming the files of `folder` that are not in `ours` (`foreign_files`): a
+    folder about to be replaced must hold only what this package wrote there. `what`
+    says what the folder is, `instead` what the user may do."""
+    foreign = foreign_files(folder, ours)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                         else "")
+        raise DataError(f"{folder}: {what}, but also holds files this package did not write "
+                        f"({shown}); --overwrite replaces only its own files, so nothing was "
+                        f"replaced: {instead}")
+
+
+def check_apart(output: str | os.PathLike, inputs: dict) -> None:
+    """DataError when the folder `output` is one of `inputs` ({flag: path}; None entries are
+    skipped), lies inside one, or holds one: writing or replacing it could change an input."""
+    out = Path(output).resolve()
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if out == source or out in source.parents or source in out.parents:
+            where = ("is" if out == source else "holds" if out in source.parents
+                     else "lies inside")
+            raise DataError(f"{output}: the output {where} the input {flag}={path}; choose an "
+                            f"output folder apart from every input")
+
+
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+def atomic_folder(path: str | os.PathLike, replace: bool = False, ours=None,
+                  what: str = "the output", instead: str = "") -> Iterator[Path]:
     """Yield an empty temporary folder that becomes `path` when the block succeeds.
 
     On an error the temporary folder is removed and `path` is untouched. An
-    existing `path` is replaced only with `replace=True` (moved aside first,
-    deleted once the new folder is in place); the caller decides whether that
-    folder may be replaced.
+    existing `path` is replaced only with `replace=True` and only when every file
+    in it is one of `ours` (relative paths; `check_only_ours`, checked again just
+    before the swap, with `what` and `instead` for its message): it is moved aside,
+    then deleted once the new folder is in place, so what is deleted is only what
+    this package wrote there.
     """
     path = Path(path)
     remove_stale_temporaries(path)
@@ -129,6 +173,7 @@ def atomic_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Pa
         if path.exists():
             if not replace:
                 raise FileExistsError(f"{path}: already exists")
+            check_only_ours(path, ours or (), what, instead)
             old = path.with_name(f".old-{os.getpid()}-{path.name}")
             path.rename(old)
             tmp.rename(path)

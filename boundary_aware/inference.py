@@ -11,9 +11,11 @@ The one code path from models to probabilities that `predict` (the command),
 * `batched`: the forward pass in fixed-size batches (the last one padded,
   so that the model is traced for one input shape), several at a time on
   CPUs (`runtime.inference_streams`);
-* `segment_volume`: every axial slice of an LPS-ordered (X, Y, Z, C) volume
-  that holds any head, each channel normalized as in training, resized to
-  the model's size and back. Voxels where every channel is 0 (outside the
+* `segment_volume`: every axial slice of an LPS-ordered (X, Y, Z, S) volume
+  (S: the MRI sequences) that holds any head, each sequence normalized as in
+  training, resized to the model's size and back; a model trained with
+  neighbouring slices as context (`data.context_channels`) gets them stacked
+  as in training (`data.stack_context`). Voxels where every channel is 0 (outside the
   head of a skull-stripped scan) get probability 0, and slices without any
   head are not run through the model at all. With test-time flips
   (`TTA_FLIPS`) and several predictors (an ensemble), the probabilities are
@@ -38,9 +40,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from boundary_aware import postprocess, runtime
-from boundary_aware.data import (PAPER_REGION, DataError, input_channels, normalize_channels,
-                                 recorded_regions, resize_slices)
-from boundary_aware.model_files import REFUSED_SUFFIXES, load_keras_model
+from boundary_aware.data import (PAPER_REGION, DataError, channel_layout, input_channels,
+                                 normalize_channels, recorded_regions, resize_slices,
+                                 stack_context)
+from boundary_aware.model_files import REFUSED_SUFFIXES, check_contract, load_keras_model
 from boundary_aware.models.registry import probability_outputs
 from boundary_aware.run_directory import RunDirectory
 
@@ -53,7 +56,8 @@ class Predictor:
 
     `predict(images)` maps (N, H, W, C) float32 slices to a dict of (N, H, W, K)
     float32 probabilities (`seg`: K = one map per tumor region); `input_shape` is
-    (H, W, C); `channels` names the C input channels (MRI sequences) in order;
+    (H, W, C); `channels` names the C input channels in order (MRI sequences, and
+    their neighbouring slices where it takes context: `sequences`, `context_slices`);
     `regions` names the maps of `seg` in order; `conventions` are the label
     conventions of the data it was trained on (where recorded); `postprocess` is the
     whole-volume clean-up ({region: rule}, `boundary_aware.postprocess`) recorded
@@ -70,6 +74,16 @@ class Predictor:
 
     def __call__(self, images: np.ndarray) -> dict:
         return self.predict(images)
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        """The MRI sequences it reads from a case, in order (one volume each)."""
+        return channel_layout(self.channels)[0]
+
+    @property
+    def context_slices(self) -> int:
+        """The neighbouring slices on each side it takes as context (0: none)."""
+        return channel_layout(self.channels)[1]
 
 
 def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
@@ -93,8 +107,8 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
         rules = ({r: postprocess.check_rule(v, f"{path} (model card)") for r, v in rules.items()}
                  if isinstance(rules, dict) else None)
         output = card.get("output", {})
-        return Predictor(batched(serve, batch_size), input_shape, channels, rules,
-                         recorded_regions(output.get("regions"), str(path)),
+        regions = recorded_regions(output.get("regions"), str(path))
+        return Predictor(batched(serve, batch_size), input_shape, channels, rules, regions,
                          tuple(output.get("conventions") or ()))
     run = None
     if RunDirectory.looks_like_one(path):
@@ -111,6 +125,10 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
     runtime.share_cores_between(streams)  # before the model's first operation
     model = load_keras_model(path)
     state = (run.read_state() or {}) if run is not None else {}
+    outputs = ({name: tensor.shape[-1] for name, tensor in model.output.items()}
+               if isinstance(model.output, dict) else {"one unnamed tensor": None})
+    check_contract(model.input_shape[1:] if not isinstance(model.input_shape, list) else (),
+                   outputs, recorded_regions(state.get("regions"), str(path)), str(path))
     predictor = keras_predictor(model, batch_size, streams,
                                 input_channels(model.input_shape[1:],
                                                state.get("input_channels"), str(path)),
@@ -251,13 +269,13 @@ def flipped(slices: np.ndarray, flip: str) -> np.ndarray:
 
 
 class VolumeInput:
-    """An LPS-ordered (X, Y, Z, C) volume, made ready once for any number of models.
+    """An LPS-ordered (X, Y, Z, S) volume, made ready once for any number of models.
 
     `head` (X, Y, Z) is True where any channel is non-zero: BraTS volumes are
     skull-stripped and exactly 0 outside the head, where no tumor can be.
     `rows` are the axial slices that hold any head; only they are run through
-    a model, normalized and resized as in training (`slices(size)`, kept per
-    input size). A volume with no zero voxel is all head.
+    a model, normalized and resized as in training (`slices(size, context)`,
+    kept per input size and context). A volume with no zero voxel is all head.
     """
 
     def __init__(self, volume: np.ndarray):
@@ -270,11 +288,19 @@ class VolumeInput:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.volume.shape[:3])
 
-    def slices(self, size: int) -> np.ndarray:
-        """(len(rows), size, size, C): the model input of the slices with head."""
-        if size not in self._slices:
-            self._slices[size] = volume_slices(self.volume[:, :, self.rows], size)
-        return self._slices[size]
+    def slices(self, size: int, context_slices: int = 0) -> np.ndarray:
+        """(len(rows), size, size, S(2k+1)): the model input of the slices with head, with
+        k = `context_slices` neighbours on each side (`data.stack_context`; a slice
+        without head is all 0 once normalized, as one beyond the volume is)."""
+        key = (size, context_slices)
+        if key not in self._slices:
+            own = volume_slices(self.volume[:, :, self.rows], size)
+            if context_slices:
+                every = np.zeros((self.shape[2],) + own.shape[1:], np.float32)
+                every[self.rows] = own
+                own = stack_context(every, self.rows, context_slices)
+            self._slices[key] = own
+        return self._slices[key]
 
 
 def as_list(predictors) -> list[Predictor]:
@@ -284,8 +310,8 @@ def as_list(predictors) -> list[Predictor]:
 def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool = True,
                    outputs: Sequence[str] | None = None, flips: Sequence[str] = NO_TTA,
                    spread: bool = False) -> dict[str, np.ndarray]:
-    """Probabilities of every output (or of `outputs`) for an LPS-ordered (X, Y, Z, C)
-    volume (or its `VolumeInput`), whose channels are the predictors', in their order:
+    """Probabilities of every output (or of `outputs`) for an LPS-ordered (X, Y, Z, S)
+    volume (or its `VolumeInput`), whose channels are the predictors' sequences, in order:
     (X, Y, Z) for an output of one map (the paper's tumor core), (X, Y, Z, K) for K maps
     (one per region).
 
@@ -298,10 +324,10 @@ def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool 
     """
     predictors = as_list(predictors)
     data = volume if isinstance(volume, VolumeInput) else VolumeInput(volume)
-    channels = predictors[0].channels
-    if data.volume.ndim != 4 or data.volume.shape[-1] != len(channels):
-        raise DataError(f"the model takes {len(channels)} channels "
-                        f"({', '.join(channels)}), got a volume of shape {data.volume.shape}")
+    sequences = predictors[0].sequences
+    if data.volume.ndim != 4 or data.volume.shape[-1] != len(sequences):
+        raise DataError(f"the model takes {len(sequences)} sequences "
+                        f"({', '.join(sequences)}), got a volume of shape {data.volume.shape}")
     x, y, z = data.shape
     if len(data.rows) == 0:  # no head at all: nothing to segment; one blank slice names
         blank = predictors[0](  # the outputs and their maps
@@ -310,7 +336,8 @@ def segment_volume(predictors, volume: np.ndarray | VolumeInput, distinct: bool 
         zeros = {n: np.zeros((x, y, z) + ((k,) if k > 1 else ()), np.float32)
                  for n, k in maps.items()}
         return {**zeros, **({f"{n}_spread": v for n, v in zeros.items()} if spread else {})}
-    inside = segment_slices(predictors, data.slices(predictors[0].input_shape[0]), (x, y),
+    inside = segment_slices(predictors, data.slices(predictors[0].input_shape[0],
+                                                    predictors[0].context_slices), (x, y),
                             distinct, outputs, flips, spread)
     result = {}
     for name, value in inside.items():

@@ -80,6 +80,14 @@ def load_volume(path, kind="image"):
         raise DataError(f"{path}: cannot read the voxel data: truncated or corrupt file ({err})") from None
     if kind == "image" and np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise DataError(f"{path}: {int(np.sum(~np.isfinite(data)))} NaN or inf voxels")
+    affine = np.asarray(img.affine, np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise DataError(f"{path}: its affine (voxel-to-world transform) is degenerate or not "
+                        f"finite ({np.round(affine, 3).tolist()}); fix the header's sform/qform")
+    zooms = img.header.get_zooms()[:3]
+    if not all(np.isfinite(z) and z > 0 for z in zooms):
+        raise DataError(f"{path}: voxel sizes {tuple(float(z) for z in zooms)} in the header "
+                        f"are not positive numbers; fix the header's pixdim")
     transform = to_brats_transform(img.affine)
     data = orientations.apply_orientation(data, transform)
     return np.ascontiguousarray(data), img.affine, lps_zooms(img.header.get_zooms(), transform)

@@ -6,16 +6,18 @@ mode on) or an exported SavedModel folder; `.h5` files and pickles are
 refused. Several, comma-separated, make an ensemble: their probabilities are
 averaged, and they must take the same input (a mismatch is refused, naming
 both). The model's input channels (MRI sequences; T1c for the paper's
-models) come from its run or its export (`boundary_aware.inference`).
-`--input` is one volume per channel, comma-separated in the model's channel
-order (one T1c file for the paper's models), with `--output` a file; or a
+models; with context slices, each sequence's neighbouring slices too) come
+from its run or its export (`boundary_aware.inference`). `--input` is one
+volume per sequence, comma-separated in the model's order (one T1c file for
+the paper's models), with `--output` a file; or a
 folder in BraTS layout (`<case>/<case>_t1ce.nii.gz` or `<case>-t1c.nii.gz`,
 and the other sequences' files where the model takes them:
 `data_prep.brats`) with `--output` a folder (one mask per case,
 `<case>_tc.nii.gz`, or `<case>.nii.gz` for a model of several regions, and
 `summary.json`, rewritten after every case so that a stopped run says what
-finished). A case that lacks a sequence the model takes is refused, naming
-the file.
+finished, and lists under `skipped` what discovery passed over, with the
+reason). A case that lacks a sequence the model takes is refused, naming
+the file; two cases of one id are refused, naming both.
 
 The paper's models write the tumor core as 1. A model of several regions
 (`data.regions`, e.g. WT, TC and ET as separate sigmoid maps) writes one
@@ -68,6 +70,7 @@ from data_prep.brats import discover_images
 
 # the maps written beside a mask on request: (output key, file name suffix)
 EXTRA_OUTPUTS = {"edge": "_edge", "prob": "_prob", "uncertainty": "_uncertainty"}
+MAX_BATCH = 512  # slices per forward pass: beyond a whole volume, only memory is spent
 
 
 def beside(output: Path, suffix: str) -> Path:
@@ -129,19 +132,19 @@ def predict_file(predictors, image_paths, output: str | os.PathLike,
                  distinct: bool = True, flips: Sequence[str] = NO_TTA,
                  use_postprocess: bool = True, save_probabilities: bool = False,
                  save_uncertainty: bool = False, convention: str | None = None) -> dict:
-    """Segment one case (a path per channel, in the models' order) with one predictor or
+    """Segment one case (a path per sequence, in the models' order) with one predictor or
     an ensemble's list, and write its mask (and the maps asked for) on the first file's
     grid; returns a summary dict. `distinct`: as in `segment_volume`. A model of several
     regions writes a label map in `convention` (`output_convention`; one region: its
     label, 1 for the paper's tumor core)."""
     predictors = as_list(predictors)
-    channels, regions = predictors[0].channels, predictors[0].regions
+    sequences, regions = predictors[0].sequences, predictors[0].regions
     output = Path(output)
     paths = [Path(p) for p in ([image_paths] if isinstance(image_paths, (str, os.PathLike))
                                else image_paths)]
-    if len(paths) != len(channels):
+    if len(paths) != len(sequences):
         raise DataError(f"{', '.join(map(str, paths))}: the model takes "
-                        f"{len(channels)} volumes ({', '.join(channels)}), got {len(paths)}")
+                        f"{len(sequences)} volumes ({', '.join(sequences)}), got {len(paths)}")
     if not (output.name.endswith(".nii.gz") or output.name.endswith(".nii")):
         raise DataError(f"{output}: the output must end in .nii.gz or .nii")
     convention = output_convention(predictors, None, convention)
@@ -151,7 +154,7 @@ def predict_file(predictors, image_paths, output: str | os.PathLike,
     if save_uncertainty:
         targets["uncertainty"] = map_paths(output, EXTRA_OUTPUTS["uncertainty"], regions)
     check_targets(targets, overwrite)
-    volume, _, zooms = load_channels(paths, channels)
+    volume, _, zooms = load_channels(paths, sequences)
     probs = segment_volume(predictors, volume, distinct, flips=flips, spread=save_uncertainty)
     if edge_output:
         if "edge" not in probs:
@@ -243,8 +246,9 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
             raise DataError(f"{path}: file not found")
     if not 0 < threshold < 1:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
-    if batch_size is not None and batch_size < 1:
-        raise DataError(f"--batch_size must be >= 1, got {batch_size}")
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH:
+        raise DataError(f"--batch_size must be from 1 to {MAX_BATCH} slices per forward pass "
+                        f"(a BraTS volume has 155), got {batch_size}")
     flips = tta_flips(tta)
     if convention:
         check_convention(convention)
@@ -286,20 +290,24 @@ def _predict_folder(models, folder, output, overwrite, batch_size, progress, tru
     check_replaceable(summary_path, overwrite, _is_our_summary,
                       "a summary written by this package")
     predictors = load_predictors(models, batch_size, trust_model)
-    cases = discover_images(folder, predictors[0].channels)
+    skipped = {}
+    cases = discover_images(folder, predictors[0].sequences, skipped)
+    for path, why in skipped.items():
+        print(f"skipped {path}: {why}", file=sys.stderr)
     iterator = cases
     if progress:
         from tqdm import tqdm
         iterator = tqdm(cases, desc="cases", unit="case", file=sys.stderr)
     summary = {"model": ",".join(models), "threshold": options["threshold"],
                "flips": list(flips),
-               "cases": {}, "errors": {}, "pending": [c.case_id for c in cases]}
+               "cases": {}, "errors": {}, "pending": [c.case_id for c in cases],
+               "skipped": skipped}
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
     for case in iterator:
         try:
             summary["cases"][case.case_id] = predict_file(
-                predictors, case.channel_files(predictors[0].channels),
+                predictors, case.channel_files(predictors[0].sequences),
                 output / case_output(case.case_id, predictors[0].regions),
                 convention=output_convention(predictors, case.layout, convention), **options)
         except DataError as err:

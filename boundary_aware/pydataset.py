@@ -30,11 +30,14 @@ class SliceDataset(keras.utils.PyDataset):
         edge_width: width of the boundary band.
         drop_remainder: drop the last incomplete batch.
         initial_epoch: the epoch the first pass stands for (for resumed runs).
+        sequences: the MRI sequences the channels hold, each drawing one intensity change
+            for all its channels (with context slices; None: one per channel).
         **kwargs: `keras.utils.PyDataset` arguments (workers, ...).
     """
 
     def __init__(self, images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
-                 edge_width=2, drop_remainder=False, initial_epoch=0, **kwargs):
+                 edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.images, self.masks = images, masks
         self.batch_size = int(batch_size)
@@ -43,6 +46,7 @@ class SliceDataset(keras.utils.PyDataset):
         self.edge_width = int(edge_width)
         self.drop_remainder = bool(drop_remainder)
         self.epoch = int(initial_epoch)
+        self.sequences = int(sequences or images.shape[-1])
         self.targets = dict(targets)
         self.edge = edge_kind(self.targets)
         tune_process()
@@ -51,8 +55,7 @@ class SliceDataset(keras.utils.PyDataset):
     def _prepare_epoch(self):
         n = len(self.images)
         self.order = epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
-        self.params = sample_params(n, self.seed, self.epoch, self.augment,
-                                    self.images.shape[-1])
+        self.params = sample_params(n, self.seed, self.epoch, self.augment, self.sequences)
 
     def __len__(self):
         return num_batches(len(self.images), self.batch_size, self.drop_remainder)

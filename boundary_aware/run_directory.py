@@ -43,6 +43,18 @@ DEFAULT_RULE = "final"
 METRICS_FORMAT = 5
 
 
+def _read_record(path: Path, what: str, remedy: str) -> dict[str, Any]:
+    """A JSON object a run keeps (its config, its state); FormatError naming the file, what
+    it is and what to do when it cannot be read or is damaged."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise FormatError(f"{path}: {what} is damaged or unreadable ({err}); {remedy}") from None
+    if not isinstance(record, dict):
+        raise FormatError(f"{path}: {what} is not a JSON object; {remedy}")
+    return record
+
+
 def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:
     """A run's `metrics.json`, checked to be of `METRICS_FORMAT` (`FormatError` otherwise,
     with the command that writes it again)."""
@@ -50,7 +62,8 @@ def read_metrics_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise FormatError(f"{path}: cannot read the scores ({err})") from None
+        raise FormatError(f"{path}: cannot read the scores ({err}); score the run again: "
+                          f"boundary-aware-evaluate --workdir={path.parent}") from None
     version = metrics.get("format_version", 1) if isinstance(metrics, dict) else None
     if version != METRICS_FORMAT:
         raise FormatError(f"{path}: scores of format {version}, written by another version of "
@@ -111,7 +124,8 @@ class RunDirectory:
         if not self.config_path.is_file():
             raise FileNotFoundError(f"{self.config_path}: not found; is {self.path} a training "
                                     f"run directory?")
-        return json.loads(self.config_path.read_text())
+        return _read_record(self.config_path, "the run's config", "it cannot be trusted: train "
+                            "again in a new --workdir")
 
     def threshold(self) -> float:
         """The probability threshold of the run's config (`eval.threshold`)."""
@@ -119,7 +133,11 @@ class RunDirectory:
 
     def read_state(self) -> dict[str, Any] | None:
         """The training state, or None before the first epoch completes."""
-        return json.loads(self.state_path.read_text()) if self.state_path.is_file() else None
+        if not self.state_path.is_file():
+            return None
+        return _read_record(self.state_path, "the training state",
+                            f"remove it and rerun training with --restart to train {self.path} "
+                            f"from epoch 0, or train in a new --workdir")
 
     def read_metrics(self) -> dict[str, Any] | None:
         """The test scores (`read_metrics_file`), or None before evaluation."""

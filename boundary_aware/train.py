@@ -89,7 +89,8 @@ def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
     """Training batches: tf.data or a PyDataset, as `runtime.uses_tf_data` says."""
     kwargs = dict(batch_size=config.train.batch_size, targets=targets, seed=config.train.seed,
                   shuffle=True, augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
-                  edge_width=config.loss.edge_width, initial_epoch=initial_epoch)
+                  edge_width=config.loss.edge_width, initial_epoch=initial_epoch,
+                  sequences=len(parse_modalities(config.data.modalities)))
     if runtime.uses_tf_data(config.data.pipeline):
         from boundary_aware.data_pipeline import make_dataset
         return make_dataset(images, masks, **kwargs)
@@ -133,19 +134,32 @@ def check_data(config, manifest: Manifest, prepared) -> None:
     if manifest.image_size != config.data.image_size:
         raise TrainingError(f"{prepared}: slices are {manifest.image_size} px, "
                             f"the config asks for {config.data.image_size}")
-    for what, held, key, parse in (("channels", manifest.channels, "modalities", parse_modalities),
+    for what, held, key, parse in (("channels", manifest.sequences, "modalities", parse_modalities),
                                    ("regions", manifest.regions, "regions", parse_regions)):
         wanted = parse(config.data[key])
         if held != wanted:
             raise TrainingError(f"{prepared}: holds the {what} {','.join(held)}, the config asks "
                                 f"for data.{key} = {','.join(wanted)}; prepare the data with "
                                 f"--{key}={','.join(wanted)}")
+    wanted = context_slices(config)
+    if manifest.context_slices != wanted:  # the sequences agree: the context differs
+        raise TrainingError(f"{prepared}: holds {manifest.context_slices} neighbouring slices on "
+                            f"each side as context, the config asks for data.context_slices = "
+                            f"{wanted}; prepare the data with --context_slices={wanted}")
+
+
+def context_slices(config) -> int:
+    """`data.context_slices` (configs from before it: 0, none)."""
+    return int(config.data.get("context_slices", 0))
 
 
 def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
-    """Write the run's config, or check that an existing run was made with this one."""
+    """Write the run's config, or check that an existing run was made with this one. A
+    config left by a start that never finished an epoch (no state, no checkpoint: nothing
+    was trained under it, e.g. a first start that failed) is replaced."""
     resolved = json.loads(config.to_json())
-    if run.config_path.exists():
+    nothing_trained = not run.state_path.exists() and not run.has_checkpoints()
+    if run.config_path.exists() and not nothing_trained:
         if run.read_config() != resolved:
             made_by = (run.read_state() or {}).get("package_version")
             by = f" (made by boundary-aware {made_by})" if made_by else ""

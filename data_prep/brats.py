@@ -6,9 +6,13 @@ The one place that knows BraTS file names (docs/data.md). Layouts:
 * BraTS 2023+:     `<root>/**/<case>/<case>-t1n.nii.gz`, `-t1c`, `-t2w`, `-t2f`
   and `-seg.nii.gz`; labels {0, 1, 2, 3}.
 A case is found by the files of the sequences asked for (`channels`, default
-the paper's T1c); other files in its folder are ignored. Folders are walked
-without following symbolic links. Every problem raises `DataError` naming
-the file and what is wrong.
+the paper's T1c); other files in its folder are ignored. Symbolic links to
+folders are followed inside the given folder only; what is passed over (a
+link leading outside it, a broken link, a BraTS-named file outside a folder
+of its case's name, a folder that cannot be read with `on_error="skip"`) is
+recorded with the reason in `skipped`. Two cases of one id are refused,
+naming both. Every problem raises `DataError` naming the file and what is
+wrong.
 """
 
 import os
@@ -48,13 +52,36 @@ def check_channels(channels) -> tuple[str, ...]:
     return parse_modalities(channels)
 
 
-def _files(root, unreadable):
-    """Every file under `root`; folders that cannot be listed go to `unreadable`."""
+def _files(root, unreadable, skipped):
+    """Every file under `root`; folders that cannot be listed go to `unreadable`.
+
+    A symbolic link to a folder is followed when the folder lies inside `root` (and was
+    not reached before: no loops); one that leads outside `root`, or nowhere, goes to
+    `skipped` ({path: why}) and is not followed."""
     def note(err):
         unreadable[str(err.filename)] = err.strerror or str(err)
+    top = Path(root).resolve()
+    seen = {top}
     found = []
-    for folder, _, names in os.walk(root, onerror=note):
-        found += [Path(folder) / name for name in names]
+    for folder, dirs, names in os.walk(root, onerror=note, followlinks=True):
+        here = Path(folder)
+        for name in list(dirs):
+            path = here / name
+            target = path.resolve()
+            if path.is_symlink() and (top not in target.parents or target in seen):
+                why = ("a link to a folder outside the given folder; not followed"
+                       if top not in target.parents else "a link to a folder reached before; "
+                       "not followed again")
+                skipped[str(path)] = why
+                dirs.remove(name)
+            else:
+                seen.add(target)
+        for name in names:
+            path = here / name
+            if path.is_symlink() and not path.exists():
+                skipped[str(path)] = "a broken symbolic link"
+            else:
+                found.append(path)
     return sorted(found)
 
 
@@ -65,31 +92,48 @@ def _scan(root, kinds, on_error="fail", skipped=None):
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
     unreadable = {}
-    files = _files(root, unreadable)
+    skipped = {} if skipped is None else skipped
+    files = _files(root, unreadable, skipped)
     for folder, why in unreadable.items():
         if on_error != "skip":
             raise DataError(f"{folder}: cannot read this folder ({why}); fix its permissions, "
                             f"or pass --on_error=skip to leave it out")
-        if skipped is not None:
-            skipped[folder] = f"cannot read this folder ({why})"
+        skipped[folder] = f"cannot read this folder ({why})"
     cases = {}
     for layout, suffixes in LAYOUTS.items():
         for kind in kinds:
             for path in (p for p in files if p.name.endswith(suffixes[kind])):
                 case_id = path.name[: -len(suffixes[kind])]
-                if path.parent.name != case_id:
-                    continue  # not in its own case folder: not a BraTS file
+                if path.parent.name != case_id:  # not in its own case folder: not taken
+                    skipped[str(path)] = (f"not in a folder named {case_id} (the BraTS layout: "
+                                          f"{case_id}/{path.name})")
+                    continue
                 found = {k: path.parent / (case_id + suffixes[k]) for k in kinds}
                 for needed, path_needed in found.items():
                     if not path_needed.is_file():
                         raise DataError(f"{path_needed}: missing {SEQUENCE_NAMES[needed]} file "
                                         f"of case {case_id}")
                 other = cases.get(case_id)
+                if other and _resolved(other.files) == _resolved(found):
+                    continue  # the same files reached through a link
                 if other and other.files != found:
                     raise DataError(f"{found[kinds[0]]}: case id {case_id} also found at "
                                     f"{other.files[kinds[0]]}")
                 cases[case_id] = Case(case_id, found, layout)
     return cases
+
+
+def _passed_over(skipped) -> str:
+    """The end of a "no cases found" message: what discovery passed over, and why."""
+    if not skipped:
+        return ""
+    path, why = next(iter(skipped.items()))
+    more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+    return f"; passed over {path}: {why}{more}"
+
+
+def _resolved(files):
+    return {kind: path.resolve() for kind, path in files.items()}
 
 
 def _layout_hint(kinds):
@@ -107,20 +151,24 @@ def discover_cases(root, on_error="fail", skipped=None, channels=PAPER_CHANNELS)
     `on_error="skip"` it is left out and recorded in `skipped` (folder: why).
     """
     kinds = check_channels(channels) + ("seg",)
+    skipped = {} if skipped is None else skipped
     cases = _scan(root, kinds, on_error, skipped)
     if not cases:
-        raise DataError(f"{root}: no BraTS cases found (expected {_layout_hint(kinds)})")
+        raise DataError(f"{root}: no BraTS cases found (expected {_layout_hint(kinds)})"
+                        f"{_passed_over(skipped)}")
     return [cases[k] for k in sorted(cases)]
 
 
-def discover_images(root, channels=PAPER_CHANNELS):
+def discover_images(root, channels=PAPER_CHANNELS, skipped=None):
     """All cases under `root` (either layout) with every one of `channels` (no
-    segmentation needed: the cases to segment), sorted by id."""
+    segmentation needed: the cases to segment), sorted by id; what was passed over goes
+    to `skipped` ({path: why})."""
     kinds = check_channels(channels)
-    cases = _scan(root, kinds)
+    skipped = {} if skipped is None else skipped
+    cases = _scan(root, kinds, skipped=skipped)
     if not cases:
         raise DataError(f"{root}: no {' + '.join(SEQUENCE_NAMES[k] for k in kinds)} volumes in "
-                        f"BraTS layout ({_layout_hint(kinds)})")
+                        f"BraTS layout ({_layout_hint(kinds)}){_passed_over(skipped)}")
     return [cases[k] for k in sorted(cases)]
 
 

@@ -1,13 +1,17 @@
 """Prepare a BraTS folder as a 2D slice dataset (Sec. 3.1 of the paper).
 
     python -m data_prep.prepare_brats --brats_dir=DIR --out_dir=DIR \
-        [--modalities=t1c] [--regions=tc] [--slices_per_case=20] [--image_size=240] [--seed=0] \
+        [--modalities=t1c] [--regions=tc] [--context_slices=0] [--slices_per_case=20] \
+        [--image_size=240] [--seed=0] \
         [--split_file=split.json] [--on_error=fail|skip] [--workers=2] [--overwrite]
 
 Every case is validated before any array is written. The dataset is written
 to a temporary folder beside `out_dir` and renamed into place at the end, so
 a failed or interrupted run leaves no half-written dataset; an existing
-dataset made with other options is kept unless `--overwrite` is given.
+dataset made with other options is kept unless `--overwrite` is given, and
+even then only when its folder holds nothing but what preparation wrote (a
+user's file there is named and nothing is replaced). The output may not lie
+inside the BraTS folder, nor hold it or the split file.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.1-3.2; docs/data.md.
 """
@@ -20,19 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.cli import exit_on, run_absl
+from boundary_aware.cli import check_workers, exit_on, max_workers, run_absl
 from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, PAPER_REGION, REGIONS,
-                                 SEQUENCES, SPLITS, DataError, Manifest, case_record,
-                                 manifest_format, manifest_path, normalize_channels,
-                                 parse_modalities, parse_regions, resize_slices, select_slices,
-                                 select_tumor_free_slices, split_paths, tumor_free_path)
+                                 dataset_files,
+                                 MAX_CONTEXT_SLICES, SEQUENCES, SPLITS, DataError, Manifest,
+                                 case_record, context_channels, manifest_format, manifest_path,
+                                 normalize_channels, parse_modalities, parse_regions,
+                                 resize_slices, select_slices, select_tumor_free_slices,
+                                 split_paths, stack_context, tumor_free_path)
 from boundary_aware.errors import LockedError
-from boundary_aware.files import atomic_folder, check_writable_folder, exclusive_lock, file_sha256
+from boundary_aware.files import (atomic_folder, check_apart, check_only_ours,
+                                  check_writable_folder, exclusive_lock, file_sha256)
 from boundary_aware.models import check_image_size  # the registry; Keras is not loaded
 from boundary_aware.version import __version__
 from data_prep.brats import discover_cases, load_case
 
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+_MOVE_THEM = "move them out of it, or prepare into another --out_dir"
 
 
 def default_split(case_ids, seed):
@@ -57,6 +65,10 @@ def read_split_file(path, case_ids):
     if not isinstance(split, dict) or set(split) - set(SPLITS) or \
             not all(isinstance(v, list) for v in split.values()):
         raise DataError(f'{path}: expected {{"train": [...], "val": [...], "test": [...]}}')
+    odd = [c for v in split.values() for c in v if not isinstance(c, str)]
+    if odd:
+        raise DataError(f"{path}: case ids must be strings (the case folders' names), got "
+                        f"{odd[:5]}")
     split = {name: sorted(split.get(name, [])) for name in SPLITS}
     seen = [c for name in SPLITS for c in split[name]]
     duplicated = sorted({c for c in seen if seen.count(c) > 1})
@@ -68,10 +80,13 @@ def read_split_file(path, case_ids):
     return split
 
 
-def prepare_case(case, regions, slices_per_case, image_size, root, channels=PAPER_CHANNELS):
+def prepare_case(case, regions, slices_per_case, image_size, root, channels=PAPER_CHANNELS,
+                 context_slices=0):
     """Load, validate, select, normalize (each channel on its own) and resize one case.
 
-    Returns (images (N, size, size, C) float32, masks (N, size, size, R) uint8 (one channel
+    Returns (images (N, size, size, C) float32 (C: the sequences `channels`, with
+    `context_slices` neighbours on each side: `data.context_channels`), masks
+    (N, size, size, R) uint8 (one channel
     per region of `regions`, in order; slices selected around their union), manifest
     record, tumor-free images (M, size, size, C) float32); the record names each source
     file by its path relative to `root` (the BraTS folder), so that evaluation can score
@@ -84,10 +99,16 @@ def prepare_case(case, regions, slices_per_case, image_size, root, channels=PAPE
     indices = select_slices(mask, slices_per_case)
     free = select_tumor_free_slices(mask, np.any(image != 0, axis=-1),
                                     tumor_free_per_case(slices_per_case))
-    norm, ranges = normalize_channels(image, indices + free)
-    images = np.stack([resize_slices(np.moveaxis(norm[..., c], 2, 0), image_size, order=1)
-                       for c in range(norm.shape[-1])], axis=-1)
-    images = np.clip(images, 0, 1).astype(np.float32)
+    rows = np.asarray(indices + free, np.int64)
+    k = int(context_slices)
+    needed = np.unique(np.clip(rows[:, None] + np.arange(-k, k + 1), 0, image.shape[2] - 1)) \
+        if len(rows) else rows  # the slices and their neighbours inside the volume
+    norm, ranges = normalize_channels(image, needed)
+    resized = np.zeros((image.shape[2], image_size, image_size, norm.shape[-1]), np.float32)
+    resized[needed] = np.clip(np.stack(
+        [resize_slices(np.moveaxis(norm[..., c], 2, 0), image_size, order=1)
+         for c in range(norm.shape[-1])], axis=-1), 0, 1)
+    images = stack_context(resized, rows, k)
     masks = np.stack([resize_slices(np.moveaxis(masks[:, :, indices, r], 2, 0), image_size,
                                     order=0) for r in range(masks.shape[-1])], axis=-1)
     files = {kind: (path, path.resolve().relative_to(Path(root).resolve()), file_sha256(path))
@@ -109,7 +130,8 @@ def _prepare_one(args):
     try:
         return case.case_id, prepare_case(case, options["regions"], options["slices_per_case"],
                                           options["image_size"], options["brats_dir"],
-                                          tuple(options["modalities"])), None
+                                          tuple(options["modalities"]),
+                                          options["context_slices"]), None
     except DataError as err:
         return case.case_id, None, str(err)
 
@@ -123,9 +145,11 @@ def _progress(iterable, total, enabled):
 
 def prepare(brats_dir, out_dir, regions=(PAPER_REGION,), slices_per_case=20, image_size=240,
             seed=0, split_file=None, on_error="fail", workers=1, overwrite=False,
-            progress=False, log=print, modalities=PAPER_CHANNELS):
+            progress=False, log=print, modalities=PAPER_CHANNELS, context_slices=0):
     """Prepare the dataset; returns the manifest dict. See the module docstring.
-    `modalities`: the MRI sequences, in channel order (`data.SEQUENCES`)."""
+    `modalities`: the MRI sequences, in channel order (`data.SEQUENCES`);
+    `context_slices`: neighbouring slices on each side stacked as channels too
+    (`data.context_channels`; 0 in the paper)."""
     try:
         modalities = parse_modalities(modalities)
     except ValueError as err:
@@ -138,8 +162,10 @@ def prepare(brats_dir, out_dir, regions=(PAPER_REGION,), slices_per_case=20, ima
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     if not isinstance(slices_per_case, int) or slices_per_case < 1:
         raise ValueError(f"--slices_per_case must be >= 1, got {slices_per_case!r}")
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers!r}")
+    if not isinstance(context_slices, int) or not 0 <= context_slices <= MAX_CONTEXT_SLICES:
+        raise ValueError(f"--context_slices must be in [0, {MAX_CONTEXT_SLICES}], got "
+                         f"{context_slices!r}")
+    check_workers(workers)
     try:
         check_image_size(image_size)  # every model must be able to train on the slices
     except ValueError as err:
@@ -148,16 +174,17 @@ def prepare(brats_dir, out_dir, regions=(PAPER_REGION,), slices_per_case=20, ima
     check_writable_folder(out_dir)
     if not Path(brats_dir).is_dir():
         raise DataError(f"{brats_dir}: not a directory")
+    check_apart(out_dir, {"--brats_dir": brats_dir, "--split_file": split_file})
     with exclusive_lock(out_dir.with_name(f".{out_dir.name}.lock"), str(out_dir)):
         return _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, seed,
                                split_file, on_error, workers, overwrite, progress, log,
-                               modalities)
+                               modalities, context_slices)
 
 
 def _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, seed, split_file,
-                    on_error, workers, overwrite, progress, log, modalities):
+                    on_error, workers, overwrite, progress, log, modalities, context_slices):
     options = {"brats_dir": str(Path(brats_dir).resolve()), "modalities": list(modalities),
-               "regions": list(regions),
+               "regions": list(regions), "context_slices": context_slices,
                "slices_per_case": slices_per_case, "image_size": image_size, "seed": seed,
                "split_file": str(Path(split_file).resolve()) if split_file else None,
                "on_error": on_error}
@@ -177,12 +204,15 @@ def _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, se
                 return existing
             raise DataError(f"{out_dir}: holds a dataset prepared with other options "
                             f"({existing.options}); pass --overwrite to replace it")
+        check_only_ours(out_dir, dataset_files(out_dir), "a prepared dataset", _MOVE_THEM)
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise DataError(f"{out_dir}: exists, is not empty and is not a prepared dataset; "
                         f"it is never replaced (not even with --overwrite)")
 
     skipped = {}
     cases = discover_cases(brats_dir, on_error, skipped, modalities)
+    for path, why in skipped.items():
+        log(f"skipped {path}: {why}")
     ids = [c.case_id for c in cases]
     split = read_split_file(split_file, ids) if split_file else default_split(ids, seed)
     wanted = {c for name in SPLITS for c in split[name]}
@@ -205,14 +235,16 @@ def _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, se
             log(f"skipped case {case_id}: {error}")
 
     split = {name: [c for c in split[name] if c in prepared] for name in SPLITS}
-    manifest = Manifest.create(__version__, options, modalities, split, skipped,
+    channels = context_channels(modalities, context_slices)
+    manifest = Manifest.create(__version__, options, channels, split, skipped,
                                {c: prepared[c][2] for c in sorted(prepared)})
-    with atomic_folder(out_dir, replace=True) as tmp:
+    with atomic_folder(out_dir, replace=True, ours=dataset_files(out_dir),
+                       what="a prepared dataset", instead=_MOVE_THEM) as tmp:
         for name in SPLITS:
             parts = [prepared[c] for c in split[name]]
             empty = (0, image_size, image_size)
             images = np.concatenate([p[0] for p in parts]) if parts else \
-                np.zeros(empty + (len(modalities),), np.float32)
+                np.zeros(empty + (len(channels),), np.float32)
             masks = np.concatenate([p[1] for p in parts]) if parts else \
                 np.zeros(empty + (len(regions),), np.uint8)
             images_path, masks_path = split_paths(tmp, name)
@@ -220,7 +252,7 @@ def _prepare_locked(brats_dir, out_dir, regions, slices_per_case, image_size, se
             np.save(masks_path, masks)
         train = [prepared[c][3] for c in split["train"]]
         np.save(tumor_free_path(tmp), np.concatenate(train) if train else
-                np.zeros((0, image_size, image_size, len(modalities)), np.float32))
+                np.zeros((0, image_size, image_size, len(channels)), np.float32))
         manifest["tumor_free"] = {"split": "train",
                                   "per_case": tumor_free_per_case(slices_per_case)}
         manifest["conventions"] = sorted({prepared[c][2]["convention"] for c in prepared})
@@ -239,7 +271,7 @@ def main(argv):
     with exit_on(DataError, ValueError, LockedError):
         prepare(f.brats_dir, f.out_dir, f.regions, f.slices_per_case, f.image_size, f.seed,
                 f.split_file, f.on_error, f.workers, f.overwrite, progress=True,
-                modalities=f.modalities)
+                modalities=f.modalities, context_slices=f.context_slices)
 
 
 def define_flags():
@@ -252,12 +284,15 @@ def define_flags():
     flags.DEFINE_list("regions", [PAPER_REGION], f"Tumor regions to segment, one mask channel "
                       f"each, in order: any of {', '.join(REGIONS)} (the paper: tc).")
     flags.DEFINE_alias("region", "regions")
+    flags.DEFINE_integer("context_slices", 0, "Neighbouring axial slices on each side stacked "
+                         "as extra input channels (2.5D; the paper: 0).")
     flags.DEFINE_integer("slices_per_case", 20, "Axial slices kept per case.")
     flags.DEFINE_integer("image_size", 240, "Output slice size (square).")
     flags.DEFINE_integer("seed", 0, "Seed of the 70/10/20 patient-level split.")
     flags.DEFINE_string("split_file", None, 'JSON {"train": [...], "val": [...], "test": [...]}.')
     flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "Stop at a bad case, or skip it.")
-    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
+    flags.DEFINE_integer("workers", min(os.cpu_count() or 1, max_workers()),
+                         "Parallel worker processes (at most twice the cores).")
     flags.DEFINE_bool("overwrite", False, "Replace a dataset prepared with other options.")
     flags.mark_flags_as_required(["brats_dir", "out_dir"])
 

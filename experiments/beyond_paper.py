@@ -1,4 +1,5 @@
-"""Beyond the paper: four sequences in, three BraTS regions out, scored as BraTS scores.
+"""Beyond the paper: four sequences in, three BraTS regions out, neighbouring slices as
+context, scored as BraTS scores.
 
     make beyond-paper [OUT=results/beyond_paper] [PHANTOM=...] [SEEDS=0,1,2,3,4] [WORKERS=2]
     boundary-aware-beyond-paper --out=DIR [the flags of boundary-aware-table1]
@@ -6,7 +7,9 @@
 Trains Ours and U-Net over every seed in two settings (`SETTINGS`): the
 paper's (T1c in, tumor core out) and BraTS's (T1, T1c, T2 and FLAIR in, one
 sigmoid map each for whole tumor, tumor core and enhancing tumor out:
-region-based training), on the same cases and split. Without --brats_dir the
+region-based training), on the same cases and split; and Ours in a third, the
+paper's with one neighbouring slice above and below as context (2.5D,
+`data.context_slices` = 1). Without --brats_dir the
 cases are the synthetic phantom's with all four sequences (its T1c is Table
 1's, so the paper setting's runs match Table 1's). Every run is scored by
 `evaluate` (whole volumes, the run's flips and clean-up, each region's BraTS
@@ -14,8 +17,9 @@ scores: `boundary_aware.brats_scores`), and OUT/beyond_paper.md and .json
 give, per region, every row's whole-volume Dice and HD95 and lesion-wise
 Dice and HD95 (mean ± standard deviation over seeds), and the differences
 (`comparison.seeded_comparison`: seeds and test volumes both drawn, as Table
-1's): Ours against U-Net in each setting, and each model's four-sequence
-tumor core against its T1c-only one. Synthetic numbers say so.
+1's): Ours against U-Net in each setting, each model's four-sequence tumor
+core against its T1c-only one, and Ours with context against Ours without.
+Synthetic numbers say so.
 
 Reference: Hatamizadeh et al. 2019 (the paper's setting); Isensee et al. 2021
 (nnU-Net's region-based BraTS training); the BraTS 2023 lesion-wise metrics.
@@ -37,13 +41,14 @@ from experiments.runner import (DEFAULT_SEEDS, define_experiment_flags, experime
 from experiments.steps import RunError, say
 from experiments.table1 import BRATS_DATA, DEFAULT_PHANTOM, PHANTOMS, VARIANTS
 
-# setting: (input channels, output regions, prepared folder under OUT)
+# setting: (input sequences, output regions, context slices, prepared folder under OUT)
 SETTINGS = {
-    "paper": (PAPER_CHANNELS, (PAPER_REGION,), "prepared"),
+    "paper": (PAPER_CHANNELS, (PAPER_REGION,), 0, "prepared"),
     "brats": (parse_modalities(BRATS_DATA["modalities"]), parse_regions(BRATS_DATA["regions"]),
-              "prepared_brats"),
+              0, "prepared_brats"),
+    "context": (PAPER_CHANNELS, (PAPER_REGION,), 1, "prepared_context"),
 }
-ROWS = ("unet", "ours", "unet_brats", "ours_brats")
+ROWS = ("unet", "ours", "unet_brats", "ours_brats", "ours_context")
 SCORES = {"dice": True, "hd95": False, "lesion_dice": True, "lesion_hd95": False}  # higher better?
 # (A, B, regions): A minus B on each region both rows segment
 COMPARISONS = (
@@ -52,15 +57,18 @@ COMPARISONS = (
     ("ours_brats", "ours", ("tc",)),
     ("unet_brats", "unet", ("tc",)),
     ("ours_brats", "ours_brats_per_region", ("wt", "tc", "et")),  # the edge-target choice
+    ("ours_context", "ours", ("tc",)),
 )
 
 
 def setting_of(row: str) -> str:
-    """The setting a row trains in: the one whose channels and regions its data options name."""
+    """The setting a row trains in: the one whose sequences, regions and context slices its
+    data options name."""
     options = VARIANTS[row].data_options
-    for name, (modalities, regions, _) in SETTINGS.items():
+    for name, (modalities, regions, context, _) in SETTINGS.items():
         if (parse_modalities(options.get("modalities", ",".join(PAPER_CHANNELS))) == modalities
-                and parse_regions(options.get("regions", PAPER_REGION)) == regions):
+                and parse_regions(options.get("regions", PAPER_REGION)) == regions
+                and options.get("context_slices", 0) == context):
             return name
     raise ValueError(f"row {row!r} trains in no setting of {sorted(SETTINGS)}")
 
@@ -159,12 +167,12 @@ def beyond_paper(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS
         say("no BRATS_DIR given: the beyond-the-paper table on SYNTHETIC data; NOT BraTS numbers")
     four = SETTINGS["brats"][0]
     done, failures = {}, {}
-    for setting, (modalities, regions, folder) in SETTINGS.items():
+    for setting, (modalities, regions, context, folder) in SETTINGS.items():
         these = [row for row in rows if setting_of(row) == setting]
         if not these:
             continue
         prepared = prepare_data(out, profile, brats_dir, split_file, out / folder, phantom,
-                                modalities, regions, sequences=four)
+                                modalities, regions, sequences=four, context_slices=context)
         found, failed = run_sweep(out, these, seeds, profile, prepared, overrides, executor,
                                   **executor_options)
         done.update(found)

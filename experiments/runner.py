@@ -29,11 +29,12 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None,
                  phantom: str = DEFAULT_PHANTOM, modalities=PAPER_CHANNELS,
-                 regions=(PAPER_REGION,), sequences=None) -> Path:
+                 regions=(PAPER_REGION,), sequences=None, context_slices=0) -> Path:
     """Synthetic cases (no BraTS folder: `phantom`, one of `table1.PHANTOMS`, at the demo
     profile's size and split, with the MRI `sequences`, default `modalities`) or the
     user's BraTS, prepared with the profile's options (`table1.PROFILE_DATA`), the input
-    channels `modalities` and the tumor `regions` into `prepared` (default OUT/prepared)."""
+    channels `modalities` (with `context_slices` neighbours on each side) and the tumor
+    `regions` into `prepared` (default OUT/prepared)."""
     out = Path(out)
     options = PROFILE_DATA[profile]
     if brats_dir is None:
@@ -48,6 +49,8 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
         args.append(f"--modalities={','.join(modalities)}")
     if tuple(regions) != (PAPER_REGION,):
         args.append(f"--regions={','.join(regions)}")
+    if context_slices:
+        args.append(f"--context_slices={context_slices}")
     if split_file:
         args.append(f"--split_file={Path(split_file).resolve()}")
     step(args, f"{prepared}: data preparation")
@@ -217,10 +220,10 @@ def experiment_main(experiment) -> None:
     overrides=..., executor=..., ...)` from the flags of `define_experiment_flags`."""
     from absl import flags
 
-    from boundary_aware.cli import exit_on
+    from boundary_aware.cli import check_workers, exit_on
     f = flags.FLAGS
     with exit_on(ValueError, RunError):
-        options = {"workers": f.workers or None}
+        options = {"workers": check_workers(f.workers) if f.workers else None}
         if f.executor == "ray":
             options = dict(address=f.ray_address, gpus_per_run=f.gpus_per_run,
                            cpus_per_run=f.cpus_per_run)

@@ -67,6 +67,9 @@ VARIANTS = {
     # beyond the paper: tumor-free training slices (data.tumor_free_fraction)
     "ours_tumor_free": Variant("Ours (tumor-free slices)", "ours", dict(PAPER_WEIGHTS),
                                data_options={"tumor_free_fraction": 0.25}),
+    # beyond the paper: one neighbouring slice above and below as context (2.5D)
+    "ours_context": Variant("Ours (context slices)", "ours", dict(PAPER_WEIGHTS),
+                            data_options={"context_slices": 1}),
     # beyond the paper: all four BraTS sequences in, the three BraTS regions out
     "unet_brats": Variant("U-Net (4 sequences, WT/TC/ET)", "unet", {**PAPER_WEIGHTS, **NO_EDGE},
                           data_options=BRATS_DATA),
@@ -145,6 +148,7 @@ def get_config(arg="ours,demo"):
     c.data.image_size = PROFILE_DATA[profile]["image_size"]
     c.data.modalities = ",".join(PAPER_CHANNELS)  # input channels, in order (the paper: T1c)
     c.data.regions = PAPER_REGION  # output maps, one per tumor region (the paper: TC)
+    c.data.context_slices = 0  # neighbouring slices on each side as channels (the paper: none)
     c.data.augment = ml_collections.ConfigDict(dict(
         enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
         scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))

@@ -221,6 +221,17 @@ def test_export_overwrite_replaces_only_an_export(exported, tmp_path):
     card = export_run(root / "run", tmp_path / "mine", overwrite=True)  # its own export: replaced
     assert json.loads((tmp_path / "mine" / "model_card.json").read_text()) == card
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "v"]  # no lock or temporary left
+    # an export that also holds a user's file: refused, naming it, and nothing is replaced
+    (tmp_path / "mine" / "notes.md").write_text("how I validated this model")
+    (tmp_path / "mine" / "variables" / "mine.txt").write_text("mine too")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "mine").rglob("*"))
+    with pytest.raises(DataError, match=r"mine: an export, but also holds files this package did "
+                                        r"not write \(notes.md, variables/mine.txt\)"):
+        export_run(root / "run", tmp_path / "mine", overwrite=True)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "mine").rglob("*")) == before
+    with pytest.raises(DataError, match="the output lies inside the input --workdir"):
+        export_run(root / "run", root / "run" / "export")
+    assert not (root / "run" / "export").exists()
 
 
 def test_two_predicts_of_one_output_exclude_each_other(run_dir, tmp_path):

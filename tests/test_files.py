@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from boundary_aware.errors import DataError
 from boundary_aware.files import (atomic_folder, atomic_write_bytes, atomic_write_csv,
                                   atomic_write_text, file_sha256)
 
@@ -35,11 +36,16 @@ def test_atomic_folder_replaces_only_when_asked_and_cleans_up(tmp_path):
             (tmp / "b.txt").write_text("2")
     assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
     with pytest.raises(RuntimeError):
-        with atomic_folder(out, replace=True) as tmp:
+        with atomic_folder(out, replace=True, ours={"a.txt"}) as tmp:
             (tmp / "c.txt").write_text("3")
             raise RuntimeError("crash while writing")
     assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
-    with atomic_folder(out, replace=True) as tmp:
+    with pytest.raises(DataError, match=r"export: the export, but also holds files this package "
+                                        r"did not write \(a.txt\)"):
+        with atomic_folder(out, replace=True, what="the export") as tmp:  # a.txt is not ours
+            (tmp / "d.txt").write_text("4")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    with atomic_folder(out, replace=True, ours={"a.txt"}) as tmp:
         (tmp / "d.txt").write_text("4")
     assert sorted(p.name for p in out.iterdir()) == ["d.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no hidden leftovers

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from boundary_aware.data import MANIFEST_FORMAT, DataError, load_prepared
+from boundary_aware.data import MANIFEST_FORMAT, DataError, Manifest, load_prepared
 from data_prep import synthetic
 from data_prep.prepare_brats import default_split, prepare
 from tests.conftest import ROOT, run_python
@@ -359,7 +359,7 @@ def test_an_unreadable_case_folder_fails_naming_it_or_is_skipped_and_listed(brat
     (dict(image_size=40), r"image size 40 does not suit every model \(unet needs a multiple of "
                           r"16, vnet needs a multiple of 16\)"),
     (dict(image_size=36), "ours needs a multiple of 8"),
-    (dict(workers=0), "--workers must be >= 1"),
+    (dict(workers=0), "--workers must be an integer from 1 to"),
 ])
 def test_bad_options_are_refused_before_any_work(options, problem, brats, tmp_path):
     with pytest.raises(ValueError, match=problem):
@@ -399,6 +399,31 @@ def test_overwrite_replaces_only_a_prepared_dataset(brats, tmp_path):
     with pytest.raises(DataError, match="not a manifest of this package"):
         run(brats, thesis, overwrite=True)
     assert (thesis / "thesis.tex").read_text() == "years of work"
+
+
+def test_overwrite_replaces_our_files_only_and_never_an_input(brats, tmp_path):
+    out = tmp_path / "out"
+    run(brats, out)
+    run(brats, out, slices_per_case=3, overwrite=True)  # only our files: replaced
+    (out / "runs").mkdir()
+    (out / "runs" / "notes.txt").write_text("kept beside the data")
+    with pytest.raises(DataError, match=r"out: a prepared dataset, but also holds files this "
+                                        r"package did not write \(runs/notes.txt\)"):
+        run(brats, out, slices_per_case=2, overwrite=True)
+    assert (out / "runs" / "notes.txt").read_text() == "kept beside the data"
+    assert Manifest.read(out).options["slices_per_case"] == 3
+    # a file added while the new dataset is written is seen at the swap: nothing replaced
+    from boundary_aware.files import atomic_folder
+    (out / "runs" / "notes.txt").unlink()
+    with pytest.raises(DataError, match="late.txt"):
+        with atomic_folder(out, replace=True, ours={"manifest.json"}, what="a dataset") as tmp:
+            (tmp / "manifest.json").write_text("{}")
+            (out / "late.txt").write_text("written meanwhile")
+    assert (out / "late.txt").exists() and (out / "train_images.npy").exists()
+    for inside in (brats / "prepared", brats.parent):
+        with pytest.raises(DataError, match="apart from every input"):
+            run(brats, inside, overwrite=True)
+    assert not (brats / "prepared").exists()
 
 
 def test_a_dataset_of_an_older_format_is_replaced_only_with_overwrite(brats, tmp_path):
@@ -550,3 +575,31 @@ def test_a_dataset_prepared_before_modalities_were_recorded_is_still_current(bra
     messages = []
     prepare(brats, out, log=messages.append, slices_per_case=6, image_size=64)
     assert "nothing to do" in messages[-1]
+
+
+def test_discovery_follows_links_inside_the_folder_and_lists_what_it_passes_over(brats,
+                                                                                tmp_path):
+    import os
+
+    from data_prep.brats import discover_cases
+    ids = sorted(p.name for p in brats.iterdir() if p.is_dir())
+    (brats / "linked").mkdir()
+    os.symlink(brats / ids[0], brats / "linked" / ids[0])  # inside: one case, reached twice
+    shutil.move(str(brats / ids[1]), str(tmp_path / ids[1]))
+    os.symlink(tmp_path / ids[1], brats / "outside")  # a link leading out of the folder
+    shutil.move(str(brats / ids[2]), str(brats / "patient_x"))  # files not in their case's name
+    os.symlink(tmp_path / "nowhere", brats / "broken")
+    skipped = {}
+    found = [c.case_id for c in discover_cases(brats, skipped=skipped)]
+    assert found == [ids[0], ids[3]]
+    assert skipped[str(brats / "outside")] == ("a link to a folder outside the given folder; "
+                                               "not followed")
+    assert skipped[str(brats / "broken")] == "a broken symbolic link"
+    misnamed = [p for p in skipped if "patient_x" in p]
+    assert misnamed and all(f"not in a folder named {ids[2]}" in skipped[p] for p in misnamed)
+    # a link inside is followed; the case it leads to counts once (walked first through its
+    # own folder, the link is then passed over as a folder reached before)
+    assert all(why.endswith("reached before; not followed again")
+               for path, why in skipped.items() if "linked" in path)
+    manifest = run(brats, tmp_path / "out", on_error="skip")
+    assert str(brats / "outside") in manifest["skipped"]

@@ -74,7 +74,7 @@ def test_manifest_accessors(tmp_path):
                          {"t1c": (t1c, "c1/c1_t1ce.nii.gz", "ab"),
                           "seg": (seg, "c1/c1_seg.nii.gz", "cd")})
     split = {"train": ["c1"], "val": [], "test": []}
-    options = {"image_size": 60, "regions": ["tc"], "modalities": ["t1c"],
+    options = {"image_size": 60, "regions": ["tc"], "modalities": ["t1c"], "context_slices": 0,
                "brats_dir": str(tmp_path)}
     manifest = Manifest.create("0", options, ["t1c"], split, {}, {"c1": record})
     manifest.write(tmp_path)
@@ -91,6 +91,7 @@ def test_manifest_accessors(tmp_path):
     assert read.slice_spacing("c1") == (2.0, pytest.approx(10 / 3))  # 120 px -> 60, 100 -> 60
     assert read.source_file("c1", "t1c") == (tmp_path / "c1" / "c1_t1ce.nii.gz", "ab")
     assert read.convention("c1") == "brats2018" and read.channels == ("t1c",)
+    assert read.sequences == ("t1c",) and read.context_slices == 0
     assert split_paths(tmp_path, "val") == (tmp_path / "val_images.npy", tmp_path / "val_masks.npy")
 
 

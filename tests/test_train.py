@@ -70,15 +70,24 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_run(tmp_path, pre
     assert (killed / "tensorboard").is_dir()
 
 
-def test_a_workdir_refuses_another_config(tmp_path, prepared):
+def test_a_workdir_refuses_another_config_once_it_has_trained(tmp_path, prepared):
+    from boundary_aware.data import Manifest
+    from boundary_aware.run_directory import RunDirectory
+    from boundary_aware.train import _start_or_check
     config = get_config("unet,demo")
     config.data.prepared_dir = str(prepared)
     config.data.image_size = 32
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.json").write_text(json.dumps({"variant": "something else"}))
+    (workdir / "state.json").write_text(json.dumps({"epoch": 1}))
     with pytest.raises(TrainingError, match="another config"):
         train(config, workdir)
+    # a config left by a start that trained nothing (it failed before its first epoch) is
+    # replaced: the corrected command is not refused
+    (workdir / "state.json").unlink()
+    _start_or_check(RunDirectory(workdir), config, Manifest.read(prepared), prepared)
+    assert json.loads((workdir / "config.json").read_text()) == json.loads(config.to_json())
 
 
 def test_nan_loss_stops_with_an_error_and_keeps_the_backup(tmp_path, prepared):

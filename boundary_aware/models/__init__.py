@@ -17,12 +17,19 @@ def size_divisor(name: str, **kwargs) -> int:
     return spec(name).divisor(kwargs)
 
 
+MAX_IMAGE_SIZE = 1024  # the largest slice side accepted anywhere (BraTS: 240)
+
+
 def check_image_size(size: int, models: Mapping[str, Mapping] | None = None) -> None:
     """ValueError unless `size` suits every model of `models` ({name: kwargs}; default: all
     of `MODELS` at their default keywords), naming the ones it does not suit."""
     models = models if models is not None else {name: {} for name in MODELS}
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"image size must be a positive integer, got {size!r}")
+    if size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image size {size} is beyond {MAX_IMAGE_SIZE} pixels, more than a "
+                         f"slice of any MRI needs (BraTS: 240) and more than memory holds for "
+                         f"training")
     divisors = {name: size_divisor(name, **kwargs) for name, kwargs in models.items()}
     unsuited = {name: d for name, d in divisors.items() if size % d}
     if unsuited:

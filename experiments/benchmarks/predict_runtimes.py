@@ -13,7 +13,10 @@ thresholding, writing) under each runtime, each in its own process:
 * `onnxruntime`: the model exported by Keras's own ONNX export
   (`model.export(format="onnx")`), run by ONNX Runtime;
 * `openvino`: that ONNX file compiled by OpenVINO for the CPU, in float32
-  (its bf16 default on CPUs that have it would change the masks).
+  (its bf16 default on CPUs that have it would change the masks);
+* `openvino-bf16`: the same in bfloat16 (`INFERENCE_PRECISION_HINT`), where
+  the CPU computes in it (AVX-512 BF16 or AMX): faster, and its masks are not
+  TensorFlow's voxel for voxel; the comparison says by how much.
 
 Volumes: a synthetic case and the two real BraTS cases of tests/data. Each
 figure is the best of `--repeats` after a warm-up; then every runtime's mask
@@ -39,7 +42,7 @@ from experiments.benchmarks.metrics_speed import best_time
 from experiments.benchmarks.predict_speed import measure_in_child, volumes
 from experiments.steps import run_python
 
-RUNTIMES = ("tensorflow", "jax", "onnxruntime", "openvino")
+RUNTIMES = ("tensorflow", "jax", "onnxruntime", "openvino", "openvino-bf16")
 SIZE = 240
 
 
@@ -71,7 +74,8 @@ def write_models(tmp: Path) -> None:
 
 
 def onnx_function(path: Path, runtime: str):
-    """`run(batch) -> {output: array}` of an ONNX file under ONNX Runtime or OpenVINO."""
+    """`run(batch) -> {output: array}` of an ONNX file under ONNX Runtime or OpenVINO (in
+    float32, or in bfloat16 for `openvino-bf16`)."""
     if runtime == "onnxruntime":
         import onnxruntime as ort
         options = ort.SessionOptions()
@@ -82,8 +86,9 @@ def onnx_function(path: Path, runtime: str):
         return lambda batch: dict(zip(names, session.run(names, {name: batch})))
     import openvino as ov
     core = ov.Core()
+    precision = "bf16" if runtime == "openvino-bf16" else "f32"
     compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                  {"INFERENCE_PRECISION_HINT": "f32"})
+                                  {"INFERENCE_PRECISION_HINT": precision})
     request = compiled.create_infer_request()
     outputs = {}
     for o in compiled.outputs:  # each tensor has several names; the ONNX output's is one
@@ -177,7 +182,7 @@ def main(argv=None):
               f"tensorflow's", flush=True)
         for (runtime, tta), found in results.items():
             for label in labels:
-                line = (f"{runtime:12s} tta {tta:6s} {label:18s} "
+                line = (f"{runtime:13s} tta {tta:6s} {label:18s} "
                         f"{found['seconds'][label]:7.2f} s (batch {found['batch']})")
                 ref = tmp / f"tensorflow_{label}_{tta}.nii.gz"
                 if runtime != "tensorflow" and args.compare and ref.is_file():
