@@ -121,7 +121,7 @@ export: install
 
 # Seconds per 240 x 240 x 155 volume for Ours at paper widths under TensorFlow, JAX, ONNX
 # Runtime and OpenVINO, and their masks against TensorFlow's (installs the bench extra):
-# make bench-predict [PREDICT_ARGS="--runtimes=tensorflow,openvino --tta=none,lr+ap"]
+# make bench-predict [PREDICT_ARGS="--runtimes=tensorflow,openvino,openvino-bf16 --tta=none,lr+ap"]
 # (as predict ran before its CPU path: python -m experiments.benchmarks.predict_speed)
 PREDICT_ARGS ?=
 bench-predict: install

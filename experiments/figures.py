@@ -120,7 +120,10 @@ def figures(table_dir, out, seed=0):
     import matplotlib
     matplotlib.use("Agg")
     table_dir, out = Path(table_dir), Path(out)
-    config = RunDirectory(run_dir(table_dir, "ours", seed)).read_config()
+    from boundary_aware.evaluate import check_trained_on
+    run = RunDirectory(run_dir(table_dir, "ours", seed))
+    config = run.read_config()
+    check_trained_on(run, Path(config["data"]["prepared_dir"]))  # not data prepared again
     images, masks, meta = load_prepared(config["data"]["prepared_dir"], "test")
     out.mkdir(parents=True, exist_ok=True)
     label = data_label(table_dir)
