@@ -40,6 +40,11 @@ def max_workers() -> int:
     return 2 * max(1, cores)
 
 
+def default_workers() -> int:
+    """Worker processes a command starts by default: one per core."""
+    return max_workers() // 2
+
+
 def check_workers(value, flag: str = "--workers") -> int:
     """`value` as a worker count in [1, `max_workers()`]; ValueError naming `flag` else."""
     limit = max_workers()

@@ -17,14 +17,13 @@ Reference: Hatamizadeh et al. 2019, Sec. 3.1-3.2; docs/data.md.
 """
 
 import json
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.cli import check_workers, exit_on, max_workers, run_absl
+from boundary_aware.cli import check_workers, default_workers, exit_on, run_absl
 from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, PAPER_REGION, REGIONS,
                                  dataset_files,
                                  MAX_CONTEXT_SLICES, SEQUENCES, SPLITS, DataError, Manifest,
@@ -291,8 +290,9 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Seed of the 70/10/20 patient-level split.")
     flags.DEFINE_string("split_file", None, 'JSON {"train": [...], "val": [...], "test": [...]}.')
     flags.DEFINE_enum("on_error", "fail", ["fail", "skip"], "Stop at a bad case, or skip it.")
-    flags.DEFINE_integer("workers", min(os.cpu_count() or 1, max_workers()),
-                         "Parallel worker processes (at most twice the cores).")
+    flags.DEFINE_integer("workers", default_workers(),
+                         "Parallel worker processes (default one per core, at most twice the "
+                         "cores).")
     flags.DEFINE_bool("overwrite", False, "Replace a dataset prepared with other options.")
     flags.mark_flags_as_required(["brats_dir", "out_dir"])
 

@@ -48,6 +48,7 @@ ventricle, the same tumor) with or without them, and they never change a
 labelled voxel: the labels stay exact.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -55,6 +56,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from boundary_aware.cli import default_workers
 from boundary_aware.data import CONVENTIONS, PAPER_CHANNELS, DataError, parse_modalities
 from boundary_aware.files import atomic_file
 from boundary_aware.nifti import SYNTHETIC_MARK, has_mark
@@ -353,12 +355,22 @@ def case_id(index: int) -> str:
     return f"Synth_{index:04d}"
 
 
+def _write_one(args):
+    out_dir, i, seed, shape, distractors, modalities, convention = args
+    name = case_id(i)
+    volumes, seg = make_sequences(np.random.SeedSequence([seed, i]).generate_state(1)[0],
+                                  shape, distractors, modalities, convention)
+    write_case(out_dir, name, volumes, seg, CONVENTION_LAYOUT[convention])
+    return name
+
+
 def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
              distractors=True, modalities=PAPER_CHANNELS, convention="brats2018",
-             overwrite=False):
+             overwrite=False, workers=1):
     """Write `num_cases` cases named `Synth_XXXX` with the sequences `modalities`, in
     `convention`'s layout and labels; returns their ids. Existing files: `check_targets`,
-    for every case before the first is written."""
+    for every case before the first is written. Each case is drawn from its own seed
+    (`seed`, its number), so `workers` processes write the same files as one."""
     modalities = parse_modalities(modalities)
     if convention not in CONVENTION_LAYOUT:
         raise ValueError(f"convention must be one of {sorted(CONVENTION_LAYOUT)}, "
@@ -367,30 +379,33 @@ def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
         raise DataError(f"{out_dir}: exists and is not a folder")
     check_targets([path for i in range(num_cases) for path in case_files(
         out_dir, case_id(i), (*modalities, "seg"), CONVENTION_LAYOUT[convention])], overwrite)
-    ids = []
-    cases = range(num_cases)
-    if progress:
-        from tqdm import tqdm
-        cases = tqdm(cases, desc="synthetic cases", unit="case", file=sys.stderr)
-    for i in cases:
-        name = case_id(i)
-        volumes, seg = make_sequences(np.random.SeedSequence([seed, i]).generate_state(1)[0],
-                                      shape, distractors, modalities, convention)
-        write_case(out_dir, name, volumes, seg, CONVENTION_LAYOUT[convention])
-        ids.append(name)
-    return ids
+    jobs = [(out_dir, i, seed, shape, distractors, modalities, convention)
+            for i in range(num_cases)]
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and num_cases > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, num_cases)))
+            names = pool.map(_write_one, jobs)
+        else:
+            names = map(_write_one, jobs)
+        if progress:
+            from tqdm import tqdm
+            names = tqdm(names, total=num_cases, desc="synthetic cases", unit="case",
+                         file=sys.stderr)
+        return list(names)
 
 
 def main(argv):
     from absl import flags
-    from boundary_aware.cli import exit_on
+    from boundary_aware.cli import check_workers, exit_on
     del argv
     f = flags.FLAGS
     shape = tuple(int(s) for s in f.shape.split(","))
     with exit_on(ValueError):
         ids = generate(f.out_dir, f.num_cases, f.seed, shape, progress=True,
                        distractors=f.distractors, modalities=f.modalities,
-                       convention=f.convention, overwrite=f.overwrite)
+                       convention=f.convention, overwrite=f.overwrite,
+                       workers=check_workers(f.workers))
     print(f"{f.out_dir}: wrote {len(ids)} synthetic cases of shape {shape}")
 
 
@@ -398,6 +413,8 @@ def define_flags() -> None:
     from absl import flags
     flags.DEFINE_string("out_dir", None, "Output folder (a BraTS layout).")
     flags.DEFINE_integer("num_cases", 10, "Number of cases.")
+    flags.DEFINE_integer("workers", default_workers(), "Processes writing cases at once "
+                         "(the same files for any number).")
     flags.DEFINE_integer("seed", 0, "Seed: the same seed gives the same files.")
     flags.DEFINE_string("shape", "240,240,155", "Volume shape X,Y,Z.")
     flags.DEFINE_bool("distractors", True, "Add bright unlabelled look-alikes of the tumor rim.")

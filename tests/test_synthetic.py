@@ -185,3 +185,17 @@ def test_existing_cases_are_replaced_only_with_overwrite_and_only_our_own(tmp_pa
     with pytest.raises(DataError, match="is not a synthetic case file of this package"):
         synthetic.generate(tmp_path, 2, seed=3, shape=shape, overwrite=True)
     assert foreign.read_bytes() == kept and t1c.exists()
+
+
+def test_several_workers_write_the_same_cases_as_one(tmp_path):
+    kwargs = dict(seed=2, shape=(48, 48, 24), modalities=("t1c", "flair"))
+    one = synthetic.generate(tmp_path / "one", 3, workers=1, **kwargs)
+    two = synthetic.generate(tmp_path / "two", 3, workers=2, **kwargs)
+    assert one == two == [synthetic.case_id(i) for i in range(3)]
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.nii.gz"))
+    assert files == sorted(p.relative_to(tmp_path / "two")
+                           for p in (tmp_path / "two").rglob("*.nii.gz"))
+    for name in files:
+        a, b = nib.load(str(tmp_path / "one" / name)), nib.load(str(tmp_path / "two" / name))
+        np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+        assert a.header == b.header

@@ -212,3 +212,18 @@ def test_two_channel_data_trains_with_both_channels(tmp_path, prepared):
     after = keras.ops.convert_to_numpy(model.get_layer("enc1_conv1").kernel)
     assert first.before.shape[2] == 2
     assert not np.allclose(after[:, :, 1], first.before[:, :, 1])  # the second channel trained
+
+
+@pytest.mark.parametrize("gpu, capability, policy", [
+    (False, None, "float32"),
+    (True, (9, 0), "mixed_bfloat16"),  # H100 / H200: bfloat16, no loss scaling
+    (True, (8, 0), "mixed_bfloat16"),  # A100
+    (True, (7, 5), "mixed_float16"),   # T4: no bfloat16 units
+    (True, None, "mixed_float16"),     # a GPU that does not say
+])
+def test_auto_precision_is_bfloat16_where_the_gpu_has_it(monkeypatch, gpu, capability, policy):
+    from boundary_aware import runtime
+    monkeypatch.setattr(runtime, "has_gpu", lambda: gpu)
+    monkeypatch.setattr(runtime, "gpu_compute_capability", lambda: capability)
+    assert runtime.resolve_precision("auto") == policy
+    assert runtime.resolve_precision("float32") == "float32"  # explicit settings stay
