@@ -28,7 +28,7 @@ import numpy as np
 
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
-from boundary_aware.batches import plain_batch
+from boundary_aware.batches import edge_kind, plain_batch
 from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fingerprint,
                                           new_state, resume_point)
 from boundary_aware.cli import exit_on, run_absl
@@ -252,7 +252,7 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
     all_callbacks += list(callbacks)
     try:
         with warnings.catch_warnings():
-            if "edge" in model.output_names and "edge" not in targets.values():
+            if "edge" in model.output_names and edge_kind(targets) is None:
                 print(f"{run.path}: no edge loss in this run; the edge head is not trained "
                       f"(the shape stream is unsupervised)", flush=True)
                 warnings.filterwarnings("ignore", message=_EDGE_HEAD_WARNING)

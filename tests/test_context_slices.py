@@ -106,7 +106,8 @@ def test_prepared_context_is_the_plain_slices_and_what_inference_builds(context_
                 stacked[row], at_inference[list(data.rows).index(record["slice"])], atol=1e-6)
 
 
-def test_training_refuses_data_of_another_context_and_the_path_runs(context_data, tmp_path):
+def test_training_refuses_data_of_another_context_and_the_path_runs(context_data, tmp_path,
+                                                                    capsys):
     from boundary_aware.errors import ConfigError
     from boundary_aware.evaluate import evaluate
     from boundary_aware.export import export_run
@@ -128,6 +129,7 @@ def test_training_refuses_data_of_another_context_and_the_path_runs(context_data
     config.data.update(prepared_dir=str(context_data / "prepared1"), context_slices=1)
     state = train(config, tmp_path / "run")
     assert state["input_channels"] == ["t1c[z-1]", "t1c", "t1c[z+1]"]
+    assert "no edge loss" not in capsys.readouterr().out  # Ours' edge head is trained
     assert evaluate(tmp_path / "run")["volumes"]
     card = export_run(tmp_path / "run", tmp_path / "export")
     assert card["input"]["channels"] == ["t1c[z-1]", "t1c", "t1c[z+1]"]
