@@ -3,7 +3,9 @@
 Every write goes to a hidden temporary name beside the target and is renamed
 into place, so a reader (or a rerun after a crash) sees the old file or the
 new one, never a half-written one. The same holds for folders
-(`atomic_folder`) and Keras models (`atomic_save_model`).
+(`atomic_folder`) and Keras models (`atomic_save_model`). A folder is replaced
+only when it holds nothing but this package's own files (`check_only_ours`),
+and an output never overlaps an input (`check_apart`).
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def check_apart(output: str | os.PathLike, inputs: dict) -> None:
 
 @contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike, replace: bool = False, ours=None,
-                  what: str = "the output", instead: str = "") -> Iterator[Path]:
+                  what: str = "the output",
+                  instead: str = "move them elsewhere, or choose another output") -> Iterator[Path]:
     """Yield an empty temporary folder that becomes `path` when the block succeeds.
 
     On an error the temporary folder is removed and `path` is untouched. An
