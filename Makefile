@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare demo-data \
-	reproduce-table1 ablation whole-volume beyond-paper figures export bench-predict bench-train roofline bench-gpu \
+	reproduce-table1 ablation whole-volume beyond-paper figures export bench-predict bench-cpu bench-train roofline bench-gpu \
 	gpu-wheels clean
 
 install: $(STAMP)
@@ -127,6 +127,13 @@ PREDICT_ARGS ?=
 bench-predict: install
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) -m experiments.benchmarks.predict_runtimes $(PREDICT_ARGS)
+
+# Our U-Net against PyTorch's on this CPU: training images/s and one volume's seconds
+# (installs the peer extra, PyTorch): make bench-cpu [CPU_ARGS="--sizes=240,64 --steps=3"]
+CPU_ARGS ?=
+bench-cpu: install
+	$(PY) -m pip install --quiet -e ".[peer]"
+	$(PY) -m experiments.benchmarks.cpu_peer $(CPU_ARGS)
 
 # Training throughput, the trimmed grid (--full: every combination);
 # on a CPU: make bench-train BENCH_ARGS="--profile=demo --precisions=float32 --jit=on"

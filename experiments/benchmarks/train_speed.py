@@ -89,8 +89,9 @@ def peak_memory_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "CPU (peak RSS)"
 
 
-def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps):
-    """Measure one configuration in this process; returns a dict."""
+def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps, size=None):
+    """Measure one configuration in this process; returns a dict (`size`: another slice
+    size than the profile's, the widths kept)."""
     import keras
     import numpy as np
 
@@ -104,6 +105,8 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     with config.unlocked():
         config.train.batch_size = batch_size
         config.train.jit_compile = jit
+        if size:
+            config.data.image_size = size
     channels = len(PAPER_CHANNELS)
     model = training.build_and_compile(config, precision, channels)
     size = config.data.image_size
