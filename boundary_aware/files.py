@@ -116,13 +116,13 @@ def foreign_files(folder: str | os.PathLike, ours) -> list[str]:
     """The files (and links) under `folder` that are not ours: their paths relative to
     it, sorted; `ours` is a set of such relative paths ("a.npy", "variables/x"). Folders
     are not listed (an empty one holds nothing to lose); links are not followed."""
-    folder = Path(folder)
+    folder, ours = Path(folder), set(ours)
     found = []
     for parent, dirs, names in os.walk(folder):
         here = Path(parent)
         names = names + [d for d in dirs if (here / d).is_symlink()]
         found += [str((here / n).relative_to(folder)) for n in names]
-    return sorted(f for f in found if f not in set(ours))
+    return sorted(f for f in found if f not in ours)
 
 
 def check_only_ours(folder: str | os.PathLike, ours, what: str, instead: str) -> None:

@@ -125,14 +125,15 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
     runtime.share_cores_between(streams)  # before the model's first operation
     model = load_keras_model(path)
     state = (run.read_state() or {}) if run is not None else {}
+    regions = recorded_regions(state.get("regions"), str(path))
     outputs = ({name: tensor.shape[-1] for name, tensor in model.output.items()}
                if isinstance(model.output, dict) else {"one unnamed tensor": None})
     check_contract(model.input_shape[1:] if not isinstance(model.input_shape, list) else (),
-                   outputs, recorded_regions(state.get("regions"), str(path)), str(path))
+                   outputs, regions, str(path))
     predictor = keras_predictor(model, batch_size, streams,
                                 input_channels(model.input_shape[1:],
                                                state.get("input_channels"), str(path)),
-                                recorded_regions(state.get("regions"), str(path)))
+                                regions)
     predictor = replace(predictor, conventions=tuple(state.get("conventions") or ()))
     if run is None:
         return predictor

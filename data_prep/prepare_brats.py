@@ -25,9 +25,9 @@ import numpy as np
 
 from boundary_aware.cli import check_workers, default_workers, exit_on, run_absl
 from boundary_aware.data import (MANIFEST_FORMAT, PAPER_CHANNELS, PAPER_REGION, REGIONS,
-                                 dataset_files,
                                  MAX_CONTEXT_SLICES, SEQUENCES, SPLITS, DataError, Manifest,
-                                 case_record, context_channels, manifest_format, manifest_path,
+                                 case_record, context_channels, dataset_files,
+                                 manifest_format, manifest_path,
                                  normalize_channels, parse_modalities, parse_regions,
                                  resize_slices, select_slices, select_tumor_free_slices,
                                  split_paths, stack_context, tumor_free_path)

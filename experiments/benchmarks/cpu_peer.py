@@ -51,12 +51,13 @@ VOLUME = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005" / \
 BASE = 64  # the paper profile's U-Net width, and anchor_unet.py's default
 
 
-def anchor_images_per_s(impl: str, size: int, batch: int, steps: int, timeout: float):
-    """images/s of anchor_unet.py's `impl` ("torch" or "keras") in its own process."""
-    env = {"KERAS_BACKEND": "tensorflow"} if impl == "keras" else None
-    out = run_python([str(find_anchor()), impl, "--precision", "fp32", "--batch", str(batch),
+def anchor_keras_images_per_s(size: int, batch: int, steps: int, timeout: float):
+    """(images/s, None) of anchor_unet.py's own Keras U-Net on TensorFlow in its own process,
+    or (None, why)."""
+    out = run_python([str(find_anchor()), "keras", "--precision", "fp32", "--batch", str(batch),
                       "--steps", str(steps), "--size", str(size), "--base", str(BASE)],
-                     check=False, capture_output=True, text=True, timeout=timeout, env=env)
+                     check=False, capture_output=True, text=True, timeout=timeout,
+                     env={"KERAS_BACKEND": "tensorflow"})
     found = re.search(r"imgs/s=\s*([\d.]+)", out.stdout)
     return (float(found.group(1)), None) if found else (None, out.stderr.strip()[-300:])
 
@@ -191,8 +192,8 @@ def main(argv=None):
                 kind=kind, size=size, batch=args.batch, steps=args.steps), env)
             found[name] = (result["images_per_s"] if result else None, why)
         if args.anchor_keras:
-            found["keras (anchor)"] = anchor_images_per_s("keras", size, args.batch, args.steps,
-                                                          args.timeout)
+            found["keras (anchor)"] = anchor_keras_images_per_s(size, args.batch, args.steps,
+                                                                args.timeout)
         torch_ips = found["pytorch"][0]
         print(f"train {size}x{size} batch {args.batch}: " + ", ".join(
             f"{name} {_fmt(*value)} img/s" for name, value in found.items()) + "; " + ", ".join(
