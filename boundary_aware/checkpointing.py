@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from boundary_aware import metrics
+from boundary_aware import metrics, runtime
 from boundary_aware.data import manifest_path
 from boundary_aware.files import atomic_save_model, atomic_write_csv, file_sha256
 from boundary_aware.run_directory import RunDirectory
@@ -126,6 +126,30 @@ def mean_slice_dice(model, images, masks, batch_size: int, threshold: float) -> 
                           for p, m in zip(pred, masks) for r in range(masks.shape[-1])]))
 
 
+def step_back_to(run: RunDirectory, start_from: Path | None, state: dict,
+                 epoch: int) -> tuple[Path | None, dict]:
+    """The resume point of `epoch`, for a run at `state` (resumed from `start_from`) whose
+    fellow processes stopped one epoch earlier (one was killed while it wrote its files):
+    the kept checkpoint of the epoch before (`previous.keras`) and the state that goes with
+    it. `ResumeError` where that epoch's checkpoint is not kept."""
+    if epoch == state["epoch"]:
+        return start_from, state
+    older = _rolled_back(state) if epoch == state["epoch"] - 1 else None
+    if older is None:
+        raise ResumeError(f"{run.path}: is at epoch {state['epoch']}, another process of this "
+                          f"training at epoch {epoch}, and no checkpoint of that epoch is kept "
+                          f"here; train in new --workdir folders")
+    if epoch == 0:
+        return None, older
+    path = run.previous_path
+    if not (path.is_file() and file_sha256(path) == older["checkpoint_sha256"]):
+        raise ResumeError(f"{path}: missing or damaged, and another process of this training "
+                          f"stopped at epoch {epoch}; train in new --workdir folders")
+    print(f"{run.path}: another process of this training stopped after epoch {epoch}; "
+          f"resuming with it from {path.name}", flush=True)
+    return path, older
+
+
 def write_history_csv(path, history: list[dict]) -> None:
     """The history as CSV: epoch first, then the other columns in name order."""
     fields = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
@@ -150,6 +174,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.state = state
         self.nan_batch = None
         self.epoch_start = None
+        self.local_copy = None  # with several processes: the model on this one's devices
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.time()
@@ -160,12 +185,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.nan_batch = (self.state["epoch"], batch, float(loss))
             self.model.stop_training = True
 
+    def validation_dice(self) -> float:
+        """`mean_slice_dice` on the validation slices. Where several processes train the
+        model, each validates all of them on a copy of the model on its own devices (the
+        same weights give every process the same number, so each keeps the same files)."""
+        if runtime.process_shard()[1] == 1:
+            return mean_slice_dice(self.model, *self.val, self.batch_size, self.threshold)
+        with runtime.without_distribution():
+            if self.local_copy is None:
+                self.local_copy = keras.models.clone_model(self.model)
+            self.local_copy.set_weights(self.model.get_weights())
+            return mean_slice_dice(self.local_copy, *self.val, self.batch_size, self.threshold)
+
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_batch is not None:
             return  # keep the previous epoch's checkpoint: it is the backup
         logs = dict(logs or {})
         self.state["previous"] = {k: self.state.get(k) for k in ROLLBACK_KEYS}
-        val_dice = mean_slice_dice(self.model, *self.val, self.batch_size, self.threshold)
+        val_dice = self.validation_dice()
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch + 1, "learning_rate": lr, "val_dice": val_dice,
                "seconds": round(time.time() - self.epoch_start, 3),

@@ -341,6 +341,21 @@ def num_batches(n, batch_size, drop_remainder):
     return n // batch_size if drop_remainder else math.ceil(n / batch_size)
 
 
+def shard_positions(n, batch_size, shard):
+    """The positions of an epoch's n samples that process `index` of `count` trains on, for
+    `shard = (index, count)`: its consecutive share of every global batch of `batch_size`
+    (divisible by count), so that the processes' batches put together are the batch one
+    process would train on. The last incomplete global batch is left out when several
+    processes share the data (each process must give the same number of rows)."""
+    index, count = shard
+    if count == 1:
+        return np.arange(n)
+    if batch_size % count:
+        raise ValueError(f"a batch of {batch_size} cannot be split across {count} processes")
+    full = (n // batch_size) * batch_size
+    return np.arange(full).reshape(-1, count, batch_size // count)[:, index].reshape(-1)
+
+
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2  # 2: channels recorded, every source file by path; 1: before
 

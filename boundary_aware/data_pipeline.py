@@ -20,11 +20,12 @@ import tensorflow as tf
 
 from boundary_aware.augment import AugmentConfig, param_count, sample_params
 from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
-from boundary_aware.data import epoch_order, num_batches
+from boundary_aware.data import epoch_order, num_batches, shard_positions
 
 
 def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
-                 edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None):
+                 edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None,
+                 shard=(0, 1)):
     """A `tf.data.Dataset` of one epoch; every new iteration is the next epoch.
 
     Arguments as `pydataset.SliceDataset`.
@@ -36,6 +37,9 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
     n, height, width, channels = images.shape
     draws = int(sequences or channels)  # intensity changes per sample
     regions = masks.shape[-1]
+    positions = shard_positions(n, batch_size, shard)
+    batch_size //= shard[1]
+    rows = len(positions)
     tune_process()
     epoch = [int(initial_epoch)]
 
@@ -43,7 +47,8 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         e = epoch[0]
         epoch[0] += 1
         order = epoch_order(n, seed, e) if shuffle else np.arange(n)
-        return order.astype(np.int64), sample_params(n, seed, e, augment, draws)
+        params = sample_params(n, seed, e, augment, draws)
+        return order[positions].astype(np.int64), params[positions]
 
     # Called once per new iterator, i.e. per epoch. (A numpy_function here:
     # Dataset.from_generator doubled the pipeline's CPU time.)
@@ -66,10 +71,10 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
         return image, target_dict(targets, seg, edge[0] if edge else None)
 
     batches = plan.flat_map(lambda i, p: tf.data.Dataset.from_tensor_slices(
-        (tf.ensure_shape(i, (n,)), tf.ensure_shape(p, (n, param_count(draws))))))
+        (tf.ensure_shape(i, (rows,)), tf.ensure_shape(p, (rows, param_count(draws))))))
     batches = batches.batch(batch_size, drop_remainder=drop_remainder)
     batches = batches.map(make_batch, num_parallel_calls=_cores(), deterministic=True)
-    count = num_batches(n, batch_size, drop_remainder)
+    count = num_batches(rows, batch_size, drop_remainder)
     batches = batches.apply(tf.data.experimental.assert_cardinality(count))
     # Fixed parallelism, no autotuning: with tf.data's autotuner on, Keras's
     # new iterator at each epoch start stalled for 5-20 s on 2 CPU cores.

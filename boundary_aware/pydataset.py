@@ -12,7 +12,7 @@ import numpy as np
 
 from boundary_aware.augment import AugmentConfig, sample_params
 from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
-from boundary_aware.data import epoch_order, num_batches
+from boundary_aware.data import epoch_order, num_batches, shard_positions
 
 
 class SliceDataset(keras.utils.PyDataset):
@@ -32,15 +32,18 @@ class SliceDataset(keras.utils.PyDataset):
         initial_epoch: the epoch the first pass stands for (for resumed runs).
         sequences: the MRI sequences the channels hold, each drawing one intensity change
             for all its channels (with context slices; None: one per channel).
+        shard: `(index, count)`: this process's share of every batch when `count` processes
+            train one model (`data.shard_positions`); `batch_size` stays the global batch.
         **kwargs: `keras.utils.PyDataset` arguments (workers, ...).
     """
 
     def __init__(self, images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
                  edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None,
-                 **kwargs):
+                 shard=(0, 1), **kwargs):
         super().__init__(**kwargs)
         self.images, self.masks = images, masks
-        self.batch_size = int(batch_size)
+        self.positions = shard_positions(len(images), int(batch_size), shard)
+        self.batch_size = int(batch_size) // shard[1]
         self.seed, self.shuffle = int(seed), bool(shuffle)
         self.augment = augment or AugmentConfig(enabled=False)
         self.edge_width = int(edge_width)
@@ -54,11 +57,12 @@ class SliceDataset(keras.utils.PyDataset):
 
     def _prepare_epoch(self):
         n = len(self.images)
-        self.order = epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
-        self.params = sample_params(n, self.seed, self.epoch, self.augment, self.sequences)
+        order = epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
+        params = sample_params(n, self.seed, self.epoch, self.augment, self.sequences)
+        self.order, self.params = order[self.positions], params[self.positions]
 
     def __len__(self):
-        return num_batches(len(self.images), self.batch_size, self.drop_remainder)
+        return num_batches(len(self.positions), self.batch_size, self.drop_remainder)
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):

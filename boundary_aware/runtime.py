@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import re
 import sys
 
 import keras
@@ -94,7 +96,9 @@ def jit_compile_setting(value: str):
 def distribution_scope():
     """The scope to build the model in: a tf.distribute strategy on TensorFlow
     (MirroredStrategy when several GPUs are visible), Keras's DataParallel
-    distribution on JAX with several devices, else nothing."""
+    distribution on JAX with several devices (in this process or across the processes
+    `join_processes` joined), else nothing. Each process feeds its own share of every
+    batch (`data.shard_positions`), so Keras does not shard the input again."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -104,8 +108,100 @@ def distribution_scope():
     if backend == "jax":
         import jax
         if len(jax.devices()) > 1:
-            keras.distribution.set_distribution(keras.distribution.DataParallel())
+            keras.distribution.set_distribution(
+                keras.distribution.DataParallel(auto_shard_dataset=False))
     return contextlib.nullcontext()
+
+
+class ProcessError(RuntimeError):
+    """Several processes cannot train one model as asked (wrong backend or numbers)."""
+
+
+def join_processes(coordinator: str | None, count: int, index: int) -> None:
+    """Make this process number `index` of `count` that train one model together, through
+    `keras.distribution.initialize` (JAX's coordination service at `coordinator`,
+    "host:port" of process 0). Must run before any computation. Nothing for one process.
+
+    Only on JAX: Keras 3's `fit` under TensorFlow's MultiWorkerMirroredStrategy is
+    reported broken (keras-team/keras#20585, tensorflow/tensorflow#72388). On CPUs the
+    processes exchange gradients through Gloo."""
+    if count <= 1:
+        return
+    if keras.backend.backend() != "jax":
+        raise ProcessError(f"training in {count} processes needs KERAS_BACKEND=jax (TensorFlow's "
+                           f"multi-worker strategy is not offered: docs/cluster.md)")
+    if not 0 <= index < count:
+        raise ProcessError(f"--process_id must be 0 to {count - 1}, got {index}")
+    if not coordinator or ":" not in coordinator:
+        raise ProcessError(f"--coordinator must be process 0's host:port, got {coordinator!r}")
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize(coordinator, count, index)
+
+
+@contextlib.contextmanager
+def stop_with_peers(workdir):
+    """Where several processes train one model: a failed exchange with the others (one of
+    them stopped or was killed) becomes a `ProcessError` saying so; this process then
+    stops too (`leave_processes`), and every process's files stay those of the last
+    completed epoch, so the same commands resume."""
+    try:
+        yield
+    except Exception as err:
+        if process_shard()[1] == 1 or not _lost_contact(err):
+            raise
+        reason = str(err).strip().splitlines()[0]
+        raise ProcessError(f"{workdir}: lost contact with another process of this training "
+                           f"({reason}); this process stops too. Every process's run keeps its "
+                           f"last completed epoch: start all of them again with the same "
+                           f"commands to resume") from None
+
+
+def _lost_contact(err: Exception) -> bool:
+    """Whether `err` is a failed exchange between processes: XLA's runtime error, or a
+    collective (Gloo on CPUs, NCCL on GPUs) or the coordination service failing inside
+    another error (Keras gathers some values in Python)."""
+    return (type(err).__name__ == "JaxRuntimeError"
+            or re.search(r"\b(Gloo|NCCL)\b|CoordinationService", str(err)) is not None)
+
+
+def leave_processes(code) -> None:
+    """End a process that failed while training with others now, with exit status `code`:
+    JAX's orderly shutdown would wait minutes at a barrier the others never reach, then
+    abort. Returns (for the caller's own exit) where the process trains alone."""
+    if code and process_shard()[1] > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def process_shard() -> tuple[int, int]:
+    """`(index, count)` of this process among those training one model ((0, 1) alone)."""
+    if keras.backend.backend() == "jax":
+        import jax
+        return jax.process_index(), jax.process_count()
+    return 0, 1
+
+
+def gather_from_processes(value: int) -> list[int]:
+    """`value` of every process training this model, in process order ([value] alone)."""
+    if process_shard()[1] == 1:
+        return [int(value)]
+    import numpy as np
+    from jax.experimental import multihost_utils
+    return [int(v) for v in multihost_utils.process_allgather(np.array([value]), tiled=True)]
+
+
+@contextlib.contextmanager
+def without_distribution():
+    """Keras's distribution switched off inside: for a model copy that lives on this
+    process's devices alone (work each process does whole, such as validation)."""
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

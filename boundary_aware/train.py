@@ -30,7 +30,7 @@ from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
 from boundary_aware.batches import edge_kind, plain_batch
 from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fingerprint,
-                                          new_state, resume_point)
+                                          new_state, resume_point, step_back_to)
 from boundary_aware.cli import exit_on, run_absl
 from boundary_aware.config_check import check_config
 from boundary_aware.data import (DataError, Manifest, load_prepared, load_tumor_free,
@@ -86,11 +86,13 @@ def output_keywords(config) -> dict:
 
 
 def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
-    """Training batches: tf.data or a PyDataset, as `runtime.uses_tf_data` says."""
+    """Training batches: tf.data or a PyDataset, as `runtime.uses_tf_data` says; where
+    several processes train one model, this process's share of every batch."""
     kwargs = dict(batch_size=config.train.batch_size, targets=targets, seed=config.train.seed,
                   shuffle=True, augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
                   edge_width=config.loss.edge_width, initial_epoch=initial_epoch,
-                  sequences=len(parse_modalities(config.data.modalities)))
+                  sequences=len(parse_modalities(config.data.modalities)),
+                  shard=runtime.process_shard())
     if runtime.uses_tf_data(config.data.pipeline):
         from boundary_aware.data_pipeline import make_dataset
         return make_dataset(images, masks, **kwargs)
@@ -212,6 +214,12 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
             start_from, state = resume_point(run, state)
         except ResumeError as err:
             raise TrainingError(str(err)) from None
+    # several processes resume together from the epoch all of them completed
+    common = min(runtime.gather_from_processes(state["epoch"]))
+    try:
+        start_from, state = step_back_to(run, start_from, state, common)
+    except ResumeError as err:
+        raise TrainingError(str(err)) from None
     epochs = int(config.train.epochs)
     if state["epoch"] >= epochs:
         if not run.checkpoint("final").exists():  # stopped between the last two writes
@@ -223,6 +231,10 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
         print(f"{run.path}: already trained for {state['epoch']} epochs", flush=True)
         return state
 
+    _, processes = runtime.process_shard()
+    if config.train.batch_size % processes:
+        raise TrainingError(f"train.batch_size = {config.train.batch_size} cannot be split "
+                            f"across {processes} processes; give a multiple of {processes}")
     images, masks, _ = load_prepared(prepared, "train")
     val_images, val_masks, _ = load_prepared(prepared, "val")
     if len(images) == 0:
@@ -281,14 +293,25 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory (created; reruns resume).")
     flags.DEFINE_bool("restart", False, "Train from epoch 0 in a workdir that holds checkpoints "
                       "but no state.json (its checkpoints are replaced).")
+    flags.DEFINE_string("coordinator", None, "Several processes, one model (JAX): process 0's "
+                        "host:port, the same in every process (docs/cluster.md).")
+    flags.DEFINE_integer("num_processes", 1, "Processes that train this model together.")
+    flags.DEFINE_integer("process_id", 0, "This process's number, 0 to --num_processes - 1.")
     flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv) -> None:
     from absl import flags
     del argv
-    with exit_on(TrainingError, ConfigError, DataError, LockedError):
-        train(flags.FLAGS.config, flags.FLAGS.workdir, restart=flags.FLAGS.restart)
+    f = flags.FLAGS
+    try:
+        with exit_on(TrainingError, ConfigError, DataError, LockedError, runtime.ProcessError):
+            runtime.join_processes(f.coordinator, f.num_processes, f.process_id)
+            with runtime.stop_with_peers(f.workdir):
+                train(f.config, f.workdir, restart=f.restart)
+    except SystemExit as stop:
+        runtime.leave_processes(stop.code)
+        raise
 
 
 def cli() -> None:

@@ -1,11 +1,23 @@
-"""Data parallel training on several devices, on a CPU: two virtual JAX devices give the
-weights one device gives, and a run stopped under the distribution resumes exactly."""
+"""Data parallel training on a CPU: two virtual JAX devices in one process, and two
+processes joined through `keras.distribution.initialize`, give the weights one device
+gives; a run stopped under either resumes to them, and a killed process stops the other
+with one line."""
 
 import json
+import socket
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
-from tests.conftest import run_python, tiny_prepared
+from experiments import steps
+from tests.conftest import module_code, run_python, tiny_prepared
+
+# The tiny Ours both tests train: 12 training slices, 3 batches of 4 per epoch, 3 epochs.
+TINY = {"data.image_size": 32, "model.kwargs.base_filters": 4, "model.kwargs.shape_filters": 4,
+        "model.kwargs.dspp_rates": (1, 2), "train.batch_size": 4, "train.epochs": 3,
+        "eval.tta": "none"}
 
 TRAIN = """
 import json, sys
@@ -19,47 +31,148 @@ class Stop(keras.callbacks.Callback):  # a kill after the first epoch's checkpoi
         raise KeyboardInterrupt
 
 config = get_config("ours,demo")
-config.data.update(prepared_dir={prepared!r}, image_size=32)
-config.model.kwargs.update(base_filters=4, shape_filters=4, dspp_rates=(1, 2))
-config.train.update(batch_size=4, epochs=2)
-config.eval.tta = "none"
+config.data.prepared_dir = {prepared!r}
+for key, value in {tiny!r}.items():
+    *parents, last = key.split(".")
+    section = config
+    for name in parents:
+        section = section[name]
+    section[last] = value
 if {stop!r}:
     try:
         train(config, {workdir!r}, callbacks=[Stop()])
     except KeyboardInterrupt:
         pass
 state = train(config, {workdir!r})
-weights = load_keras_model({workdir!r} + "/final.keras").get_weights()
-np.savez({workdir!r} + "/weights.npz", *weights)
 print("RESULT " + json.dumps({{"devices": len(jax.devices()),
                                "losses": [h["loss"] for h in state["history"]]}}))
 """
 
 
-def _train(prepared, workdir, devices, stop):
-    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    result = run_python(TRAIN.format(prepared=str(prepared), workdir=str(workdir), stop=stop),
-                        env=env)
+def _weights(run):
+    """The final weights of a run (every variable, statistics included), read in a child."""
+    code = (f"import numpy as np\nfrom boundary_aware.model_files import load_keras_model\n"
+            f"np.savez({str(run / 'weights.npz')!r}, "
+            f"*load_keras_model({str(run / 'final.keras')!r}).get_weights())\n")
+    result = run_python(code, env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.split("RESULT ")[-1])
-    weights = np.load(workdir / "weights.npz")
-    return found, [weights[k] for k in weights.files]
+    found = np.load(run / "weights.npz")
+    return [found[k] for k in found.files]
 
 
-def test_two_devices_train_as_one_and_resume_exactly(tmp_path):
-    """Keras's DataParallel (chosen by `runtime.distribution_scope` when JAX sees several
-    devices) splits each batch of 4 across two devices. The batch-norm statistics and the
-    gradients are then sums over the two halves instead of one sum: the same numbers,
-    rounded in another order. After ten Adam steps of Ours that moves no weight (the
-    batch-norm moving statistics included) by more than 1e-4 of its scale; a real
-    difference (per-device statistics, a lost half batch) moves them by 1e-2 or more.
-    The run stopped after its first epoch under the two devices resumes to the weights of
-    the uninterrupted run on one device within the same bound."""
-    prepared = tiny_prepared(tmp_path)
-    one, one_weights = _train(prepared, tmp_path / "one", 1, stop=False)
-    two, two_weights = _train(prepared, tmp_path / "two", 2, stop=True)
-    assert (one["devices"], two["devices"]) == (1, 2)
-    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
-    assert len(one_weights) == len(two_weights) > 100  # every variable, statistics included
-    for a, b in zip(one_weights, two_weights):
+def _losses(run):
+    return [row["loss"] for row in json.loads((run / "state.json").read_text())["history"]]
+
+
+def _train_in_process(prepared, workdir, devices, stop):
+    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    code = TRAIN.format(prepared=str(prepared), workdir=str(workdir), stop=stop, tiny=TINY)
+    result = run_python(code, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.split("RESULT ")[-1])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tiny data, and Ours trained on it uninterrupted by one process on one device."""
+    root = tmp_path_factory.mktemp("distribution")
+    prepared = tiny_prepared(root)
+    found = _train_in_process(prepared, root / "one", 1, stop=False)
+    assert found["devices"] == 1
+    return prepared, _losses(root / "one"), _weights(root / "one")
+
+
+def assert_same_training(reference, run):
+    """Batch-norm statistics and gradients summed over two halves instead of one batch: the
+    same numbers, rounded in another order. After nine Adam steps that moves no weight
+    (moving statistics included) by more than 1e-4 of its scale; a real difference
+    (per-device statistics, a lost or repeated half batch) moves them by 1e-2 or more."""
+    _, losses, weights = reference
+    np.testing.assert_allclose(_losses(run), losses, rtol=1e-5)
+    found = _weights(run)
+    assert len(found) == len(weights) > 100
+    for a, b in zip(weights, found):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(a).max())))
+    return found
+
+
+def test_two_devices_train_as_one_and_resume(reference, tmp_path):
+    """Keras's DataParallel (chosen by `runtime.distribution_scope` when JAX sees several
+    devices) splits each batch of 4 across two devices. The run stopped after its first
+    epoch resumes to the weights of the uninterrupted run on one device."""
+    found = _train_in_process(reference[0], tmp_path / "two", 2, stop=True)
+    assert found["devices"] == 2
+    assert_same_training(reference, tmp_path / "two")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _train_processes(prepared, runs, kill_second=None, timeout=300):
+    """`boundary-aware-train` as two processes joined on localhost, each with its own
+    workdir in `runs`; `kill_second`: the `tests.kill_on_write` spec that kills the
+    second. Returns [(exit status, stderr)] per process."""
+    coordinator = f"localhost:{_free_port()}"
+    overrides = [f"--config.{key}={value}" for key, value in TINY.items()]
+    children = []
+    for index, run in enumerate(runs):
+        argv = ["--config=experiments/table1.py:ours,demo", f"--config.data.prepared_dir={prepared}",
+                *overrides, f"--workdir={run}", f"--coordinator={coordinator}",
+                "--num_processes=2", f"--process_id={index}"]
+        code = module_code("boundary_aware.train", argv) if index == 0 or not kill_second else \
+            module_code("tests.kill_on_write", [*kill_second, "boundary_aware.train", *argv])
+        children.append(subprocess.Popen(
+            [sys.executable, "-c", code], cwd=steps.ROOT, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=steps.python_env({"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"})))
+    results = []
+    for child in children:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for c in children:
+                c.kill()
+            raise
+        results.append((child.returncode, out + err))
+    return results
+
+
+def test_two_processes_train_as_one_survive_a_kill_and_resume(reference, tmp_path):
+    """Two processes (one device each) feed their halves of every batch. The second is
+    killed just before it records its second epoch (its `last.keras` of epoch 2 is written,
+    its state still says 1); the first, whose epoch 2 is complete, stops at the next
+    exchange with one line. The same two commands then resume both from epoch 1 (the first
+    steps back to its kept checkpoint) and end with identical weights, those of one
+    process training alone."""
+    prepared = reference[0]
+    runs = [tmp_path / "p0", tmp_path / "p1"]
+    (first, said), (second, _) = _train_processes(prepared, runs, ["state.json", "2", "before"])
+    assert second == -9
+    assert first == 1, said[-3000:]
+    errors = [line for line in said.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "lost contact with another process" in errors[0], said[-3000:]
+    assert "Traceback" not in said
+    assert [json.loads((r / "state.json").read_text())["epoch"] for r in runs] == [2, 1]
+
+    results = _train_processes(prepared, runs)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    assert "resuming with it from previous.keras" in results[0][1]
+    first_weights = assert_same_training(reference, runs[0])
+    for a, b in zip(first_weights, _weights(runs[1])):
+        np.testing.assert_array_equal(a, b)  # every process ends with the same weights
+
+
+def test_several_processes_need_jax(tmp_path):
+    """TensorFlow's multi-worker strategy is not offered: one line says so."""
+    result = run_python(module_code("boundary_aware.train", [
+        "--config=experiments/table1.py:ours,demo", f"--workdir={tmp_path / 'run'}",
+        "--coordinator=localhost:1", "--num_processes=2", "--process_id=0"]),
+        env={"KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: training in 2 processes needs KERAS_BACKEND=jax (TensorFlow's multi-worker "
+        "strategy is not offered: docs/cluster.md)")
+    assert not (tmp_path / "run").exists()
