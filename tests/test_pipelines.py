@@ -273,3 +273,27 @@ def test_intensity_changes_are_drawn_per_channel_and_the_first_as_before():
         assert not np.array_equal(shifts[:, 0], shifts[:, c])
     identity = sample_params(3, 0, 0, AugmentConfig(enabled=False), channels=3)
     np.testing.assert_array_equal(identity[:, 4:], np.tile([1.0, 0.0], (3, 3)))
+
+
+def test_process_shards_put_together_are_the_global_batches():
+    """Two processes training one model each take their half of every global batch of 4
+    (`data.shard_positions`), augmentation included, in both pipelines; the last
+    incomplete global batch (13 = 3 x 4 + 1) is left out, so both give the same count."""
+    images, masks = toy_slices()
+    config = AugmentConfig(flip_ap=True, rotate_deg=15, scale=0.15)
+    whole = SliceDataset(images, masks, 4, BOTH, seed=5, augment=config, initial_epoch=1)
+    halves = [SliceDataset(images, masks, 4, BOTH, seed=5, augment=config, initial_epoch=1,
+                           shard=(i, 2)) for i in range(2)]
+    tf_halves = [list(make_dataset(images, masks, 4, BOTH, seed=5, augment=config,
+                                   initial_epoch=1, shard=(i, 2))) for i in range(2)]
+    assert [len(h) for h in halves] == [len(h) for h in tf_halves] == [3, 3]
+    for b in range(3):
+        x = np.concatenate([h[b][0] for h in halves])
+        np.testing.assert_array_equal(x, whole[b][0])
+        for key in BOTH:
+            np.testing.assert_array_equal(np.concatenate([h[b][1][key] for h in halves]),
+                                          whole[b][1][key])
+        for half, tf_half in zip(halves, tf_halves):
+            np.testing.assert_array_equal(tf_half[b][0].numpy(), half[b][0])
+    with pytest.raises(ValueError, match="a batch of 5 cannot be split across 2 processes"):
+        SliceDataset(images, masks, 5, BOTH, shard=(0, 2))
