@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from boundary_aware import metrics, runtime
+from boundary_aware import batch_statistics, metrics, runtime
 from boundary_aware.data import manifest_path
 from boundary_aware.files import atomic_save_model, atomic_write_csv, file_sha256
 from boundary_aware.run_directory import RunDirectory
@@ -165,8 +165,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, run: RunDirectory, val_images, val_masks, batch_size: int,
-                 threshold: float, state: dict):
+                 threshold: float, state: dict, statistics=None):
+        """`statistics`: `(train_images, batches, batch_size, seed)` to recompute the
+        batch-norm statistics from before every validation (`batch_statistics`); None:
+        the moving averages of training stay."""
         super().__init__()
+        self.statistics = statistics
         self.run = run
         self.val = (val_images, val_masks)
         self.batch_size = batch_size
@@ -202,6 +206,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return  # keep the previous epoch's checkpoint: it is the backup
         logs = dict(logs or {})
         self.state["previous"] = {k: self.state.get(k) for k in ROLLBACK_KEYS}
+        if self.statistics is not None:
+            images, batches, batch_size, seed = self.statistics
+            batch_statistics.recompute(self.model, images, batches, batch_size, (seed, epoch))
         val_dice = self.validation_dice()
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch + 1, "learning_rate": lr, "val_dice": val_dice,

@@ -113,7 +113,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None] | None]] = {
               "poly_power": _positive_number, "seed": _int(0),
               "precision": _one_of(runtime.PRECISIONS),
               "jit_compile": _one_of(sorted(runtime.JIT_COMPILE)),
-              "steps_per_execution": _int(1), "deterministic": _boolean,
+              "steps_per_execution": _int(1), "bn_statistics_batches": _int(0, 10_000), "deterministic": _boolean,
               "verbose": _verbosity},
     "eval": {"threshold": _probability_threshold, "batch_size": _int(1, MAX_BATCH),
              "checkpoint": _one_of(CHECKPOINTS), "tta": _one_of(TTA_CHOICES), "postprocess": _boolean},

@@ -150,6 +150,19 @@ def check_data(config, manifest: Manifest, prepared) -> None:
                             f"{wanted}; prepare the data with --context_slices={wanted}")
 
 
+def statistics_from(config, images, processes: int):
+    """`EpochCheckpoint`'s `statistics`: the training slices and `train.bn_statistics_batches`
+    (configs from before it: 0, the moving averages stay) to recompute batch-norm
+    statistics from at every epoch's end."""
+    batches = int(config.train.get("bn_statistics_batches", 0))
+    if batches == 0:
+        return None
+    if processes > 1:
+        raise TrainingError("train.bn_statistics_batches is not offered with several processes; "
+                            "set it to 0")
+    return images, batches, int(config.train.batch_size), int(config.train.seed)
+
+
 def context_slices(config) -> int:
     """`data.context_slices` (configs from before it: 0, none)."""
     return int(config.data.get("context_slices", 0))
@@ -255,7 +268,8 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
         build_training_state(model, images, masks, config, targets)
     inputs = make_inputs(config, images, masks, state["epoch"], targets)
     checkpoint = EpochCheckpoint(run, val_images, val_masks, config.eval.batch_size,
-                                 config.eval.threshold, state)
+                                 config.eval.threshold, state,
+                                 statistics_from(config, images, processes))
     schedule = keras.callbacks.LearningRateScheduler(
         lambda e: poly_learning_rate(e, config.train.learning_rate, epochs, config.train.poly_power))
     all_callbacks = [schedule, checkpoint]

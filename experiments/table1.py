@@ -165,6 +165,9 @@ def get_config(arg="ours,demo"):
     c.train.precision = "auto"  # auto: bf16 on GPUs that have it, else fp16; float32 on a CPU
     c.train.jit_compile = "auto"  # auto (Keras decides: XLA where supported), on, off
     c.train.steps_per_execution = 1
+    # batch-norm statistics recomputed at each epoch's end from this many unaugmented
+    # training batches (boundary_aware/batch_statistics.py); 0: the moving averages (the paper)
+    c.train.bn_statistics_batches = 0
     c.train.deterministic = True  # op determinism (TensorFlow), exact resumes on CPU
     c.train.verbose = "auto"  # Keras progress bar on a terminal, one line per epoch otherwise
 

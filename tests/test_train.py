@@ -227,3 +227,38 @@ def test_auto_precision_is_bfloat16_where_the_gpu_has_it(monkeypatch, gpu, capab
     monkeypatch.setattr(runtime, "gpu_compute_capability", lambda: capability)
     assert runtime.resolve_precision("auto") == policy
     assert runtime.resolve_precision("float32") == "float32"  # explicit settings stay
+
+
+def test_recomputed_batch_norm_statistics_are_those_of_the_checkpointed_weights(tmp_path,
+                                                                                 prepared):
+    """With `train.bn_statistics_batches`, every checkpoint's batch-norm statistics are the
+    ones its own weights give on the drawn training batches (recomputing them from the
+    saved file changes nothing), and the recorded validation Dice is that checkpoint's.
+    Without it, the moving averages lag the weights: recomputing moves them."""
+    from boundary_aware.batch_statistics import batch_norm_layers, recompute
+    from boundary_aware.checkpointing import mean_slice_dice
+    from boundary_aware.data import load_prepared
+    from boundary_aware.model_files import load_keras_model
+
+    images, _, _ = load_prepared(prepared, "train")
+    val_images, val_masks, _ = load_prepared(prepared, "val")
+    moved = {}
+    for batches in (0, 2):
+        config = get_config("unet,demo")
+        config.data.prepared_dir = str(prepared)
+        config.data.image_size = 32
+        config.model.kwargs.base_filters = 4
+        config.train.update(batch_size=4, epochs=2, jit_compile="off",
+                            bn_statistics_batches=batches)
+        state = train(config, tmp_path / f"run{batches}")
+        model = load_keras_model(tmp_path / f"run{batches}" / "last.keras")
+        saved = [np.asarray(v) for layer in batch_norm_layers(model)
+                 for v in (layer.moving_mean, layer.moving_variance)]
+        assert mean_slice_dice(model, val_images, val_masks, 8, 0.5) == \
+            state["history"][-1]["val_dice"]
+        assert recompute(model, images, 2, 4, (config.train.seed, 1)) == 2
+        again = [np.asarray(v) for layer in batch_norm_layers(model)
+                 for v in (layer.moving_mean, layer.moving_variance)]
+        moved[batches] = max(float(np.abs(a - b).max() / (1 + np.abs(a).max()))
+                             for a, b in zip(saved, again))
+    assert moved[2] < 1e-4 < 1e-2 < moved[0], moved
