@@ -37,15 +37,17 @@ Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from boundary_aware import brats_scores, metrics, postprocess
 from boundary_aware.checkpointing import data_fingerprint
-from boundary_aware.cli import exit_on, run_absl
+from boundary_aware.cli import default_workers, exit_on, run_absl
 from boundary_aware.comparison import mean_std
 from boundary_aware.data import DataError, Manifest, load_prepared, manifest_path, region_mask
 from boundary_aware.errors import LockedError
@@ -186,32 +188,59 @@ def volume_probabilities(predictors, manifest, split, flips=NO_TTA):
         yield case_id, {n: with_map_axis(p) for n, p in probs.items()}, ref, spacing
 
 
+def scored_in_order(jobs, score, workers: int | None = None):
+    """`score(*job)` of every job, in the jobs' order, on `workers` threads (default: one per
+    core) while the `jobs` iterator (which reads volumes and predicts) makes the next ones.
+    The scores (NumPy and SciPy, which release the GIL) then use the cores a single thread
+    leaves idle; at most twice `workers` jobs wait, to bound the memory they hold."""
+    workers = workers or default_workers()
+    with ThreadPoolExecutor(workers) as pool:
+        pending = collections.deque()
+        for job in jobs:
+            pending.append(pool.submit(score, *job))
+            while len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def choose_postprocessing(predictors, manifest, threshold, flips=NO_TTA, split="val"):
     """{name: {region: postprocess.choose(...)}}: each predictor's clean-up rule per region,
     chosen on the whole volumes of `split` (the validation split; never the scored one)."""
     per_case = {name: {r: [] for r in manifest.regions} for name in predictors}
-    for _, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips):
-        for name, prob in probs.items():
-            for i, region in enumerate(manifest.regions):
-                per_case[name][region].append(postprocess.candidate_dice(
-                    prob[..., i] > threshold, ref[..., i], spacing))
+    jobs = ((name, region, prob[..., i] > threshold, ref[..., i], spacing)
+            for _, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips)
+            for name, prob in probs.items() for i, region in enumerate(manifest.regions))
+
+    def candidates(name, region, pred, ref, spacing):
+        return name, region, postprocess.candidate_dice(pred, ref, spacing)
+
+    for name, region, dice in scored_in_order(jobs, candidates):
+        per_case[name][region].append(dice)
     return {name: {region: postprocess.choose(cases) for region, cases in regions.items()}
             for name, regions in per_case.items()}
 
 
 def score_volumes(predictors, manifest, split, threshold, flips=NO_TTA, rules=None):
     """{name: whole-volume records} of several predictors ({name: Predictor or list}), each
-    region's mask cleaned by its `rules[name]` ({region: rule}; none where absent)."""
+    region's mask cleaned by its `rules[name]` ({region: rule}; none where absent); the
+    volumes are scored on the cores while the next are predicted (`scored_in_order`)."""
     rules = rules or {}
     records = {name: [] for name in predictors}
-    for case_id, probs, ref, spacing in volume_probabilities(predictors, manifest, split, flips):
-        for name, prob in probs.items():
-            pred = np.stack([postprocess.apply(prob[..., i] > threshold,
-                                               (rules.get(name) or {}).get(r, postprocess.NONE),
-                                               spacing)
-                             for i, r in enumerate(manifest.regions)], axis=-1)
-            records[name].append({"case": case_id,
-                                  **volume_record(pred, ref, spacing, manifest.regions)})
+
+    def score(name, case_id, prob, ref, spacing):
+        pred = np.stack([postprocess.apply(prob[..., i] > threshold,
+                                           (rules.get(name) or {}).get(r, postprocess.NONE),
+                                           spacing)
+                         for i, r in enumerate(manifest.regions)], axis=-1)
+        return name, {"case": case_id, **volume_record(pred, ref, spacing, manifest.regions)}
+
+    jobs = ((name, case_id, prob, ref, spacing)
+            for case_id, probs, ref, spacing in volume_probabilities(predictors, manifest, split,
+                                                                     flips)
+            for name, prob in probs.items())
+    for name, record in scored_in_order(jobs, score):
+        records[name].append(record)
     return records
 
 

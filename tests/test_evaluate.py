@@ -220,3 +220,25 @@ def test_the_evaluate_command_prints_its_scores_without_tensorflows_notices(trai
                           env={**env, "BOUNDARY_AWARE_TF_NOTICES": "1"})
     assert loud.returncode == 0, loud.stderr[-3000:]
     assert any(is_notice(x) for x in loud.stderr.splitlines())
+
+
+def test_volumes_scored_on_several_threads_keep_their_order():
+    """`scored_in_order` returns every job's score in the jobs' order, however long each
+    takes, and reads the jobs lazily (at most twice the workers waiting)."""
+    import time
+    from boundary_aware.evaluate import scored_in_order
+
+    made = []
+
+    def jobs():
+        for i in range(12):
+            made.append(i)
+            yield i, 0.02 * ((7 * i) % 5)
+
+    def score(i, pause):
+        time.sleep(pause)
+        return i * i
+
+    results = scored_in_order(jobs(), score, workers=2)
+    assert next(results) == 0 and len(made) <= 6
+    assert list(results) == [i * i for i in range(1, 12)]
