@@ -126,20 +126,30 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
     x, y = plain_batch(images.astype(np.float32), masks, np.arange(n), config.loss.edge_width,
                        targets)
 
+    batch_ends = []
+
+    class BatchEnds(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batch_ends.append(time.perf_counter())
+
     def fit(count):
         part = batch_size * count
+        batch_ends.clear()
         start = time.perf_counter()
         model.fit(x[:part], {k: v[:part] for k, v in y.items()}, batch_size=batch_size,
-                  epochs=1, shuffle=False, verbose=0)
+                  epochs=1, shuffle=False, verbose=0, callbacks=[BatchEnds()])
         return time.perf_counter() - start
 
     compile_seconds = fit(warmup_steps)
     seconds = fit(steps)
+    # the steps alone, first batch end to last: without fit()'s own start and end
+    between = batch_ends[-1] - batch_ends[0] if len(batch_ends) > 1 else float("nan")
     memory, device = peak_memory_bytes()
     return {"model": model_name, "profile": profile, "size": size, "batch": batch_size,
             "precision": precision, "jit": jit, "backend": keras.backend.backend(),
             "device": device, "images_per_s": steps * batch_size / seconds,
             "step_ms": 1e3 * seconds / steps, "warmup_s": compile_seconds,
+            "steady_images_per_s": (len(batch_ends) - 1) * batch_size / between,
             "gflop_per_image": gflop, "peak_memory_gib": memory / 2**30}
 
 
