@@ -163,6 +163,17 @@ def read_card(path: str | os.PathLike) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
+def check_backend(out) -> None:
+    """ExportError unless Keras runs on TensorFlow: the serving function is TensorFlow code,
+    which a JAX-traced export cannot run. A run trained on JAX exports the same on
+    TensorFlow (a .keras file loads on either)."""
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"{out}: a SavedModel is exported on the TensorFlow backend, and "
+                          f"Keras runs on {keras.backend.backend()}; rerun with "
+                          f"KERAS_BACKEND=tensorflow (runs trained on any backend export the "
+                          f"same)")
+
+
 def export_model(model, out: str | os.PathLike, card: dict | None = None,
                  overwrite: bool = False, channels=None, regions=None, conventions=()) -> dict:
     """Export `model` as a SavedModel with a `serve` signature; returns the card.
@@ -171,6 +182,7 @@ def export_model(model, out: str | os.PathLike, card: dict | None = None,
     maps of its `seg` output (default: the paper's TC); `conventions` the label
     conventions of its training data (what predict writes label maps in)."""
     out = Path(out)
+    check_backend(out)
     channels = input_channels(model.input_shape[1:], channels, str(out))
     regions = recorded_regions(regions, str(out))
     with exclusive_lock(out.with_name(f".{out.name}.lock"), str(out)):
@@ -238,6 +250,7 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, checkpoint: s
     """Export a training run's checkpoint (default: the one its rule scores, see
     `boundary_aware.run_directory`), with a model card built from the run."""
     run = RunDirectory(workdir)
+    check_backend(out)
     check_apart(out, {"--workdir": workdir})
     config = run.read_config()  # the run's records first: each names itself when damaged
     state = run.read_state() or {}

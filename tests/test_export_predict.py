@@ -438,3 +438,19 @@ def test_a_checkpoint_saved_before_the_logits_output_still_predicts_and_exports(
     model = keras.saving.load_model(old, compile=False)
     card = export_model(model, tmp_path / "saved")
     assert set(card["outputs"]) == {"seg", "edge"} and card["input"]["channels"] == ["t1c"]
+
+
+def test_export_on_another_backend_is_one_line(tmp_path):
+    """The serving function is TensorFlow code: exporting with Keras on JAX is refused in one
+    line that says what to do, before anything is read or written."""
+    from tests.conftest import module_code
+    result = run_python(module_code("boundary_aware.export", [
+        f"--workdir={tmp_path / 'run'}", f"--out={tmp_path / 'export'}"]),
+        env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'export'}: a SavedModel is exported on the TensorFlow backend, and "
+        f"Keras runs on jax; rerun with KERAS_BACKEND=tensorflow (runs trained on any backend "
+        f"export the same)")
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

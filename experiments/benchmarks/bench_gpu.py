@@ -11,7 +11,10 @@ One line per configuration, the card's name first:
    XLA compiles it for this device (`roofline.py`);
 4. the input pipeline's delivery rate, measured with as many worker
    processes as there are cores, against the fastest training rate of 2.;
-5. predict's seconds per 240 x 240 x 155 volume (`predict_speed`, after only).
+5. predict's seconds per 240 x 240 x 155 volume (`predict_speed`, after only);
+6. the whole path end to end (`end_to_end`): 8 synthetic cases, prepared, the paper
+   profile trained for 10 epochs with its batch-norm statistics recomputed before each
+   validation, evaluated, exported, and used by predict with and without flips.
 Each part has its own time limit, so a slow part costs only its share; a
 summary of the ratios against the speed targets of docs/performance.md ends the output.
 """
@@ -19,7 +22,9 @@ summary of the ratios against the speed targets of docs/performance.md ends the 
 import argparse
 import os
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from experiments.steps import run_python
 
@@ -46,7 +51,7 @@ def main(argv=None):
                         help="dense bf16 peak for the MFU (H100 SXM data sheet)")
     parser.add_argument("--profile", default="paper", choices=["paper", "demo"])
     parser.add_argument("--skip", default="", help="parts to leave out: reference, train, "
-                        "roofline, pipeline, predict")
+                        "roofline, pipeline, predict, end_to_end")
     parser.add_argument("--anchor", help="anchor_unet.py (default: ../shared/bench, or .whl/)")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -78,6 +83,11 @@ def main(argv=None):
     if "predict" not in skip:
         part("predict", ["-m", "experiments.benchmarks.predict_speed", "--no-before",
                          "--repeats=1"], 3 * args.timeout)
+    if "end_to_end" not in skip:  # the paper profile trained, evaluated and used by predict
+        with tempfile.TemporaryDirectory() as tmp:
+            part("end_to_end", ["-m", "experiments.benchmarks.end_to_end",
+                                f"--out={Path(tmp) / 'e2e'}", f"--timeout={2 * args.timeout}"],
+                 8 * args.timeout)
     summarize(rows, reference, delivered, args.peak_tflops)
     print(f"bench-gpu: {time.perf_counter() - start:.0f} s in all", flush=True)
 
