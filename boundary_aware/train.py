@@ -168,6 +168,25 @@ def context_slices(config) -> int:
     return int(config.data.get("context_slices", 0))
 
 
+# Config keys added since runs could first be made, with the value that gives a run
+# written before them its behaviour: a stored config without one still matches.
+ADDED_KEYS = {("data", "regions"): PAPER_REGION, ("data", "context_slices"): 0,
+              ("data", "tumor_free_fraction"): 0.0,
+              ("loss", "edge_target"): losses.DEFAULT_EDGE_TARGET,
+              ("train", "bn_statistics_batches"): 0}
+
+
+def as_stored(resolved: dict, stored: dict) -> dict:
+    """`resolved` without the `ADDED_KEYS` that `stored` (a run's config.json) lacks, where
+    they hold the value of the behaviour from before them."""
+    trimmed = json.loads(json.dumps(resolved))
+    for (section, key), old in ADDED_KEYS.items():
+        held = trimmed.get(section, {})
+        if key in held and key not in stored.get(section, {}) and held[key] == old:
+            del held[key]
+    return trimmed
+
+
 def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
     """Write the run's config, or check that an existing run was made with this one. A
     config left by a start that never finished an epoch (no state, no checkpoint: nothing
@@ -175,7 +194,8 @@ def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Pat
     resolved = json.loads(config.to_json())
     nothing_trained = not run.state_path.exists() and not run.has_checkpoints()
     if run.config_path.exists() and not nothing_trained:
-        if run.read_config() != resolved:
+        stored = run.read_config()
+        if as_stored(resolved, stored) != stored:  # a run from before a key was added matches
             made_by = (run.read_state() or {}).get("package_version")
             by = f" (made by boundary-aware {made_by})" if made_by else ""
             raise TrainingError(f"{run.path}: holds a run made with another config{by}; "

@@ -90,6 +90,30 @@ def test_a_workdir_refuses_another_config_once_it_has_trained(tmp_path, prepared
     assert json.loads((workdir / "config.json").read_text()) == json.loads(config.to_json())
 
 
+def test_a_run_from_before_a_config_key_existed_still_resumes(tmp_path, prepared):
+    """A run whose config.json was written before keys such as `train.bn_statistics_batches`
+    existed resumes under today's config, whose values of them give its old behaviour; a
+    value that changes the behaviour is still refused."""
+    from boundary_aware.data import Manifest
+    from boundary_aware.run_directory import RunDirectory
+    from boundary_aware.train import _start_or_check
+    config = get_config("unet,demo")
+    config.data.prepared_dir = str(prepared)
+    config.data.image_size = 32
+    old = json.loads(config.to_json())
+    del old["train"]["bn_statistics_batches"], old["data"]["context_slices"]
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(old))
+    (workdir / "state.json").write_text(json.dumps({"epoch": 1}))
+    run = RunDirectory(workdir)
+    _start_or_check(run, config, Manifest.read(prepared), prepared)
+    assert json.loads((workdir / "config.json").read_text()) == old  # kept as it was
+    config.train.bn_statistics_batches = 2
+    with pytest.raises(TrainingError, match="another config"):
+        _start_or_check(run, config, Manifest.read(prepared), prepared)
+
+
 def test_nan_loss_stops_with_an_error_and_keeps_the_backup(tmp_path, prepared):
     config = get_config("unet,demo")
     config.data.prepared_dir = str(prepared)
