@@ -165,11 +165,12 @@ def _lost_contact(err: Exception) -> bool:
             or re.search(r"\b(Gloo|NCCL)\b|CoordinationService", str(err)) is not None)
 
 
-def leave_processes(code) -> None:
-    """End a process that failed while training with others now, with exit status `code`:
-    JAX's orderly shutdown would wait minutes at a barrier the others never reach, then
-    abort. Returns (for the caller's own exit) where the process trains alone."""
-    if code and process_shard()[1] > 1:
+def leave_processes(code, processes: int) -> None:
+    """End a process that failed while training with `processes - 1` others now, with exit
+    status `code`: JAX's orderly shutdown would wait minutes at a barrier the others never
+    reach, then abort. Returns (for the caller's own exit) where the process trains alone,
+    without asking JAX (which would start its backends only to say so)."""
+    if code and processes > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code if isinstance(code, int) else 1)

@@ -344,7 +344,7 @@ def main(argv) -> None:
             with runtime.stop_with_peers(f.workdir):
                 train(f.config, f.workdir, restart=f.restart)
     except SystemExit as stop:
-        runtime.leave_processes(stop.code)
+        runtime.leave_processes(stop.code, f.num_processes)
         raise
 
 
