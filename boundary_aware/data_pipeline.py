@@ -15,6 +15,7 @@ Reference: Hatamizadeh et al. 2019, Sec. 2.3 (edge target) and 3.2.
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -23,10 +24,28 @@ from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_
 from boundary_aware.data import epoch_order, num_batches, shard_positions
 
 
+class EpochClock(keras.callbacks.Callback):
+    """Tells a `make_dataset` dataset, during `fit`, which epoch its next pass stands for.
+
+    Without it the dataset counts its passes. Under a tf.distribute strategy Keras
+    opens one pass more, before training, to build the model from a batch; counted,
+    that pass would make training start on the second epoch's order and draws.
+    """
+
+    def __init__(self, epoch: int = 0):
+        super().__init__()
+        self.epoch = int(epoch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = int(epoch)
+
+
 def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
                  edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None,
-                 shard=(0, 1)):
-    """A `tf.data.Dataset` of one epoch; every new iteration is the next epoch.
+                 shard=(0, 1), clock: EpochClock | None = None):
+    """A `tf.data.Dataset` of one epoch; every new iteration is the next epoch, or, with
+    a `clock` among `fit`'s callbacks, the epoch it tells (`initial_epoch` is then
+    the clock's).
 
     Arguments as `pydataset.SliceDataset`.
     """
@@ -44,8 +63,11 @@ def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augme
     epoch = [int(initial_epoch)]
 
     def next_epoch_plan():
-        e = epoch[0]
-        epoch[0] += 1
+        if clock is not None:
+            e = clock.epoch
+        else:
+            e = epoch[0]
+            epoch[0] += 1
         order = epoch_order(n, seed, e) if shuffle else np.arange(n)
         params = sample_params(n, seed, e, augment, draws)
         return order[positions].astype(np.int64), params[positions]

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 from keras import ops
 
+from boundary_aware import runtime
 from boundary_aware.models.registry import logits_name
 
 Tensor = Any  # a backend tensor or a numpy array
@@ -45,6 +46,30 @@ def _f32(x):
     return ops.cast(ops.convert_to_tensor(x), "float32")
 
 
+# Every term is a statistic of the whole batch. Under a TensorFlow strategy each replica
+# holds a part of the batch, so its sums and means are taken over every replica's part
+# (`runtime.sum_over_replicas`) and each replica returns its share of the loss (the
+# optimizer sums the replicas' gradients): the same loss and gradients as on one device.
+
+def _batch_sum(x):
+    """`ops.sum(x)` over the whole batch (every replica's part)."""
+    return runtime.sum_over_replicas(ops.sum(x))[0]
+
+
+def _batch_mean(x):
+    """`ops.mean(x)` over the whole batch (every replica's part)."""
+    if runtime.replicas() == 1:
+        return ops.mean(x)
+    total, count = runtime.sum_over_replicas(ops.sum(x), ops.cast(ops.size(x), x.dtype))
+    return total / count
+
+
+def replica_share(loss):
+    """What one replica's step minimizes of a whole-batch `loss`: loss / replicas."""
+    replicas = runtime.replicas()
+    return loss if replicas == 1 else loss / float(replicas)
+
+
 def dice_loss(y_true: Tensor, y_pred: Tensor, eps: float = DICE_EPS) -> Tensor:
     """Soft Dice loss of Eq. 4, summed over the whole batch and all pixels.
 
@@ -55,8 +80,8 @@ def dice_loss(y_true: Tensor, y_pred: Tensor, eps: float = DICE_EPS) -> Tensor:
     Reference: Hatamizadeh et al. 2019, Eq. 4; Milletari et al. 2016.
     """
     y, p = _f32(y_true), _f32(y_pred)
-    numerator = 2.0 * ops.sum(y * p)
-    denominator = ops.sum(ops.square(y)) + ops.sum(ops.square(p)) + eps
+    numerator = 2.0 * _batch_sum(y * p)
+    denominator = _batch_sum(ops.square(y)) + _batch_sum(ops.square(p)) + eps
     return 1.0 - numerator / denominator
 
 
@@ -71,9 +96,9 @@ def generalized_dice_loss(y_true: Tensor, y_pred: Tensor, eps: float = DICE_EPS)
     Sec. 2.3 names it.
     """
     y, p = _f32(y_true), _f32(y_pred)
-    ref = ops.stack([ops.sum(y), ops.sum(1.0 - y)])
-    pred = ops.stack([ops.sum(p), ops.sum(1.0 - p)])
-    inter = ops.stack([ops.sum(y * p), ops.sum((1.0 - y) * (1.0 - p))])
+    ref = ops.stack([_batch_sum(y), _batch_sum(1.0 - y)])
+    pred = ops.stack([_batch_sum(p), _batch_sum(1.0 - p)])
+    inter = ops.stack([_batch_sum(y * p), _batch_sum((1.0 - y) * (1.0 - p))])
     present = ref > 0
     w = ops.where(present, 1.0 / ops.square(ops.maximum(ref, 1.0)), 0.0)
     w = ops.where(present, w, ops.max(w))
@@ -113,11 +138,11 @@ def edge_bce_loss(y_true: Tensor, y_pred: Tensor, reduction: str = "mean",
     else:
         p = ops.clip(_f32(y_pred), eps, 1.0 - eps)
         log_p, log_not_p = ops.log(p), ops.log(1.0 - p)
-    beta = ops.mean(1.0 - y)
+    beta = _batch_mean(1.0 - y)
     loss = -(beta * y * log_p + (1.0 - beta) * (1.0 - y) * log_not_p)
     if reduction == "sum":  # Eq. 5 as written: the sum over each image's pixels
-        return ops.mean(ops.sum(ops.reshape(loss, (ops.shape(loss)[0], -1)), axis=1))
-    return bce_scale(reduction, ()) * ops.mean(loss)
+        return _batch_mean(ops.sum(ops.reshape(loss, (ops.shape(loss)[0], -1)), axis=1))
+    return bce_scale(reduction, ()) * _batch_mean(loss)
 
 
 def edge_target(mask: Tensor, width: int = 2) -> Tensor:
@@ -296,11 +321,11 @@ class OutputLoss(keras.losses.Loss):
         probability = ops.sigmoid(logits) if self.from_logits else y_pred
         channels = y_true.shape[-1]
         if not channels or channels == 1:
-            return self._terms(y_true, probability, logits)
+            return replica_share(self._terms(y_true, probability, logits))
         # several tumor regions: every term on each region's map, summed over regions
-        return _sum([self._terms(y_true[..., r:r + 1], probability[..., r:r + 1],
+        return replica_share(_sum([self._terms(y_true[..., r:r + 1], probability[..., r:r + 1],
                                  None if logits is None else logits[..., r:r + 1])
-                     for r in range(channels)])
+                     for r in range(channels)]))
 
     def _terms(self, y_true, probability, logits):
         return _sum([self.weights[term.name] * term.value(y_true, probability, logits,

@@ -103,7 +103,10 @@ def distribution_scope():
     if backend == "tensorflow":
         import tensorflow as tf
         gpus = tf.config.list_logical_devices("GPU")
-        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+        # several logical CPUs exist only where they were configured (tests, a CPU cluster)
+        devices = gpus if len(gpus) > 1 else tf.config.list_logical_devices("CPU")
+        strategy = (tf.distribute.MirroredStrategy([d.name for d in devices]) if len(devices) > 1
+                    else tf.distribute.get_strategy())
         return strategy.scope()
     if backend == "jax":
         import jax
@@ -111,6 +114,27 @@ def distribution_scope():
             keras.distribution.set_distribution(
                 keras.distribution.DataParallel(auto_shard_dataset=False))
     return contextlib.nullcontext()
+
+
+def replicas() -> int:
+    """How many replicas of the model compute this step together inside one process:
+    the replicas of the TensorFlow strategy whose replica context this runs in, else 1
+    (JAX's DataParallel computes one program over every device: its sums are global)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+    context = tf.distribute.get_replica_context()
+    return context.num_replicas_in_sync if context is not None else 1
+
+
+def sum_over_replicas(*values):
+    """`values`, each summed over the replicas (`replicas()`) of this step; as given when
+    there is one. Called from inside a TensorFlow replica context (a model's call)."""
+    if replicas() == 1:
+        return values
+    import tensorflow as tf
+    return tuple(tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, list(values)))
 
 
 class ProcessError(RuntimeError):

@@ -86,18 +86,21 @@ def output_keywords(config) -> dict:
 
 
 def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
-    """Training batches: tf.data or a PyDataset, as `runtime.uses_tf_data` says; where
-    several processes train one model, this process's share of every batch."""
+    """`(batches, callbacks)`: training batches, tf.data or a PyDataset as
+    `runtime.uses_tf_data` says (where several processes train one model, this
+    process's share of every batch), and the callbacks `fit` needs for them (tf.data:
+    the `EpochClock` that tells it each epoch)."""
     kwargs = dict(batch_size=config.train.batch_size, targets=targets, seed=config.train.seed,
                   shuffle=True, augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
                   edge_width=config.loss.edge_width, initial_epoch=initial_epoch,
                   sequences=len(parse_modalities(config.data.modalities)),
                   shard=runtime.process_shard())
     if runtime.uses_tf_data(config.data.pipeline):
-        from boundary_aware.data_pipeline import make_dataset
-        return make_dataset(images, masks, **kwargs)
+        from boundary_aware.data_pipeline import EpochClock, make_dataset
+        clock = EpochClock(initial_epoch)
+        return make_dataset(images, masks, **kwargs, clock=clock), [clock]
     from boundary_aware.pydataset import SliceDataset
-    return SliceDataset(images, masks, **kwargs)
+    return SliceDataset(images, masks, **kwargs), []
 
 
 def build_and_compile(config, precision: str, channels: int) -> keras.Model:
@@ -286,13 +289,13 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
         # the edge target only where a loss uses it (not for U-Net, V-Net, "no edge loss")
         _, targets = loss_setup(config, model.output_names)
         build_training_state(model, images, masks, config, targets)
-    inputs = make_inputs(config, images, masks, state["epoch"], targets)
+    inputs, input_callbacks = make_inputs(config, images, masks, state["epoch"], targets)
     checkpoint = EpochCheckpoint(run, val_images, val_masks, config.eval.batch_size,
                                  config.eval.threshold, state,
                                  statistics_from(config, images, processes))
     schedule = keras.callbacks.LearningRateScheduler(
         lambda e: poly_learning_rate(e, config.train.learning_rate, epochs, config.train.poly_power))
-    all_callbacks = [schedule, checkpoint]
+    all_callbacks = [*input_callbacks, schedule, checkpoint]
     if keras.backend.backend() == "tensorflow":
         all_callbacks.append(keras.callbacks.TensorBoard(run.tensorboard_path, write_graph=False))
     all_callbacks += list(callbacks)

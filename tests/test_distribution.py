@@ -1,7 +1,7 @@
-"""Data parallel training on a CPU: two virtual JAX devices in one process, and two
-processes joined through `keras.distribution.initialize`, give the weights one device
-gives; a run stopped under either resumes to them, and a killed process stops the other
-with one line."""
+"""Data parallel training on a CPU: two virtual JAX devices in one process, two logical
+TensorFlow CPUs under MirroredStrategy, and two processes joined through
+`keras.distribution.initialize`, give the weights one device gives; a run stopped under
+any of them resumes to them, and a killed process stops the other with one line."""
 
 import json
 import socket
@@ -20,8 +20,13 @@ TINY = {"data.image_size": 32, "model.kwargs.base_filters": 4, "model.kwargs.sha
         "eval.tta": "none"}
 
 TRAIN = """
-import json, sys
-import jax, keras, numpy as np
+import json, os, sys
+if os.environ["KERAS_BACKEND"] == "tensorflow" and {devices} > 1:  # before TensorFlow starts
+    import tensorflow as tf
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * {devices})
+import keras, numpy as np
+from boundary_aware import runtime
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.train import train
 from experiments.table1 import get_config
@@ -44,32 +49,43 @@ if {stop!r}:
     except KeyboardInterrupt:
         pass
 state = train(config, {workdir!r})
-print("RESULT " + json.dumps({{"devices": len(jax.devices()),
-                               "losses": [h["loss"] for h in state["history"]]}}))
+with runtime.distribution_scope():
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        devices = tf.distribute.get_strategy().num_replicas_in_sync
+    else:
+        import jax
+        devices = len(jax.devices())
+print("RESULT " + json.dumps({{"devices": devices}}))
 """
 
 
 def _weights(run):
-    """The final weights of a run (every variable, statistics included), read in a child."""
+    """The final weights of a run (every variable, statistics included), read in a child:
+    {variable path: array}."""
     code = (f"import numpy as np\nfrom boundary_aware.model_files import load_keras_model\n"
+            f"model = load_keras_model({str(run / 'final.keras')!r})\n"
             f"np.savez({str(run / 'weights.npz')!r}, "
-            f"*load_keras_model({str(run / 'final.keras')!r}).get_weights())\n")
+            f"**{{v.path.replace('/', '|'): np.asarray(v) for v in model.weights}})\n")
     result = run_python(code, env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
     found = np.load(run / "weights.npz")
-    return [found[k] for k in found.files]
+    return {k.replace("|", "/"): found[k] for k in found.files}
 
 
 def _losses(run):
     return [row["loss"] for row in json.loads((run / "state.json").read_text())["history"]]
 
 
-def _train_in_process(prepared, workdir, devices, stop):
-    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    code = TRAIN.format(prepared=str(prepared), workdir=str(workdir), stop=stop, tiny=TINY)
+def _train_in_process(prepared, workdir, devices, stop, backend="jax"):
+    env = {"KERAS_BACKEND": backend,
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    code = TRAIN.format(prepared=str(prepared), workdir=str(workdir), stop=stop, tiny=TINY,
+                        devices=devices)
     result = run_python(code, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.split("RESULT ")[-1])
+    found = json.loads(result.stdout.split("RESULT ")[-1])
+    return {**found, "resumed": f"{workdir}: resuming after epoch 1" in result.stdout}
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +106,10 @@ def assert_same_training(reference, run):
     _, losses, weights = reference
     np.testing.assert_allclose(_losses(run), losses, rtol=1e-5)
     found = _weights(run)
-    assert len(found) == len(weights) > 100
-    for a, b in zip(weights, found):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(a).max())))
+    assert found.keys() == weights.keys() and len(found) > 100
+    for name, a in weights.items():
+        np.testing.assert_allclose(found[name], a, rtol=1e-4,
+                                   atol=1e-4 * max(1.0, float(np.abs(a).max())), err_msg=name)
     return found
 
 
@@ -101,8 +118,52 @@ def test_two_devices_train_as_one_and_resume(reference, tmp_path):
     devices) splits each batch of 4 across two devices. The run stopped after its first
     epoch resumes to the weights of the uninterrupted run on one device."""
     found = _train_in_process(reference[0], tmp_path / "two", 2, stop=True)
-    assert found["devices"] == 2
+    assert found["devices"] == 2 and found["resumed"]
     assert_same_training(reference, tmp_path / "two")
+
+
+@pytest.fixture(scope="module")
+def tensorflow_reference(reference, tmp_path_factory):
+    """The same data, and Ours trained on it by TensorFlow on one device."""
+    run = tmp_path_factory.mktemp("tensorflow") / "one"
+    assert _train_in_process(reference[0], run, 1, stop=False, backend="tensorflow") == \
+        {"devices": 1, "resumed": False}
+    return _losses(run), _weights(run)
+
+
+def test_two_tensorflow_devices_train_as_one_and_resume(reference, tensorflow_reference,
+                                                         tmp_path):
+    """MirroredStrategy over two logical CPUs (`runtime.distribution_scope`) splits each
+    batch of 4 in two. Batch normalization's statistics and every loss term are sums over
+    both halves (`runtime.sum_over_replicas`), so the run stopped after its first epoch and
+    resumed trains what one device trains.
+
+    Tolerance: the halves are computed by other kernels than the whole batch (TensorFlow's
+    CPU kernels round differently by batch size), and Adam's first steps are sign steps: a
+    weight whose gradient is at rounding level moves by up to the learning rate per step,
+    either way. So the losses agree to 2e-4 (measured 5.5e-5), every weight moves apart by
+    at most twice the learning rates summed over the steps (1.2e-2; measured 3.4e-3), and a
+    moving statistic by at most 3e-2 of its scale (measured 1.1e-2). Per-replica statistics
+    (Keras's default) put the losses 7e-4 apart; the first epoch trained on the second's
+    batches (Keras reads one batch more under a strategy) moves weights by 0.2."""
+    from boundary_aware.train import poly_learning_rate
+    from experiments.table1 import get_config
+    train = get_config("ours,demo").train
+    losses, weights = tensorflow_reference
+    run = tmp_path / "two"
+    assert _train_in_process(reference[0], run, 2, stop=True, backend="tensorflow") == \
+        {"devices": 2, "resumed": True}
+    np.testing.assert_allclose(_losses(run), losses, rtol=2e-4)
+    found = _weights(run)
+    assert found.keys() == weights.keys() and len(found) > 100
+    steps_per_epoch = 3  # 12 training slices in batches of 4
+    bound = 2 * steps_per_epoch * sum(
+        poly_learning_rate(epoch, train.learning_rate, TINY["train.epochs"], train.poly_power)
+        for epoch in range(TINY["train.epochs"]))
+    for name, a in weights.items():
+        scale = max(1.0, float(np.abs(a).max()))
+        tolerance = 3e-2 * scale if "moving_" in name else bound
+        np.testing.assert_allclose(found[name], a, rtol=0, atol=tolerance, err_msg=name)
 
 
 def _free_port() -> int:

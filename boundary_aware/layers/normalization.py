@@ -13,6 +13,8 @@ Wu & He, "Group Normalization", ECCV 2018.
 import keras
 from keras import ops
 
+from boundary_aware import runtime
+
 NORMS = ("batch", "group", "none")
 
 
@@ -29,6 +31,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
     Same weights and configuration as `keras.layers.BatchNormalization`; the
     training step moves about 15% fewer bytes per residual block
     (`make roofline`, docs/performance.md).
+
+    Under a TensorFlow strategy with several replicas the sums and counts are
+    added across replicas (`runtime.sum_over_replicas`): every replica
+    normalizes with the statistics of the whole batch, as one device does
+    (docs/design.md, "Beyond one machine").
     """
 
     def _moments(self, inputs, mask):
@@ -36,9 +43,28 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super()._moments(inputs, mask)
         shift = ops.stop_gradient(ops.cast(self.moving_mean, inputs.dtype))
         centred = inputs - shift
-        mean = ops.mean(centred, axis=self._reduction_axes)
-        variance = ops.mean(ops.square(centred), axis=self._reduction_axes) - ops.square(mean)
+        if runtime.replicas() > 1:
+            mean, variance = _global_moments(centred, self._reduction_axes)
+        else:
+            mean = ops.mean(centred, axis=self._reduction_axes)
+            variance = ops.mean(ops.square(centred), axis=self._reduction_axes) - ops.square(mean)
         return mean + shift, ops.maximum(variance, 0.0)
+
+
+def _global_moments(centred, axes):
+    """Mean and variance of `centred` over `axes` and over every replica's part of the
+    batch (a TensorFlow strategy's replicas each see a part): the sums and counts are
+    added across replicas, so every replica normalizes with, and the moving statistics
+    follow, the statistics of the whole batch, as on one device."""
+    shape = ops.shape(centred)
+    count = 1
+    for axis in axes:
+        count = count * shape[axis]
+    total, squares, count = runtime.sum_over_replicas(
+        ops.sum(centred, axis=axes), ops.sum(ops.square(centred), axis=axes),
+        ops.cast(count, centred.dtype))
+    mean = total / count
+    return mean, squares / count - ops.square(mean)
 
 
 def check_norm(norm):
