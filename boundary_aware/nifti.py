@@ -39,7 +39,8 @@ def load_volume(path, kind="image"):
     The affine is the file's; `zooms` are the voxel sizes along the returned
     array's axes (the file's zooms permuted as its axes were, so a file stored
     (S, L, P) at (3, 1, 1) mm gives an (L, P, S) array and zooms (1, 1, 3)).
-    `kind="image"` also rejects NaN/inf.
+    `kind="image"` also rejects NaN/inf. A file with axes of length 1 beyond the
+    third (one time point or channel) is read as the 3D volume it holds.
     """
     path = Path(path)
     if not path.is_file():
@@ -52,9 +53,11 @@ def load_volume(path, kind="image"):
         raise DataError(f"{path}: not a NIfTI file ({err})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DataError(f"{path}: not a NIfTI file (nibabel read it as {type(img).__name__})")
-    shape = img.header.get_data_shape()
-    if len(shape) != 3:
-        raise DataError(f"{path}: expected a 3D volume, got {len(shape)}D data of shape {shape}")
+    stored = img.header.get_data_shape()
+    shape = stored[:3]  # a 4D file of one time point or channel, (X, Y, Z, 1), is 3D
+    if len(stored) < 3 or any(n != 1 for n in stored[3:]):
+        raise DataError(f"{path}: expected a 3D volume, got {len(stored)}D data of shape "
+                        f"{stored}")
     voxels = int(np.prod(shape, dtype=np.int64))
     if voxels > MAX_VOXELS or min(shape) < 1:
         raise DataError(f"{path}: header shape {shape} is implausible "
@@ -75,7 +78,7 @@ def load_volume(path, kind="image"):
             raise DataError(f"{path}: cannot read the voxel data: truncated file "
                             f"({path.stat().st_size:,d} bytes, the header needs {needed:,d})")
     try:
-        data = np.asanyarray(img.dataobj)
+        data = np.asanyarray(img.dataobj).reshape(shape)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise DataError(f"{path}: cannot read the voxel data: truncated or corrupt file ({err})") from None
     if kind == "image" and np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):

@@ -127,6 +127,11 @@ def map_paths(output: Path, suffix: str, names) -> dict:
     return {name: beside(output, f"{suffix}_{name}") for name in names}
 
 
+# Below this share of zero voxels a scan is not skull-stripped with a background of 0
+# (BraTS's: 80-90%; a scan cropped close to the brain still has its box's corners).
+BACKGROUND_EXPECTED = 0.01
+
+
 def predict_file(predictors, image_paths, output: str | os.PathLike,
                  threshold: float = 0.5, edge_output: bool = False, overwrite: bool = False,
                  distinct: bool = True, flips: Sequence[str] = NO_TTA,
@@ -155,6 +160,11 @@ def predict_file(predictors, image_paths, output: str | os.PathLike,
         targets["uncertainty"] = map_paths(output, EXTRA_OUTPUTS["uncertainty"], regions)
     check_targets(targets, overwrite)
     volume, _, zooms = load_channels(paths, sequences)
+    background = float(np.mean(~np.any(volume != 0, axis=-1))) if volume.size else 1.0
+    if background < BACKGROUND_EXPECTED:
+        print(f"warning: {paths[0]}: {background:.1%} of its voxels are 0; the models expect "
+              f"skull-stripped scans whose background (outside the head) is 0, as BraTS's "
+              f"are, and may mark tumor outside the brain of this one", file=sys.stderr)
     probs = segment_volume(predictors, volume, distinct, flips=flips, spread=save_uncertainty)
     if edge_output:
         if "edge" not in probs:

@@ -155,6 +155,29 @@ def test_predict_folder_and_no_overwrite(run_dir, tmp_path):
     assert (out / "BraTS2013_pat0005_tc.nii.gz").read_bytes() == before
 
 
+def test_a_4d_file_of_one_volume_is_that_volume_and_a_scan_without_background_is_named(
+        run_dir, tmp_path, capsys):
+    """(X, Y, Z, 1), as some converters write one time point, gives the mask of its 3D
+    volume, on the same grid; a scan with no background of 0 (not skull-stripped) is
+    segmented, with a warning that names it and the reason."""
+    src = nib.load(str(CASE))
+    data = np.asarray(src.dataobj)
+    nib.save(nib.Nifti1Image(data[..., None], src.affine), str(tmp_path / "one.nii.gz"))
+    predict_path(run_dir, CASE, tmp_path / "mask3d.nii.gz")
+    assert "warning" not in capsys.readouterr().err
+    predict_path(run_dir, tmp_path / "one.nii.gz", tmp_path / "mask4d.nii.gz")
+    mask = nib.load(str(tmp_path / "mask4d.nii.gz"))
+    assert mask.shape == src.shape and np.allclose(mask.affine, src.affine)
+    np.testing.assert_array_equal(np.asarray(mask.dataobj),
+                                  np.asarray(nib.load(str(tmp_path / "mask3d.nii.gz")).dataobj))
+    nib.save(nib.Nifti1Image(data.astype(np.float32) + 100, src.affine),
+             str(tmp_path / "offset.nii.gz"))
+    predict_path(run_dir, tmp_path / "offset.nii.gz", tmp_path / "offset_mask.nii.gz")
+    err = capsys.readouterr().err
+    assert "warning: " + str(tmp_path / "offset.nii.gz") + ": 0.0% of its voxels are 0" in err
+    assert (tmp_path / "offset_mask.nii.gz").is_file()
+
+
 def _bad_inputs(tmp_path):
     data = np.asarray(nib.load(str(CASE)).dataobj)
     nan = data[:40, :40, :20].astype(np.float32)
