@@ -15,29 +15,13 @@ Reference: Hatamizadeh et al. 2019, Sec. 2.3 (edge target) and 3.2.
 
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from boundary_aware.augment import AugmentConfig, param_count, sample_params
-from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
+from boundary_aware.batches import (EpochClock, assemble_batch, edge_kind, target_dict,
+                                    tune_process)
 from boundary_aware.data import epoch_order, num_batches, shard_positions
-
-
-class EpochClock(keras.callbacks.Callback):
-    """Tells a `make_dataset` dataset, during `fit`, which epoch its next pass stands for.
-
-    Without it the dataset counts its passes. Under a tf.distribute strategy Keras
-    opens one pass more, before training, to build the model from a batch; counted,
-    that pass would make training start on the second epoch's order and draws.
-    """
-
-    def __init__(self, epoch: int = 0):
-        super().__init__()
-        self.epoch = int(epoch)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = int(epoch)
 
 
 def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,

@@ -7,11 +7,14 @@ parameters from `augment.sample_params`, the edge target is computed from the
 the same seed they give identical batches.
 """
 
+import threading
+
 import keras
 import numpy as np
 
 from boundary_aware.augment import AugmentConfig, sample_params
-from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
+from boundary_aware.batches import (EpochClock, assemble_batch, edge_kind, target_dict,
+                                    tune_process)
 from boundary_aware.data import epoch_order, num_batches, shard_positions
 
 
@@ -34,12 +37,14 @@ class SliceDataset(keras.utils.PyDataset):
             for all its channels (with context slices; None: one per channel).
         shard: `(index, count)`: this process's share of every batch when `count` processes
             train one model (`data.shard_positions`); `batch_size` stays the global batch.
+        clock: an `EpochClock` among `fit`'s callbacks, which then tells the epoch
+            (`initial_epoch` is the clock's); None: every `on_epoch_end` starts the next.
         **kwargs: `keras.utils.PyDataset` arguments (workers, ...).
     """
 
     def __init__(self, images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,
                  edge_width=2, drop_remainder=False, initial_epoch=0, sequences=None,
-                 shard=(0, 1), **kwargs):
+                 shard=(0, 1), clock: EpochClock | None = None, **kwargs):
         super().__init__(**kwargs)
         self.images, self.masks = images, masks
         self.positions = shard_positions(len(images), int(batch_size), shard)
@@ -52,14 +57,22 @@ class SliceDataset(keras.utils.PyDataset):
         self.sequences = int(sequences or images.shape[-1])
         self.targets = dict(targets)
         self.edge = edge_kind(self.targets)
+        self.clock = clock
+        self._lock = threading.Lock()  # Keras's workers ask for batches from threads
+        self._planned = None
         tune_process()
-        self._prepare_epoch()
 
-    def _prepare_epoch(self):
-        n = len(self.images)
-        order = epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
-        params = sample_params(n, self.seed, self.epoch, self.augment, self.sequences)
-        self.order, self.params = order[self.positions], params[self.positions]
+    def plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(order, params)` of the current epoch's slices (this process's share), drawn
+        once per epoch."""
+        epoch = self.clock.epoch if self.clock is not None else self.epoch
+        with self._lock:
+            if self._planned is None or self._planned[0] != epoch:
+                n = len(self.images)
+                order = epoch_order(n, self.seed, epoch) if self.shuffle else np.arange(n)
+                params = sample_params(n, self.seed, epoch, self.augment, self.sequences)
+                self._planned = (epoch, order[self.positions], params[self.positions])
+            return self._planned[1:]
 
     def __len__(self):
         return num_batches(len(self.positions), self.batch_size, self.drop_remainder)
@@ -68,11 +81,11 @@ class SliceDataset(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        image, seg, edge = assemble_batch(self.images, self.masks, self.order[rows],
-                                          self.params[rows], self.edge_width,
+        order, params = self.plan()
+        image, seg, edge = assemble_batch(self.images, self.masks, order[rows],
+                                          params[rows], self.edge_width,
                                           self.edge is not None, self.edge == "edge_union")
         return image, target_dict(self.targets, seg, edge)
 
     def on_epoch_end(self):
         self.epoch += 1
-        self._prepare_epoch()

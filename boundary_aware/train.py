@@ -28,7 +28,7 @@ import numpy as np
 
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
-from boundary_aware.batches import edge_kind, plain_batch
+from boundary_aware.batches import EpochClock, edge_kind, plain_batch
 from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fingerprint,
                                           new_state, resume_point, step_back_to)
 from boundary_aware.cli import exit_on, run_absl
@@ -88,19 +88,19 @@ def output_keywords(config) -> dict:
 def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
     """`(batches, callbacks)`: training batches, tf.data or a PyDataset as
     `runtime.uses_tf_data` says (where several processes train one model, this
-    process's share of every batch), and the callbacks `fit` needs for them (tf.data:
-    the `EpochClock` that tells it each epoch)."""
+    process's share of every batch), and the callbacks `fit` needs for them (the
+    `EpochClock` that tells them each epoch)."""
     kwargs = dict(batch_size=config.train.batch_size, targets=targets, seed=config.train.seed,
                   shuffle=True, augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
                   edge_width=config.loss.edge_width, initial_epoch=initial_epoch,
                   sequences=len(parse_modalities(config.data.modalities)),
                   shard=runtime.process_shard())
+    clock = EpochClock(initial_epoch)
     if runtime.uses_tf_data(config.data.pipeline):
-        from boundary_aware.data_pipeline import EpochClock, make_dataset
-        clock = EpochClock(initial_epoch)
+        from boundary_aware.data_pipeline import make_dataset
         return make_dataset(images, masks, **kwargs, clock=clock), [clock]
     from boundary_aware.pydataset import SliceDataset
-    return SliceDataset(images, masks, **kwargs), []
+    return SliceDataset(images, masks, **kwargs, clock=clock), [clock]
 
 
 def build_and_compile(config, precision: str, channels: int) -> keras.Model:

@@ -297,3 +297,41 @@ def test_process_shards_put_together_are_the_global_batches():
             np.testing.assert_array_equal(tf_half[b][0].numpy(), half[b][0])
     with pytest.raises(ValueError, match="a batch of 5 cannot be split across 2 processes"):
         SliceDataset(images, masks, 5, BOTH, shard=(0, 2))
+
+
+@pytest.mark.parametrize("pipeline", ["tf.data", "pydataset"])
+def test_fit_trains_each_epoch_on_that_epochs_batches(pipeline, monkeypatch):
+    """Keras's `fit` makes passes that are not epochs (it ends a PyDataset's epoch before
+    the first begins; under a tf.distribute strategy it opens a tf.data pass to build
+    the model). With the `EpochClock` among the callbacks, epoch e is drawn with
+    `epoch_order(..., e)` whatever the passes, also when `fit` resumes at epoch 1; counted
+    passes put the PyDataset one epoch ahead."""
+    import keras
+
+    import boundary_aware.data_pipeline as data_pipeline
+    import boundary_aware.pydataset as pydataset
+    from boundary_aware.batches import EpochClock
+    module = data_pipeline if pipeline == "tf.data" else pydataset
+    drawn = []
+
+    def recorded(n, seed, epoch):
+        drawn.append(epoch)
+        return epoch_order(n, seed, epoch)
+    monkeypatch.setattr(module, "epoch_order", recorded)
+    images, masks = toy_slices(n=8)
+    inputs = keras.Input((32, 32, 1))
+    model = keras.Model(inputs, {"seg": keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)})
+    model.compile("sgd", loss={"seg": "mse"})
+
+    def fit(first, epochs, clock):
+        del drawn[:]
+        make = make_dataset if pipeline == "tf.data" else SliceDataset
+        data = make(images, masks, 4, {"seg": "mask"}, seed=3, initial_epoch=first, clock=clock)
+        model.fit(data, epochs=epochs, initial_epoch=first, verbose=0, shuffle=False,
+                  callbacks=[clock] if clock else [])
+        return sorted(set(drawn))
+
+    assert fit(0, 2, EpochClock(0)) == [0, 1]
+    assert fit(1, 3, EpochClock(1)) == [1, 2]
+    if pipeline == "pydataset":  # what the clock is for: counted, epochs 0-1 draw up to 2
+        assert max(fit(0, 2, None)) == 2
