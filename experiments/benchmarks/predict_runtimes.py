@@ -9,6 +9,10 @@ normalization, the slices with head through the model, resizing back,
 thresholding, writing) under each runtime, each in its own process:
 
 * `tensorflow`: Keras on the TensorFlow backend, as `predict` runs today;
+* `tensorflow-bf16`: the same weights in a model built under Keras's
+  `mixed_bfloat16` policy (bfloat16 computation, float32 weights), which
+  TensorFlow's oneDNN kernels run in bfloat16 where the CPU has AVX-512 BF16
+  or AMX: not what predict does; its masks are compared as the others';
 * `jax`: Keras on the JAX backend (XLA on the CPU);
 * `onnxruntime`: the model exported by Keras's own ONNX export
   (`model.export(format="onnx")`), run by ONNX Runtime;
@@ -42,7 +46,8 @@ from experiments.benchmarks.metrics_speed import best_time
 from experiments.benchmarks.predict_speed import measure_in_child, volumes
 from experiments.steps import run_python
 
-RUNTIMES = ("tensorflow", "jax", "onnxruntime", "openvino", "openvino-bf16")
+RUNTIMES = ("tensorflow", "tensorflow-bf16", "jax", "onnxruntime", "openvino", "openvino-bf16")
+KERAS_RUNTIMES = {"tensorflow": "tensorflow", "tensorflow-bf16": "tensorflow", "jax": "jax"}
 SIZE = 240
 
 
@@ -109,14 +114,20 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
     from boundary_aware.inference import Predictor, batched, keras_predictor, tta_flips
     from boundary_aware.predict import predict_file
     tmp = Path(tmp)
-    if runtime in ("tensorflow", "jax"):
+    if runtime in KERAS_RUNTIMES:
         streams = rt.inference_streams()
         rt.share_cores_between(streams)
         import keras
 
         from boundary_aware.model_files import load_keras_model
         batch_size = batch_size or rt.inference_batch_size()
-        predictor = keras_predictor(load_keras_model(tmp / "model.keras"), batch_size, streams)
+        model = load_keras_model(tmp / "model.keras")
+        if runtime == "tensorflow-bf16":
+            keras.config.set_dtype_policy("mixed_bfloat16")
+            weights = model.get_weights()
+            model = paper_model()
+            model.set_weights(weights)
+        predictor = keras_predictor(model, batch_size, streams)
         backend = keras.backend.backend()
     else:
         batch_size = batch_size or 8
@@ -165,12 +176,13 @@ def main(argv=None):
         labels = [v for v in volumes(tmp) if not names or v in names]
         results = {}
         for runtime in args.runtimes.split(","):
-            if runtime not in ("tensorflow", "jax") and not (tmp / "model.onnx").is_file():
+            if runtime not in KERAS_RUNTIMES and not (tmp / "model.onnx").is_file():
                 continue
             for tta in ttas:
                 one = dict(runtime=runtime, tmp=str(tmp), repeats=args.repeats, tta=tta,
                            batch_size=args.batch_size, names=names, compare=args.compare)
-                env = {"KERAS_BACKEND": runtime} if runtime in ("tensorflow", "jax") else None
+                env = ({"KERAS_BACKEND": KERAS_RUNTIMES[runtime]} if runtime in KERAS_RUNTIMES
+                       else None)
                 found, why = measure_in_child("experiments.benchmarks.predict_runtimes", one,
                                               env)
                 if found is None:
