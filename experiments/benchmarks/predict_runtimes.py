@@ -9,10 +9,10 @@ normalization, the slices with head through the model, resizing back,
 thresholding, writing) under each runtime, each in its own process:
 
 * `tensorflow`: Keras on the TensorFlow backend, as `predict` runs today;
-* `tensorflow-bf16`: the same weights in a model built under Keras's
-  `mixed_bfloat16` policy (bfloat16 computation, float32 weights), which
-  TensorFlow's oneDNN kernels run in bfloat16 where the CPU has AVX-512 BF16
-  or AMX: not what predict does; its masks are compared as the others';
+* `tensorflow-bf16`: the same model computing in bfloat16 (Keras's
+  `mixed_bfloat16` policy, float32 weights: `inference.in_bfloat16`, what
+  `predict --precision=bfloat16` runs), which TensorFlow's oneDNN kernels
+  run in bfloat16 where the CPU has AVX-512 BF16 or AMX;
 * `jax`: Keras on the JAX backend (XLA on the CPU);
 * `onnxruntime`: the model exported by Keras's own ONNX export
   (`model.export(format="onnx")`), run by ONNX Runtime;
@@ -111,7 +111,8 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
     """Seconds per volume of one runtime (in this process), its masks written under tmp."""
     from boundary_aware import runtime as rt
     from boundary_aware.data import PAPER_CHANNELS
-    from boundary_aware.inference import Predictor, batched, keras_predictor, tta_flips
+    from boundary_aware.inference import (Predictor, batched, in_bfloat16, keras_predictor,
+                                          tta_flips)
     from boundary_aware.predict import predict_file
     tmp = Path(tmp)
     if runtime in KERAS_RUNTIMES:
@@ -123,10 +124,7 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
         batch_size = batch_size or rt.inference_batch_size()
         model = load_keras_model(tmp / "model.keras")
         if runtime == "tensorflow-bf16":
-            keras.config.set_dtype_policy("mixed_bfloat16")
-            weights = model.get_weights()
-            model = paper_model()
-            model.set_weights(weights)
+            model = in_bfloat16(model)
         predictor = keras_predictor(model, batch_size, streams)
         backend = keras.backend.backend()
     else:
