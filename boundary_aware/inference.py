@@ -184,9 +184,9 @@ def in_bfloat16(model):
 
     Every layer takes Keras's `mixed_bfloat16` policy (bfloat16 computation, float32
     weights), whatever policy it was trained in, but the model's output layers, which
-    our models pin to float32
-    (`models.common`): the outputs stay float32 probabilities and logits. Built from
-    the model's own configuration (of a model already loaded in safe mode).
+    our models pin to float32 (`models.common`): the outputs stay float32 probabilities
+    and logits. Built from the model's own configuration (of a model already loaded in
+    safe mode).
     """
     import keras
     config = model.get_config()
@@ -197,7 +197,7 @@ def in_bfloat16(model):
                 and isinstance(dtype, dict) and "name" in dtype.get("config", {}):
             dtype["config"]["name"] = "mixed_bfloat16"  # from float32 or mixed_float16
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")  # the sublayers layers build themselves
+    keras.config.set_dtype_policy("mixed_bfloat16")  # for the sublayers a layer builds itself
     try:
         twin = model.__class__.from_config(config)
     finally:

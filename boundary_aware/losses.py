@@ -19,6 +19,7 @@ import keras
 from keras import ops
 
 from boundary_aware import runtime
+from boundary_aware.layers.normalization import replica_means
 from boundary_aware.models.registry import logits_name
 
 Tensor = Any  # a backend tensor or a numpy array
@@ -58,10 +59,7 @@ def _batch_sum(x):
 
 def _batch_mean(x):
     """`ops.mean(x)` over the whole batch (every replica's part)."""
-    if runtime.replicas() == 1:
-        return ops.mean(x)
-    total, count = runtime.sum_over_replicas(ops.sum(x), ops.cast(ops.size(x), x.dtype))
-    return total / count
+    return ops.mean(x) if runtime.replicas() == 1 else replica_means([x])[0]
 
 
 def replica_share(loss):

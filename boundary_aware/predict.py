@@ -63,8 +63,9 @@ from boundary_aware.data import (CONVENTIONS, LAYOUT_CONVENTIONS, DataError, lab
                                  region_label)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_write_text, check_writable_folder, exclusive_lock
-from boundary_aware.inference import (DEFAULT_TTA, NO_TTA, PRECISIONS, TTA_CHOICES, as_list,
-                                      load_predictors, segment_volume, tta_flips, with_map_axis)
+from boundary_aware.inference import (DEFAULT_TTA, NO_TTA, PRECISIONS, TTA_CHOICES,
+                                      VolumeInput, as_list, load_predictors, segment_volume,
+                                      tta_flips, with_map_axis)
 from boundary_aware.nifti import is_our_output, load_channels, save_like
 from data_prep.brats import discover_images
 
@@ -160,7 +161,8 @@ def predict_file(predictors, image_paths, output: str | os.PathLike,
         targets["uncertainty"] = map_paths(output, EXTRA_OUTPUTS["uncertainty"], regions)
     check_targets(targets, overwrite)
     volume, _, zooms = load_channels(paths, sequences)
-    background = float(np.mean(~np.any(volume != 0, axis=-1))) if volume.size else 1.0
+    volume = VolumeInput(volume)  # its head mask serves the check and the segmentation
+    background = 1.0 - float(np.mean(volume.head))
     if background < BACKGROUND_EXPECTED:
         print(f"warning: {paths[0]}: {background:.1%} of its voxels are 0; the models expect "
               f"skull-stripped scans whose background (outside the head) is 0, as BraTS's "

@@ -53,18 +53,24 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 def _global_moments(centred, axes):
     """Mean and variance of `centred` over `axes` and over every replica's part of the
-    batch (a TensorFlow strategy's replicas each see a part): the sums and counts are
-    added across replicas, so every replica normalizes with, and the moving statistics
-    follow, the statistics of the whole batch, as on one device."""
-    shape = ops.shape(centred)
+    batch: every replica normalizes with, and the moving statistics follow, the
+    statistics of the whole batch, as on one device."""
+    mean, mean_square = replica_means([centred, ops.square(centred)], axes)
+    return mean, mean_square - ops.square(mean)
+
+
+def replica_means(values, axes=None):
+    """`ops.mean` of each of `values` (all of one shape) over `axes` (None: every axis) and
+    over every replica's part of the batch, where a TensorFlow strategy's replicas each
+    hold a part: the sums and the count are added across replicas
+    (`runtime.sum_over_replicas`). Batch normalization and the loss terms use it."""
+    shape = ops.shape(values[0])
     count = 1
-    for axis in axes:
+    for axis in range(len(shape)) if axes is None else axes:
         count = count * shape[axis]
-    total, squares, count = runtime.sum_over_replicas(
-        ops.sum(centred, axis=axes), ops.sum(ops.square(centred), axis=axes),
-        ops.cast(count, centred.dtype))
-    mean = total / count
-    return mean, squares / count - ops.square(mean)
+    *sums, count = runtime.sum_over_replicas(*[ops.sum(v, axis=axes) for v in values],
+                                             ops.cast(count, values[0].dtype))
+    return [total / count for total in sums]
 
 
 def check_norm(norm):
