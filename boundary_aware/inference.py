@@ -21,6 +21,10 @@ The one code path from models to probabilities that `predict` (the command),
   (`TTA_FLIPS`) and several predictors (an ensemble), the probabilities are
   the mean over every (model, flip), and `spread=True` adds their standard
   deviation (an uncertainty map).
+* `twin`: a Keras model rebuilt with the same weights in another precision
+  or for another slice size; `in_head_box`: the forward pass run on the box
+  around the head alone (`--crop=head`), faster and not the whole slice's
+  result for a model that pools over the whole slice, as Ours does.
 
 Only the probability outputs leave a predictor (`registry.probability_outputs`):
 the logits some models also output are for their losses.
@@ -31,6 +35,7 @@ nnU-Net (Isensee et al. 2021) for mirroring at test time and ensembles.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -87,22 +92,35 @@ class Predictor:
 
 
 # The precisions a Keras model can be run in (`--precision`): float32 as trained, or
-# bfloat16 computation (`in_bfloat16`), faster where the hardware computes in it
+# bfloat16 computation (`twin`), faster where the hardware computes in it
 # (AVX-512 BF16 or AMX CPUs, recent GPUs) and not voxel for voxel the same masks.
 PRECISIONS = ("float32", "bfloat16")
+# What a Keras model is run on (`--crop`): the whole slice as trained, or the head's
+# box (`in_head_box`), fewer pixels and not voxel for voxel the same masks.
+CROPS = ("none", "head")
+# What is kept around the head on each side under --crop=head, as a share of the slice's
+# side (slices are the whole field of view at the model's size, so the same share at
+# any size), before the box's ends are rounded out to the model's size divisor; chosen
+# by Dice on development phantoms among 1/32, 1/16 and 1/8 (docs/performance.md, "The
+# head's box")
+HEAD_BOX_MARGIN = 1 / 32
 
 
 def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
-                   trust_model: bool = False, precision: str = "float32") -> Predictor:
+                   trust_model: bool = False, precision: str = "float32",
+                   crop: str = "none") -> Predictor:
     """The `Predictor` of a workdir, a .keras file or a SavedModel folder.
 
     Runs `batch_size` slices per forward pass (None: `runtime.inference_batch_size()`),
-    in `precision` (`PRECISIONS`; bfloat16 only for a workdir or a .keras file).
-    A SavedModel whose graph holds operations our own exports never use is
-    refused unless `trust_model` (`export.check_saved_model`).
+    in `precision` (`PRECISIONS`), on `crop` (`CROPS`: "head" runs the model on the
+    head's box alone, `in_head_box`); both but their defaults only for a workdir or a
+    .keras file. A SavedModel whose graph holds operations our own exports never use
+    is refused unless `trust_model` (`export.check_saved_model`).
     """
     if precision not in PRECISIONS:
         raise DataError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if crop not in CROPS:
+        raise DataError(f"--crop must be one of {', '.join(CROPS)}; got {crop!r}")
     path = Path(model_path)
     batch_size = batch_size or runtime.inference_batch_size()
     if path.suffix.lower() in REFUSED_SUFFIXES:
@@ -112,6 +130,9 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
             raise DataError(f"{path}: a SavedModel runs in the float32 it was exported in; "
                             f"--precision={precision} needs the training workdir or a .keras "
                             f"file")
+        if crop != "none":
+            raise DataError(f"{path}: a SavedModel takes the slice size it was exported for; "
+                            f"--crop={crop} needs the training workdir or a .keras file")
         from boundary_aware.export import load_saved_model, read_card
         serve, input_shape = load_saved_model(path, trust_model=trust_model)
         card = read_card(path) or {}
@@ -138,7 +159,7 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
     runtime.share_cores_between(streams)  # before the model's first operation
     model = load_keras_model(path)
     if precision == "bfloat16":
-        model = in_bfloat16(model)
+        model = twin(model, "mixed_bfloat16")
     state = (run.read_state() or {}) if run is not None else {}
     regions = recorded_regions(state.get("regions"), str(path))
     outputs = ({name: tensor.shape[-1] for name, tensor in model.output.items()}
@@ -150,16 +171,21 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
                                                state.get("input_channels"), str(path)),
                                 regions)
     predictor = replace(predictor, conventions=tuple(state.get("conventions") or ()))
+    if crop == "head":
+        predictor = replace(predictor, predict=in_head_box(
+            sized_passes(model, batch_size, streams), size_divisor_of(model)))
     if run is None:
         return predictor
     return replace(predictor, postprocess=postprocess.read(run.path, path.stem))
 
 
 def load_predictors(model_paths: Sequence[str | os.PathLike], batch_size: int | None = None,
-                    trust_model: bool = False, precision: str = "float32") -> list[Predictor]:
+                    trust_model: bool = False, precision: str = "float32",
+                    crop: str = "none") -> list[Predictor]:
     """`load_predictor` of every path, for an ensemble: they must take the same input
     (slice size and channels, in order); a mismatch is refused, naming both models."""
-    predictors = [load_predictor(p, batch_size, trust_model, precision) for p in model_paths]
+    predictors = [load_predictor(p, batch_size, trust_model, precision, crop)
+                  for p in model_paths]
     check_ensemble(predictors, model_paths)
     return predictors
 
@@ -179,31 +205,100 @@ def check_ensemble(predictors: Sequence[Predictor], names: Sequence) -> None:
                             f"{', '.join(other.regions)}")
 
 
-def in_bfloat16(model):
-    """A twin of a Keras model that computes in bfloat16, with the same weights.
+def twin(model, policy: str | None = None, input_size: tuple[int, int] | None = None):
+    """A twin of a Keras model with the same weights, computing under dtype `policy`
+    (e.g. "mixed_bfloat16"; None: each layer's own) and taking slices of height and
+    width `input_size` (None: the model's; a multiple of its size divisor,
+    `size_divisor_of`).
 
-    Every layer takes Keras's `mixed_bfloat16` policy (bfloat16 computation, float32
-    weights), whatever policy it was trained in, but the model's output layers, which
-    our models pin to float32 (`models.common`): the outputs stay float32 probabilities
-    and logits. Built from the model's own configuration (of a model already loaded in
-    safe mode).
+    Every layer takes `policy` but the model's output layers, which our models pin to
+    float32 (`models.common`): the outputs stay float32 probabilities and logits.
+    Built from the model's own configuration (of a model already loaded in safe mode).
     """
     import keras
     config = model.get_config()
     pinned = set(model.output_names)
     for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            if input_size is not None:
+                shape = layer["config"]["batch_shape"]
+                layer["config"]["batch_shape"] = [shape[0], *input_size, *shape[3:]]
+            continue
         dtype = layer["config"].get("dtype")
-        if layer["class_name"] != "InputLayer" and layer["config"].get("name") not in pinned \
+        if policy and layer["config"].get("name") not in pinned \
                 and isinstance(dtype, dict) and "name" in dtype.get("config", {}):
-            dtype["config"]["name"] = "mixed_bfloat16"  # from float32 or mixed_float16
+            dtype["config"]["name"] = policy  # e.g. from float32 or mixed_float16
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")  # for the sublayers a layer builds itself
+    if policy:  # for the sublayers a layer builds itself
+        keras.config.set_dtype_policy(policy)
     try:
-        twin = model.__class__.from_config(config)
+        rebuilt = model.__class__.from_config(config)
     finally:
         keras.config.set_dtype_policy(before)
-    twin.set_weights(model.get_weights())
-    return twin
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def size_divisor_of(model) -> int:
+    """What a Keras model's input height must be a multiple of: its input height over
+    that of its smallest feature map (its total downsampling)."""
+    height = model.input_shape[1]
+    smallest = min((shape[1] for layer in model.layers
+                    for shape in _output_shapes(layer) if len(shape) == 4 and shape[1]),
+                   default=height)
+    return max(1, height // smallest)
+
+
+def _output_shapes(layer) -> list:
+    output = layer.output
+    outputs = output.values() if isinstance(output, dict) else \
+        output if isinstance(output, (list, tuple)) else [output]
+    return [tuple(t.shape) for t in outputs]
+
+
+def head_box(images: np.ndarray, divisor: int, margin: float = HEAD_BOX_MARGIN):
+    """The rows and columns of (N, H, W, C) slices that hold all their non-zero pixels,
+    `margin` x max(H, W) pixels (rounded up) wider on each side and their ends rounded
+    out to multiples of `divisor` (H and W are): ((r0, r1), (c0, c1)), or None where
+    that is the whole slice or no pixel is non-zero."""
+    spans = []
+    margin = int(np.ceil(margin * max(images.shape[1:3])))
+    for axis, n in ((1, images.shape[1]), (2, images.shape[2])):
+        other = tuple(a for a in range(images.ndim) if a != axis)
+        held = np.flatnonzero(np.any(images != 0, axis=other))
+        if held.size == 0:
+            return None
+        start = max(0, held[0] - margin) // divisor * divisor
+        stop = min(n, -(-(held[-1] + 1 + margin) // divisor) * divisor)
+        spans.append((int(start), int(stop)))
+    if spans == [(0, images.shape[1]), (0, images.shape[2])]:
+        return None
+    return tuple(spans)
+
+
+def in_head_box(run_at: Callable[[tuple[int, int]], SliceFunction], divisor: int,
+                margin: float = HEAD_BOX_MARGIN) -> SliceFunction:
+    """A forward pass over slices that runs the model only on the box of them that holds
+    every non-zero pixel (`head_box`: one box for every slice of a call, which
+    `segment_volume` makes one volume); every probability outside it is 0, as outside
+    the head. `run_at((h, w))`: the forward pass for slices of that size.
+
+    Not the whole slice's result: the model sees less background around the head
+    (docs/performance.md, "The head's box").
+    """
+    def predict(images):
+        box = head_box(images, divisor, margin)
+        if box is None:
+            return run_at(images.shape[1:3])(images)
+        (r0, r1), (c0, c1) = box
+        inside = run_at((r1 - r0, c1 - c0))(images[:, r0:r1, c0:c1])
+        result = {}
+        for name, value in inside.items():
+            full = np.zeros(images.shape[:3] + value.shape[3:], value.dtype)
+            full[:, r0:r1, c0:c1] = value
+            result[name] = full
+        return result
+    return predict
 
 
 def keras_predictor(model, batch_size: int = 16, streams: int = 1,
@@ -215,6 +310,18 @@ def keras_predictor(model, batch_size: int = 16, streams: int = 1,
     return Predictor(batched(model.predict_on_batch, batch_size, streams), input_shape,
                      tuple(channels) if channels else input_channels(input_shape),
                      regions=tuple(regions))
+
+
+def sized_passes(model, batch_size: int, streams: int = 1, kept: int = 4
+                 ) -> Callable[[tuple[int, int]], SliceFunction]:
+    """`run_at((h, w))`: the `batched` forward pass of a Keras model over slices of that
+    size (a `twin` of it, built on first use; the `kept` most recent are kept)."""
+    @functools.lru_cache(maxsize=kept)
+    def run_at(size):
+        sized = model if tuple(size) == tuple(model.input_shape[1:3]) else \
+            twin(model, input_size=tuple(size))
+        return batched(sized.predict_on_batch, batch_size, streams)
+    return lambda size: run_at(tuple(int(n) for n in size))
 
 
 def batched(run, batch_size: int, streams: int = 1) -> SliceFunction:

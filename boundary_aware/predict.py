@@ -31,7 +31,10 @@ Each volume is segmented by `inference.segment_volume`: every axial slice
 that holds head, each channel normalized as in training; voxels outside the
 head (every channel 0) are never tumor. `--tta` averages over in-plane
 mirror flips (`lr`: left-right, `ap`: anterior-posterior, `lr,ap`: all four;
-default `inference.DEFAULT_TTA`). The mean probability is thresholded
+default `inference.DEFAULT_TTA`). Off by default, for speed and not the same
+masks: `--precision=bfloat16` computes in bfloat16, `--crop=head` runs the
+model on the head's box alone (`inference.in_head_box`). The mean
+probability is thresholded
 (`--threshold`, 0.5) and cleaned by the 3D rule recorded with the model
 (`boundary_aware.postprocess`, chosen per region on the validation volumes
 by `evaluate`; for an ensemble, the rules its members agree on) unless
@@ -63,7 +66,7 @@ from boundary_aware.data import (CONVENTIONS, LAYOUT_CONVENTIONS, DataError, lab
                                  region_label)
 from boundary_aware.errors import LockedError
 from boundary_aware.files import atomic_write_text, check_writable_folder, exclusive_lock
-from boundary_aware.inference import (DEFAULT_TTA, NO_TTA, PRECISIONS, TTA_CHOICES,
+from boundary_aware.inference import (CROPS, DEFAULT_TTA, NO_TTA, PRECISIONS, TTA_CHOICES,
                                       VolumeInput, as_list, load_predictors, segment_volume,
                                       tta_flips, with_map_axis)
 from boundary_aware.nifti import is_our_output, load_channels, save_like
@@ -244,11 +247,12 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
                  trust_model: bool = False, tta: str | None = DEFAULT_TTA,
                  use_postprocess: bool = True, save_probabilities: bool = False,
                  save_uncertainty: bool = False, convention: str | None = None,
-                 precision: str = "float32") -> dict:
+                 precision: str = "float32", crop: str = "none") -> dict:
     """Segment a case's files or a BraTS folder (see the module docstring). `model` is one
     model or several (comma-separated, or a list: an ensemble). `input_path` is a folder,
     a file, or a comma-separated list of files (or a list of paths), one per model
-    channel. `precision`: the models' computation (`inference.PRECISIONS`)."""
+    channel. `precision`: the models' computation (`inference.PRECISIONS`); `crop`: what
+    they run on (`inference.CROPS`)."""
     models = model_list(model)
     if isinstance(input_path, (str, os.PathLike)):
         input_path = str(input_path).split(",")
@@ -280,14 +284,14 @@ def predict_path(model, input_path: str | os.PathLike, output: str | os.PathLike
                             f"--input names files")
         check_writable_folder(output.parent)
         with exclusive_lock(output_lock(output), str(output)):
-            predictors = load_predictors(models, batch_size, trust_model, precision)
+            predictors = load_predictors(models, batch_size, trust_model, precision, crop)
             return predict_file(predictors, inputs, output, convention=convention, **options)
     if output.exists() and not output.is_dir():
         raise DataError(f"{output}: must be a folder when --input is a folder")
     check_writable_folder(output)
     with exclusive_lock(output_lock(output), str(output)):
         return _predict_folder(models, inputs[0], output, overwrite, batch_size, progress,
-                               trust_model, convention, flips, options, precision)
+                               trust_model, convention, flips, options, precision, crop)
 
 
 def output_lock(output: Path) -> Path:
@@ -297,12 +301,12 @@ def output_lock(output: Path) -> Path:
 
 
 def _predict_folder(models, folder, output, overwrite, batch_size, progress, trust_model,
-                    convention, flips, options, precision) -> dict:
+                    convention, flips, options, precision, crop) -> dict:
     """`predict_path` for a BraTS folder, under the output's lock."""
     summary_path = output / "summary.json"
     check_replaceable(summary_path, overwrite, _is_our_summary,
                       "a summary written by this package")
-    predictors = load_predictors(models, batch_size, trust_model, precision)
+    predictors = load_predictors(models, batch_size, trust_model, precision, crop)
     skipped = {}
     cases = discover_images(folder, predictors[0].sequences, skipped)
     for path, why in skipped.items():
@@ -312,7 +316,7 @@ def _predict_folder(models, folder, output, overwrite, batch_size, progress, tru
         from tqdm import tqdm
         iterator = tqdm(cases, desc="cases", unit="case", file=sys.stderr)
     summary = {"model": ",".join(models), "threshold": options["threshold"],
-               "flips": list(flips), "precision": precision,
+               "flips": list(flips), "precision": precision, "crop": crop,
                "cases": {}, "errors": {}, "pending": [c.case_id for c in cases],
                "skipped": skipped}
     output.mkdir(parents=True, exist_ok=True)
@@ -350,7 +354,7 @@ def main(argv):
                               save_probabilities=f.save_probabilities,
                               save_uncertainty=f.save_uncertainty,
                               convention=None if f.convention == "auto" else f.convention,
-                              precision=f.precision)
+                              precision=f.precision, crop=f.crop)
     if "cases" in result:
         print(f"{f.output}: {len(result['cases'])} masks written, {len(result['errors'])} errors")
         sys.exit(1 if result["errors"] else 0)
@@ -387,6 +391,9 @@ def define_flags() -> None:
                       "float32 as trained, or bfloat16 (a workdir or .keras model), faster on "
                       "CPUs with AVX-512 BF16 or AMX and on recent GPUs; its masks differ from "
                       "float32's in a few voxels.")
+    flags.DEFINE_enum("crop", "none", list(CROPS), "What the models run on: the whole slice, "
+                      "as trained, or the head's box alone (a workdir or .keras model), "
+                      "fewer pixels; its masks differ from the whole slice's in a few voxels.")
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
     flags.DEFINE_integer("batch_size", 0, "Slices per forward pass (0: 16 on a GPU, 2 per "
                          "stream on CPUs, runtime.inference_batch_size).")

@@ -129,10 +129,10 @@ def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same
     with the float32 model's weights; the probabilities stay within bfloat16's rounding
     through the network (measured 0.039 at most on the real samples with a trained demo
     model) and the mask within a few percent of its voxels. A SavedModel is refused."""
-    from boundary_aware.inference import in_bfloat16
+    from boundary_aware.inference import twin as twin_of
     from boundary_aware.model_files import load_keras_model
     model = load_keras_model(run_dir / "final.keras")
-    twin = in_bfloat16(model)
+    twin = twin_of(model, "mixed_bfloat16")
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), twin.get_weights()))
     assert {twin.get_layer(n).compute_dtype for n in model.output_names} == {"float32"}
     inner = [layer.compute_dtype for layer in twin._flatten_layers()
@@ -155,6 +155,38 @@ def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same
         predict_path(run_dir.parent / "saved", CASE, tmp_path / "sm.nii.gz",
                      precision="bfloat16")
     assert not (tmp_path / "sm.nii.gz").exists()
+
+
+def test_the_head_box_runs_the_model_on_the_head_alone_and_a_saved_model_is_refused(
+        run_dir, tmp_path):
+    """`--crop=head`: the model runs on the box around the head (one per volume), nothing
+    outside the head is tumor; a SavedModel, fixed to its slice size, is refused before
+    anything is written."""
+    from boundary_aware.inference import VolumeInput, head_box, size_divisor_of
+    from boundary_aware.model_files import load_keras_model
+    src = nib.load(str(CASE))  # the sample in a wider field of view: a box to crop
+    data = np.pad(np.asarray(src.dataobj), ((80, 80), (80, 80), (0, 0)))
+    case = tmp_path / "wide.nii.gz"
+    nib.save(nib.Nifti1Image(data, src.affine), str(case))
+    model = load_keras_model(run_dir / "final.keras")
+    box = head_box(VolumeInput(data[..., None]).slices(model.input_shape[1]),
+                   size_divisor_of(model))
+    assert box is not None  # the head leaves the box smaller than the slice
+    for crop in ("none", "head"):
+        predict_path(run_dir, case, tmp_path / f"{crop}.nii.gz", tta="none", crop=crop,
+                     save_probabilities=True)
+    probs = {c: np.asarray(nib.load(str(tmp_path / f"{c}_prob.nii.gz")).dataobj)
+             for c in ("none", "head")}
+    masks = {c: np.asarray(nib.load(str(tmp_path / f"{c}.nii.gz")).dataobj) > 0
+             for c in ("none", "head")}
+    head = data != 0
+    assert masks["head"].any() and not (masks["head"] & ~head).any()
+    assert not np.array_equal(probs["none"], probs["head"])  # the box is not the whole slice
+    with pytest.raises(DataError, match="saved: a SavedModel takes the slice size"):
+        predict_path(run_dir.parent / "saved", case, tmp_path / "sm.nii.gz", crop="head")
+    assert not (tmp_path / "sm.nii.gz").exists()
+    with pytest.raises(DataError, match="--crop must be one of none, head"):
+        predict_path(run_dir, case, tmp_path / "bad.nii.gz", crop="brain")
 
 
 def test_predict_in_another_orientation_gives_the_same_mask(run_dir, tmp_path):

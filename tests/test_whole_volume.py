@@ -8,8 +8,9 @@ import pytest
 
 from boundary_aware import postprocess
 from boundary_aware.data import (DataError, select_tumor_free_slices, with_tumor_free)
-from boundary_aware.inference import (Predictor, check_ensemble, segment_volume, tta_flips,
-                                      VolumeInput)
+from boundary_aware.inference import (Predictor, VolumeInput, check_ensemble, head_box,
+                                      in_head_box, segment_volume, size_divisor_of,
+                                      sized_passes, tta_flips)
 from boundary_aware.nifti import load_volume
 from tests.conftest import ROOT
 
@@ -75,6 +76,61 @@ def test_flips_are_undone_exactly():
     assert tta_flips("none") == ("none",) and tta_flips("lr,ap") == ("none", "lr", "ap", "lr+ap")
     with pytest.raises(DataError, match="--tta"):
         tta_flips("up")
+
+
+def test_the_head_box_holds_every_nonzero_pixel_with_its_margin_on_divisor_multiples():
+    images = np.zeros((3, 64, 48, 2), np.float32)
+    images[0, 20, 30, 1] = 1.0  # rows 20 and 33, columns 30 and 35, on two slices
+    images[2, 33, 35, 0] = 0.5
+    # 4 / 64 of the slice's longer side: 4 pixels; rows 20-33 widened by 4 -> 16..38, rounded out to multiples of 8 -> 16..40;
+    # columns 30-35 -> 26..40 -> 24..40
+    assert head_box(images, divisor=8, margin=4 / 64) == ((16, 40), (24, 40))
+    assert head_box(images, divisor=8, margin=40 / 64) is None  # the whole slice: no box
+    assert head_box(np.zeros_like(images), divisor=8, margin=4 / 64) is None  # nothing held
+    images[1, 0, 0, 0] = 1.0
+    assert head_box(images, divisor=8, margin=0) == ((0, 40), (0, 40))
+
+
+def small_field_model(size=32):
+    """A Keras model whose output at a pixel reads the input within 5 pixels of it (two
+    3 x 3 convolutions, one of stride 2, an upsampling and a 1 x 1 head), biases on, so
+    that it marks background too; total downsampling 2."""
+    import keras
+    keras.utils.set_random_seed(3)
+    x = inputs = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu",
+                            bias_initializer="ones")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu",
+                            bias_initializer="ones")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+    seg = keras.layers.Conv2D(1, 1, activation="sigmoid", name="seg")(x)
+    return keras.Model(inputs, {"seg": seg})
+
+
+def test_the_head_box_gives_the_whole_slices_result_where_the_models_field_fits_its_margin():
+    """Where a model reads no farther than the margin and the box starts on a multiple of
+    its downsampling, every pixel of the head gets the whole slice's probability; outside
+    the box, 0. (Ours pools over the whole slice, so its crop is not exact: the measured
+    difference is in docs/performance.md.)"""
+    model = small_field_model()
+    assert size_divisor_of(model) == 2
+    rng = np.random.default_rng(0)
+    images = np.zeros((4, 32, 32, 1), np.float32)
+    images[:, 11:19, 14:25] = rng.uniform(0.1, 1, (4, 8, 11, 1))
+    sizes = []
+    passes = sized_passes(model, batch_size=3)
+    run_at = lambda size: sizes.append(size) or passes(size)  # noqa: E731
+    cropped = in_head_box(run_at, divisor=2, margin=6 / 32)(images)["seg"]
+    whole = model.predict_on_batch(images)["seg"]
+    assert sizes == [(22, 24)]  # rows 11-18 -> 5..25 -> 4..26; columns 14-24 -> 8..31 -> 8..32
+    assert np.abs(whole - 0.5).max() > 0.01  # a model that does not mark all alike
+    # on every pixel of the head (rows 11-18, columns 14-24): the whole slice's result
+    np.testing.assert_allclose(cropped[:, 11:19, 14:25], whole[:, 11:19, 14:25], atol=1e-6)
+    assert not cropped[:, :4].any() and not cropped[:, 26:].any() and not cropped[:, :, :8].any()
+    assert whole[:, :4].min() > 0  # the whole slice marks background that the box leaves 0
+    # a margin narrower than the model's field does not give the whole slice's result
+    narrow = in_head_box(passes, divisor=2, margin=0)(images)["seg"]
+    assert np.abs(narrow[:, 11:19, 14:25] - whole[:, 11:19, 14:25]).max() > 1e-4
 
 
 def test_an_ensemble_averages_its_members_and_its_spread_is_theirs():

@@ -1,18 +1,21 @@
 """Seconds to segment one 240 x 240 x 155 volume with Ours at paper widths, per runtime.
 
     make bench-predict [PREDICT_ARGS="--runtimes=tensorflow,jax,onnxruntime,openvino
-                                      --tta=none,lr,ap --repeats=2"]
+                                      --tta=none,lr,ap --repeats=2 --model=FILE.keras"]
 
 The same weights (Ours at the paper's widths, untrained, with random batch-norm
-statistics so that the masks are not trivial) run through `predict_file` (reading,
+statistics so that the masks are not trivial; or a trained model's, `--model`,
+run in float32 whatever it was trained in) run through `predict_file` (reading,
 normalization, the slices with head through the model, resizing back,
 thresholding, writing) under each runtime, each in its own process:
 
 * `tensorflow`: Keras on the TensorFlow backend, as `predict` runs today;
 * `tensorflow-bf16`: the same model computing in bfloat16 (Keras's
-  `mixed_bfloat16` policy, float32 weights: `inference.in_bfloat16`, what
+  `mixed_bfloat16` policy, float32 weights: `inference.twin`, what
   `predict --precision=bfloat16` runs), which TensorFlow's oneDNN kernels
   run in bfloat16 where the CPU has AVX-512 BF16 or AMX;
+* `tensorflow-crop`, `tensorflow-bf16-crop`: those two on the head's box
+  alone (`predict --crop=head`, `inference.in_head_box`);
 * `jax`: Keras on the JAX backend (XLA on the CPU);
 * `onnxruntime`: the model exported by Keras's own ONNX export
   (`model.export(format="onnx")`), run by ONNX Runtime;
@@ -23,8 +26,8 @@ thresholding, writing) under each runtime, each in its own process:
   TensorFlow's voxel for voxel; the comparison says by how much.
 
 Volumes: a synthetic case and the two real BraTS cases of tests/data. Each
-figure is the best of `--repeats` after a warm-up; then every runtime's mask
-is compared voxel by voxel with TensorFlow's, and the largest probability
+figure is the best of `--repeats` after an untimed run of the same volume
+(which writes the probabilities compared); every runtime's mask is compared voxel by voxel with TensorFlow's, and the largest probability
 difference is printed. ONNX Runtime and OpenVINO are optional: `pip install
 -e ".[bench]"` (never needed by the tests); a runtime that is not installed
 is reported and skipped.
@@ -46,8 +49,14 @@ from experiments.benchmarks.metrics_speed import best_time
 from experiments.benchmarks.predict_speed import measure_in_child, volumes
 from experiments.steps import run_python
 
-RUNTIMES = ("tensorflow", "tensorflow-bf16", "jax", "onnxruntime", "openvino", "openvino-bf16")
-KERAS_RUNTIMES = {"tensorflow": "tensorflow", "tensorflow-bf16": "tensorflow", "jax": "jax"}
+RUNTIMES = ("tensorflow", "tensorflow-bf16", "tensorflow-crop", "tensorflow-bf16-crop", "jax",
+            "onnxruntime", "openvino", "openvino-bf16")
+# Keras runtimes: (backend, predict's --precision, predict's --crop)
+KERAS_RUNTIMES = {"tensorflow": ("tensorflow", "float32", "none"),
+                  "tensorflow-bf16": ("tensorflow", "bfloat16", "none"),
+                  "tensorflow-crop": ("tensorflow", "float32", "head"),
+                  "tensorflow-bf16-crop": ("tensorflow", "bfloat16", "head"),
+                  "jax": ("jax", "float32", "none")}
 SIZE = 240
 
 
@@ -67,9 +76,19 @@ def paper_model():
     return model
 
 
-def write_models(tmp: Path) -> None:
-    """tmp/model.keras and tmp/model.onnx (Keras's ONNX export), the same weights."""
-    model = paper_model()
+def write_models(tmp: Path, source: str | None = None) -> None:
+    """tmp/model.keras and tmp/model.onnx (Keras's ONNX export), the same weights: those
+    of `paper_model()`, or of the .keras file `source` (loaded in safe mode) computing in
+    float32."""
+    if source:
+        from boundary_aware.inference import twin
+        from boundary_aware.model_files import load_keras_model
+        model = twin(load_keras_model(Path(source)), "float32")
+        if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1):
+            raise SystemExit(f"{source}: takes {model.input_shape[1:]} slices; this "
+                             f"benchmark reads {SIZE} x {SIZE} T1c slices")
+    else:
+        model = paper_model()
     model.predict(np.zeros((1, SIZE, SIZE, 1), np.float32), verbose=0)  # export needs a call
     model.save(tmp / "model.keras")
     try:
@@ -111,38 +130,32 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
     """Seconds per volume of one runtime (in this process), its masks written under tmp."""
     from boundary_aware import runtime as rt
     from boundary_aware.data import PAPER_CHANNELS
-    from boundary_aware.inference import (Predictor, batched, in_bfloat16, keras_predictor,
-                                          tta_flips)
+    from boundary_aware.inference import Predictor, batched, load_predictor, tta_flips
     from boundary_aware.predict import predict_file
     tmp = Path(tmp)
     if runtime in KERAS_RUNTIMES:
-        streams = rt.inference_streams()
-        rt.share_cores_between(streams)
         import keras
-
-        from boundary_aware.model_files import load_keras_model
         batch_size = batch_size or rt.inference_batch_size()
-        model = load_keras_model(tmp / "model.keras")
-        if runtime == "tensorflow-bf16":
-            model = in_bfloat16(model)
-        predictor = keras_predictor(model, batch_size, streams)
+        _, precision, crop = KERAS_RUNTIMES[runtime]
+        predictor = load_predictor(tmp / "model.keras", batch_size, precision=precision,
+                                   crop=crop)
         backend = keras.backend.backend()
     else:
         batch_size = batch_size or 8
         predictor = Predictor(batched(onnx_function(tmp / "model.onnx", runtime), batch_size),
                               (SIZE, SIZE, 1), PAPER_CHANNELS)
         backend = runtime
-    predictor(np.zeros((batch_size, SIZE, SIZE, 1), np.float32))  # warm-up: tracing
     seconds = {}
     for label, path in volumes(tmp).items():
         if names and label not in names:
             continue
         out = tmp / f"{runtime}_{label}_{tta}.nii.gz"
+        # untimed first: it traces the model for this volume's slices (and its box), and
+        # writes the map the comparison reads
+        predict_file(predictor, [path], out, overwrite=True, flips=tta_flips(tta),
+                     save_probabilities=compare)
         seconds[label] = best_time(lambda: predict_file(
             predictor, [path], out, overwrite=True, flips=tta_flips(tta)), max(1, repeats))
-        if compare:  # untimed: the map the comparison reads
-            predict_file(predictor, [path], out, overwrite=True, flips=tta_flips(tta),
-                         save_probabilities=True)
     return {"seconds": seconds, "batch": batch_size, "backend": backend}
 
 
@@ -157,6 +170,8 @@ def main(argv=None):
                         "(synthetic, BraTS2013_pat0005, BraTS2013_pat0006)")
     parser.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
                         help="compare each runtime's masks and probabilities with tensorflow's")
+    parser.add_argument("--model", default=None, help="a trained .keras file of Ours at "
+                        f"{SIZE} x {SIZE} (T1c) instead of random weights")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one measurement as JSON
     args = parser.parse_args(argv)
     if args.one:
@@ -167,7 +182,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         out = run_python(["-c", "from pathlib import Path; from experiments.benchmarks."
-                          f"predict_runtimes import write_models; write_models(Path('{tmp}'))"],
+                          f"predict_runtimes import write_models; write_models(Path('{tmp}'), "
+                          f"{args.model!r})"],
                          check=False, capture_output=True, text=True)
         print(out.stdout.strip(), flush=True) if out.stdout.strip() else None
         names = args.volumes.split(",") if args.volumes else None
@@ -179,8 +195,8 @@ def main(argv=None):
             for tta in ttas:
                 one = dict(runtime=runtime, tmp=str(tmp), repeats=args.repeats, tta=tta,
                            batch_size=args.batch_size, names=names, compare=args.compare)
-                env = ({"KERAS_BACKEND": KERAS_RUNTIMES[runtime]} if runtime in KERAS_RUNTIMES
-                       else None)
+                env = ({"KERAS_BACKEND": KERAS_RUNTIMES[runtime][0]}
+                       if runtime in KERAS_RUNTIMES else None)
                 found, why = measure_in_child("experiments.benchmarks.predict_runtimes", one,
                                               env)
                 if found is None:
