@@ -1,7 +1,7 @@
 """Synthetic BraTS-like cases: NIfTI files in a BraTS layout.
 
     python -m data_prep.synthetic --out_dir=DIR --num_cases=N --seed=S [--shape=240,240,155]
-        [--nodistractors] [--modalities=t1c] [--convention=brats2018] [--overwrite]
+        [--border=0] [--nodistractors] [--modalities=t1c] [--convention=brats2018] [--overwrite]
 
 Each case is `<out_dir>/<case>/<case>_t1ce.nii.gz` (int16) and
 `<case>_seg.nii.gz` (uint8, labels {0, 1, 2, 4}), 1 mm voxels, BraTS
@@ -355,22 +355,34 @@ def case_id(index: int) -> str:
     return f"Synth_{index:04d}"
 
 
+def with_border(volume: np.ndarray, border: int) -> np.ndarray:
+    """`volume` with `border` zero voxels added on each in-plane side (X and Y)."""
+    return np.pad(volume, ((border, border), (border, border), (0, 0))) if border else volume
+
+
 def _write_one(args):
-    out_dir, i, seed, shape, distractors, modalities, convention = args
+    out_dir, i, seed, shape, distractors, modalities, convention, border = args
     name = case_id(i)
     volumes, seg = make_sequences(np.random.SeedSequence([seed, i]).generate_state(1)[0],
                                   shape, distractors, modalities, convention)
+    volumes = {kind: with_border(v, border) for kind, v in volumes.items()}
+    seg = with_border(seg, border)
     write_case(out_dir, name, volumes, seg, CONVENTION_LAYOUT[convention])
     return name
 
 
 def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
              distractors=True, modalities=PAPER_CHANNELS, convention="brats2018",
-             overwrite=False, workers=1):
+             overwrite=False, workers=1, border=0):
     """Write `num_cases` cases named `Synth_XXXX` with the sequences `modalities`, in
     `convention`'s layout and labels; returns their ids. Existing files: `check_targets`,
     for every case before the first is written. Each case is drawn from its own seed
-    (`seed`, its number), so `workers` processes write the same files as one."""
+    (`seed`, its number), so `workers` processes write the same files as one. `border`:
+    zero voxels added on each in-plane side of a case drawn at `shape` (a head that
+    fills less of the slice, as BraTS's do; `shape` 176 x 176 with a border of 32 gives
+    240 x 240 slices, about half of them head)."""
+    if not isinstance(border, int) or border < 0:
+        raise ValueError(f"border must be a whole number of voxels >= 0, got {border!r}")
     modalities = parse_modalities(modalities)
     if convention not in CONVENTION_LAYOUT:
         raise ValueError(f"convention must be one of {sorted(CONVENTION_LAYOUT)}, "
@@ -379,7 +391,7 @@ def generate(out_dir, num_cases, seed=0, shape=(240, 240, 155), progress=False,
         raise DataError(f"{out_dir}: exists and is not a folder")
     check_targets([path for i in range(num_cases) for path in case_files(
         out_dir, case_id(i), (*modalities, "seg"), CONVENTION_LAYOUT[convention])], overwrite)
-    jobs = [(out_dir, i, seed, shape, distractors, modalities, convention)
+    jobs = [(out_dir, i, seed, shape, distractors, modalities, convention, border)
             for i in range(num_cases)]
     with contextlib.ExitStack() as stack:
         if workers > 1 and num_cases > 1:
@@ -405,8 +417,9 @@ def main(argv):
         ids = generate(f.out_dir, f.num_cases, f.seed, shape, progress=True,
                        distractors=f.distractors, modalities=f.modalities,
                        convention=f.convention, overwrite=f.overwrite,
-                       workers=check_workers(f.workers))
-    print(f"{f.out_dir}: wrote {len(ids)} synthetic cases of shape {shape}")
+                       workers=check_workers(f.workers), border=f.border)
+    written = tuple(n + 2 * f.border if axis < 2 else n for axis, n in enumerate(shape))
+    print(f"{f.out_dir}: wrote {len(ids)} synthetic cases of shape {written}")
 
 
 def define_flags() -> None:
@@ -417,6 +430,9 @@ def define_flags() -> None:
                          "(the same files for any number).")
     flags.DEFINE_integer("seed", 0, "Seed: the same seed gives the same files.")
     flags.DEFINE_string("shape", "240,240,155", "Volume shape X,Y,Z.")
+    flags.DEFINE_integer("border", 0, "Zero voxels added on each in-plane side: a head that "
+                         "fills less of the slice, as BraTS's (--shape=176,176,155 "
+                         "--border=32: 240 x 240 slices, about half of them head).")
     flags.DEFINE_bool("distractors", True, "Add bright unlabelled look-alikes of the tumor rim.")
     flags.DEFINE_list("modalities", list(PAPER_CHANNELS),
                       "MRI sequences to write: any of t1, t1c, t2, flair.")

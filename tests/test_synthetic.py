@@ -199,3 +199,21 @@ def test_several_workers_write_the_same_cases_as_one(tmp_path):
         a, b = nib.load(str(tmp_path / "one" / name)), nib.load(str(tmp_path / "two" / name))
         np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
         assert a.header == b.header
+
+
+def test_a_border_adds_zero_voxels_around_the_same_case(tmp_path):
+    kwargs = dict(seed=5, shape=(40, 40, 12))
+    synthetic.generate(tmp_path / "plain", 1, **kwargs)
+    synthetic.generate(tmp_path / "wide", 1, border=4, **kwargs)
+    for suffix in ("_t1ce.nii.gz", "_seg.nii.gz"):
+        plain = np.asarray(nib.load(str(tmp_path / "plain" / "Synth_0000" /
+                                        f"Synth_0000{suffix}")).dataobj)
+        wide = np.asarray(nib.load(str(tmp_path / "wide" / "Synth_0000" /
+                                       f"Synth_0000{suffix}")).dataobj)
+        assert wide.shape == (48, 48, 12) and wide.dtype == plain.dtype
+        np.testing.assert_array_equal(wide[4:44, 4:44], plain)
+        inner = np.zeros(wide.shape, bool)
+        inner[4:44, 4:44] = True
+        assert not wide[~inner].any()
+    with pytest.raises(ValueError, match="border must be"):
+        synthetic.generate(tmp_path / "bad", 1, border=-1, **kwargs)
