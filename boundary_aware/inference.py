@@ -91,7 +91,8 @@ class Predictor:
         return channel_layout(self.channels)[1]
 
 
-# The precisions a Keras model can be run in (`--precision`): float32 as trained, or
+# The precisions a Keras model can be run in (`--precision`): "float32", the model as
+# trained (float32, or the mixed precision a model trained in it computes in), or
 # bfloat16 computation (`twin`), faster where the hardware computes in it
 # (AVX-512 BF16 or AMX CPUs, recent GPUs) and not voxel for voxel the same masks.
 PRECISIONS = ("float32", "bfloat16")

@@ -388,7 +388,8 @@ def define_flags() -> None:
                       "label map a model of several regions writes; auto: the input folder's "
                       "layout, else the model's training data.")
     flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "The models' computation: "
-                      "float32 as trained, or bfloat16 (a workdir or .keras model), faster on "
+                      "float32: as trained (a model trained in mixed precision computes in it), "
+                      "or bfloat16 (a workdir or .keras model), faster on "
                       "CPUs with AVX-512 BF16 or AMX and on recent GPUs; its masks differ from "
                       "float32's in a few voxels.")
     flags.DEFINE_enum("crop", "none", list(CROPS), "What the models run on: the whole slice, "
