@@ -128,7 +128,7 @@ def load_predictor(model_path: str | os.PathLike, batch_size: int | None = None,
         load_keras_model(path)  # raises, naming the reason
     if path.is_dir() and (path / "saved_model.pb").is_file():
         if precision != "float32":
-            raise DataError(f"{path}: a SavedModel runs in the float32 it was exported in; "
+            raise DataError(f"{path}: a SavedModel runs in the precision it was exported in; "
                             f"--precision={precision} needs the training workdir or a .keras "
                             f"file")
         if crop != "none":

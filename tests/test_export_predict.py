@@ -151,7 +151,7 @@ def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same
     assert masks[0].sum() > 0 and not np.array_equal(probs[0], probs[1])
     assert np.abs(probs[0] - probs[1]).max() < 0.1
     assert np.count_nonzero(masks[0] != masks[1]) <= 0.05 * masks[0].sum()
-    with pytest.raises(DataError, match="saved: a SavedModel runs in the float32"):
+    with pytest.raises(DataError, match="saved: a SavedModel runs in the precision it was"):
         predict_path(run_dir.parent / "saved", CASE, tmp_path / "sm.nii.gz",
                      precision="bfloat16")
     assert not (tmp_path / "sm.nii.gz").exists()
