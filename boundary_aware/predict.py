@@ -394,7 +394,8 @@ def define_flags() -> None:
                       "float32's in a few voxels.")
     flags.DEFINE_enum("crop", "none", list(CROPS), "What the models run on: the whole slice, "
                       "as trained, or the head's box alone (a workdir or .keras model), "
-                      "fewer pixels; its masks differ from the whole slice's in a few voxels.")
+                      "fewer pixels; its masks can be far from the whole slice's (a fifth to a "
+                      "third of the tumor voxels on phantoms, docs/deployment.md).")
     flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
     flags.DEFINE_integer("batch_size", 0, "Slices per forward pass (0: 16 on a GPU, 2 per "
                          "stream on CPUs, runtime.inference_batch_size).")
