@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,8 +46,9 @@ def main(argv=None):
     parser.add_argument("--precisions", default="float32,bfloat16")
     args = parser.parse_args(argv)
     from boundary_aware import runtime
-    from boundary_aware.data import detect_convention, region_mask
-    from boundary_aware.inference import (VolumeInput, head_box, in_head_box, load_predictor,
+    from boundary_aware.data import (detect_convention, input_channels, recorded_regions,
+                                     region_mask)
+    from boundary_aware.inference import (VolumeInput, head_box, in_head_box, keras_predictor,
                                           segment_volume, size_divisor_of, sized_passes, twin)
     from boundary_aware.metrics import dice_score
     from boundary_aware.model_files import load_keras_model
@@ -56,48 +56,51 @@ def main(argv=None):
     from boundary_aware.run_directory import RunDirectory
 
     path = Path(args.model)
-    path = RunDirectory(path).checkpoint() if path.is_dir() else path
-    with tempfile.TemporaryDirectory() as tmp:  # the model in float32, through predict's loader
-        reference = Path(tmp) / "float32.keras"
-        twin(load_keras_model(path), "float32").save(reference)
-        base = {p: load_predictor(reference, precision=p) for p in args.precisions.split(",")}
-    batch = runtime.inference_batch_size()
-    models = {p: twin(load_keras_model(path), "mixed_bfloat16" if p == "bfloat16" else "float32")
-              for p in base}
-    divisor = size_divisor_of(models["float32" if "float32" in models else next(iter(models))])
-    region = base[next(iter(base))].regions[0]
+    run = RunDirectory(path) if path.is_dir() else None
+    path = run.checkpoint() if run else path
+    state = (run.read_state() or {}) if run else {}
+    source = load_keras_model(path)
+    channels = input_channels(source.input_shape[1:], state.get("input_channels"), str(path))
+    regions = recorded_regions(state.get("regions"), str(path))
+    batch, streams = runtime.inference_batch_size(), runtime.inference_streams()
+    runtime.share_cores_between(streams)
+    # float32 first: the reference every other setting is compared with
+    precisions = ["float32"] + [p for p in args.precisions.split(",") if p != "float32"]
+    models = {p: twin(source, "mixed_bfloat16" if p == "bfloat16" else "float32")
+              for p in precisions}
+    whole = {p: keras_predictor(m, batch, streams, channels, regions)
+             for p, m in models.items()}
+    passes = {p: sized_passes(m, batch, streams) for p, m in models.items()}  # kept per size
+    first = whole["float32"]
+    divisor, size, region = size_divisor_of(source), first.input_shape[0], first.regions[0]
     print(f"{path}: size divisor {divisor}, region {region}; {os.cpu_count()} CPU cores",
           flush=True)
     for folder in (Path(c) for c in args.cases.split(",")):
-        sequences = base[next(iter(base))].sequences
-        files, seg, layout = case_files(folder, sequences)
-        volume, _, _ = load_channels(files, sequences)
+        files, seg, layout = case_files(folder, first.sequences)
+        volume, _, _ = load_channels(files, first.sequences)
         labels, _, _ = load_volume(seg, "mask")
         truth = region_mask(labels, detect_convention(layout, np.unique(labels), seg), region)
         data = VolumeInput(volume)
-        size = base[next(iter(base))].input_shape[0]
-        reference_prob = segment_volume(base["float32"], data, outputs=["seg"])["seg"] \
-            if "float32" in base else None
-        for precision, predictor in base.items():
-            prob = segment_volume(predictor, data, outputs=["seg"])["seg"]
-            settings = [("whole", None, prob)]
+        ref = None
+        for precision in precisions:
+            settings = [("whole", 1.0, segment_volume(whole[precision], data,
+                                                      outputs=["seg"])["seg"])]
+            ref = settings[0][2] if ref is None else ref
             for margin in (float(m) for m in args.margins.split(",")):
                 box = head_box(data.slices(size), divisor, margin)
                 share = 1.0 if box is None else \
                     (box[0][1] - box[0][0]) * (box[1][1] - box[1][0]) / size ** 2
-                cropped = replace(predictor, predict=in_head_box(
-                    sized_passes(models[precision], batch, runtime.inference_streams()),
-                    divisor, margin))
+                cropped = replace(whole[precision],
+                                  predict=in_head_box(passes[precision], divisor, margin))
                 settings.append((f"box {margin:.4g}", share,
                                  segment_volume(cropped, data, outputs=["seg"])["seg"]))
-            ref = reference_prob if reference_prob is not None else prob
-            for name, share, p in settings:
-                mask, ref_mask = p > 0.5, ref > 0.5
-                print(f"{folder.name:18s} {precision:8s} {name:12s} "
-                      f"pixels {1.0 if share is None else share:5.1%}  "
+            ref_mask = ref > 0.5
+            for name, share, prob in settings:
+                mask = prob > 0.5
+                print(f"{folder.name:18s} {precision:8s} {name:12s} pixels {share:5.1%}  "
                       f"mask differs in {int(np.count_nonzero(mask != ref_mask)):6d} of "
                       f"{int(ref_mask.sum()):6d}  largest probability difference "
-                      f"{float(np.abs(p - ref).max()):.3f}  Dice {dice_score(mask, truth):.4f} "
+                      f"{float(np.abs(prob - ref).max()):.3f}  Dice {dice_score(mask, truth):.4f} "
                       f"(whole slice, float32: {dice_score(ref_mask, truth):.4f})", flush=True)
 
 

@@ -27,8 +27,9 @@ thresholding, writing) under each runtime, each in its own process:
 
 Volumes: a synthetic case and the two real BraTS cases of tests/data. Each
 figure is the best of `--repeats` after an untimed run of the same volume
-(which writes the probabilities compared); every runtime's mask is compared voxel by voxel with TensorFlow's, and the largest probability
-difference is printed. ONNX Runtime and OpenVINO are optional: `pip install
+(which writes the probabilities compared); every runtime's mask is compared
+voxel by voxel with TensorFlow's, and the largest probability difference is
+printed. ONNX Runtime and OpenVINO are optional: `pip install
 -e ".[bench]"` (never needed by the tests); a runtime that is not installed
 is reported and skipped.
 
