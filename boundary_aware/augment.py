@@ -9,8 +9,8 @@ The random parameters of an epoch are drawn here, in numpy, from
 Every channel of a slice gets the same geometric transform (flip, rotation,
 scaling); the intensity scale and shift are drawn for each channel on its own
 (MRI sequences differ in contrast), the first channel's from the same draws as
-a one-channel slice's, so a one-channel dataset is augmented as before. With
-neighbouring slices as context (`data.context_channels`: every sequence again
+a one-channel slice's, so a one-channel dataset is augmented the same either way. With
+neighbouring slices as context (`channels.context_channels`: every sequence again
 for each neighbour), the intensity change is drawn per sequence and applied
 to each of its slices alike: one scan, one change.
 
@@ -77,7 +77,8 @@ class AugmentConfig:
         values = dict(values or {})
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
-            hint = " (flip_ud is now flip_ap, named by anatomy)" if "flip_ud" in unknown else ""
+            hint = (" (the second axis's flip is flip_ap, named by anatomy)" if "flip_ud" in unknown
+                    else "")
             raise ValueError(f"unknown augmentation settings {unknown}{hint}; the settings are "
                              f"{sorted(cls.__dataclass_fields__)}")
         return cls(**values)

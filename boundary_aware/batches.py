@@ -13,11 +13,10 @@ import functools
 import os
 
 import cv2
-import keras
 import numpy as np
 
 from boundary_aware.augment import AugmentConfig, augment_slice, sample_params, warp_matrices
-from boundary_aware.data import edge_band
+from boundary_aware.edge_targets import edge_band
 
 
 def assemble_batch(images, masks, index, params, edge_width=2, with_edge=True,
@@ -29,7 +28,7 @@ def assemble_batch(images, masks, index, params, edge_width=2, with_edge=True,
 
     Args:
         images, masks: the split's (N, H, W, C) images and (N, H, W, R) masks (one per
-            tumor region) from `data.load_prepared` (float32 and uint8); every channel
+            tumor region) from `prepared.load_prepared` (float32 and uint8); every channel
             is carried.
         index: (B,) row numbers.
         params: (B, P) augmentation parameters from `augment.sample_params`.
@@ -128,22 +127,3 @@ def tune_process():
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 << 20)
     mallopt(m_trim_threshold, 256 << 20)
-
-
-class EpochClock(keras.callbacks.Callback):
-    """Tells an input pipeline (`make_dataset`, `SliceDataset`), as a callback of `fit`,
-    which epoch it is delivering.
-
-    Without it a pipeline counts the passes over it, and `fit` makes passes that are
-    not epochs: Keras ends an epoch of a PyDataset before the first one begins, and
-    under a tf.distribute strategy it opens a pass of a tf.data dataset to build the
-    model from one batch. Counted, either would make training start on the second
-    epoch's order and augmentation draws.
-    """
-
-    def __init__(self, epoch: int = 0):
-        super().__init__()
-        self.epoch = int(epoch)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = int(epoch)

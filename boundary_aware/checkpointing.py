@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from boundary_aware import batch_statistics, metrics, runtime
-from boundary_aware.data import manifest_path
+from boundary_aware.prepared import manifest_path
 from boundary_aware.files import atomic_save_model, atomic_write_csv, file_sha256
 from boundary_aware.run_directory import RunDirectory
 from boundary_aware.version import __version__
@@ -53,7 +53,7 @@ def data_fingerprint(prepared) -> str:
 def new_state(prepared, precision: str, manifest) -> dict:
     """The state of a run before its first epoch, with its provenance, from the prepared
     data's `manifest`: `input_channels` (which prediction reads back:
-    `data.input_channels`), `regions` (the maps of `seg`, in order) and `conventions`
+    `channels.input_channels`), `regions` (the maps of `seg`, in order) and `conventions`
     (the label conventions of the training data, which prediction writes label maps in)."""
     conventions = manifest.get("conventions") or sorted(
         {c["convention"] for c in manifest["cases"].values()})

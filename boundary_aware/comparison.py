@@ -108,9 +108,8 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
     n, n_volumes = len(items), len(volumes)
     result.update(mean_diff=diff, n=n, n_volumes=n_volumes)
     per_item = ya.mean(axis=0) - yb.mean(axis=0)
-    if n_volumes == n and n > 1 and np.any(per_item != 0):  # volumes: independent items
-        p = stats.wilcoxon(per_item, zero_method="wilcox", alternative="two-sided").pvalue
-        result["p_wilcoxon"] = float(p) if math.isfinite(p) else None
+    if n_volumes == n:  # volumes: independent items
+        result["p_wilcoxon"] = _wilcoxon(per_item)
     seeds_of_a, seeds_of_b = (
         np.array([[seed[i] for i in items] for seed in members], dtype=np.float64)
         if members is not None and len(rows) == 1 else y
@@ -131,19 +130,34 @@ def seeded_comparison(a: Sequence[Mapping[Hashable, float]],
     totals = np.bincount(index, weights=residual, minlength=n_volumes)
     volume_term = float(n_volumes / (n_volumes - 1) * np.sum(totals ** 2) / n ** 2)
     parts = {"seeds_a": seeds_a, "seeds_b": seeds_b, "volumes": volume_term}
-    variance = sum(parts.values())
-    result["variance"] = parts
-    if variance <= 0:
-        result["ci95"], result["se"] = [diff, diff], 0.0
-        return result
     dofs = {"seeds_a": len(seeds_of_a) - 1, "seeds_b": len(seeds_of_b) - 1,
             "volumes": n_volumes - 1}
+    result["variance"] = parts
+    result.update(_t_interval(diff, parts, dofs))
+    return result
+
+
+def _wilcoxon(per_item: np.ndarray) -> float | None:
+    """The two-sided Wilcoxon signed-rank p of per-item differences (None: fewer than two
+    items, none non-zero, or no finite p)."""
+    if len(per_item) < 2 or not np.any(per_item != 0):
+        return None
+    p = stats.wilcoxon(per_item, zero_method="wilcox", alternative="two-sided").pvalue
+    return float(p) if math.isfinite(p) else None
+
+
+def _t_interval(diff: float, parts: Mapping[str, float], dofs: Mapping[str, int]) -> dict:
+    """{"ci95", "se", and where there is noise "df", "p_value"} of a mean difference whose
+    variance is the sum of `parts`, with Welch-Satterthwaite degrees of freedom over the
+    terms' own (`dofs`); no noise at all: the interval is the point."""
+    variance = sum(parts.values())
+    if variance <= 0:
+        return {"ci95": [diff, diff], "se": 0.0}
     df = variance ** 2 / sum(parts[k] ** 2 / dofs[k] for k in parts if parts[k])
     se = math.sqrt(variance)
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
-    result.update(ci95=[diff - half, diff + half], se=se, df=float(df),
-                  p_value=float(2 * stats.t.sf(abs(diff) / se, df)))
-    return result
+    return {"ci95": [diff - half, diff + half], "se": se, "df": float(df),
+            "p_value": float(2 * stats.t.sf(abs(diff) / se, df))}
 
 
 def verdict(comparison: Mapping, higher_is_better: bool = True) -> str:

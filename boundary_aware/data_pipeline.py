@@ -1,7 +1,7 @@
 """tf.data input pipeline over prepared slices. This module imports TensorFlow
 (with the exporter and `boundary_aware.runtime`, the only ones that do).
 
-Per epoch: the order `data.epoch_order(n, seed, epoch)` and the augmentation
+Per epoch: the order `epochs.epoch_order(n, seed, epoch)` and the augmentation
 parameters `augment.sample_params(...)` are drawn in numpy (so the PyDataset
 twin in `boundary_aware.pydataset` draws the very same), then batched; each
 batch is gathered, warped, intensity-jittered and given its edge target by
@@ -19,9 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from boundary_aware.augment import AugmentConfig, param_count, sample_params
-from boundary_aware.batches import (EpochClock, assemble_batch, edge_kind, target_dict,
-                                    tune_process)
-from boundary_aware.data import epoch_order, num_batches, shard_positions
+from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
+from boundary_aware.epochs import EpochClock, epoch_order, num_batches, shard_positions
 
 
 def make_dataset(images, masks, batch_size, targets, seed=0, shuffle=True, augment=None,

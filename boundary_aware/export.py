@@ -33,7 +33,9 @@ import tensorflow as tf
 
 from boundary_aware import postprocess
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.data import DataError, input_channels, recorded_regions
+from boundary_aware.channels import input_channels
+from boundary_aware.errors import DataError
+from boundary_aware.regions import recorded_regions
 from boundary_aware.errors import LockedError
 from boundary_aware.files import (atomic_folder, check_apart, check_only_ours, exclusive_lock,
                                   file_sha256)
@@ -178,7 +180,7 @@ def export_model(model, out: str | os.PathLike, card: dict | None = None,
                  overwrite: bool = False, channels=None, regions=None, conventions=()) -> dict:
     """Export `model` as a SavedModel with a `serve` signature; returns the card.
 
-    `channels` names the input channels (default: `data.input_channels`); `regions` the
+    `channels` names the input channels (default: `channels.input_channels`); `regions` the
     maps of its `seg` output (default: the paper's TC); `conventions` the label
     conventions of its training data (what predict writes label maps in)."""
     out = Path(out)

@@ -27,9 +27,11 @@ import keras
 import numpy as np
 
 from boundary_aware import losses
-from boundary_aware.config_check import check_config
-from boundary_aware.data import (Manifest, edge_target_numpy, epoch_order, load_prepared,
-                                 parse_regions)
+from boundary_aware.config import check_config
+from boundary_aware.edge_targets import edge_target_numpy
+from boundary_aware.epochs import epoch_order
+from boundary_aware.prepared import load_prepared, Manifest
+from boundary_aware.regions import parse_regions
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models import build_model
 from boundary_aware.run_directory import RunDirectory
@@ -174,7 +176,7 @@ def main(argv):
     del argv
     f = flags.FLAGS
     from boundary_aware.cli import exit_on
-    from boundary_aware.data import DataError
+    from boundary_aware.errors import DataError
     with exit_on(DataError, ValueError, NotImplementedError, FileNotFoundError):
         report = loss_balance(f.config, f.workdir, f.batches)
     print(render(report))

@@ -267,15 +267,6 @@ def loss_terms(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS, edg
             for term in TERMS if term.output in y_pred}
 
 
-def boundary_aware_loss(y_true: dict, y_pred: dict, weights: Weights = PAPER_WEIGHTS,
-                        edge_width: int = 2, options: LossOptions = LossOptions()):
-    """Total loss of Eq. 3 on dicts of outputs (see `loss_terms`): the sum of its terms.
-
-    Reference: Hatamizadeh et al. 2019, Eq. 3.
-    """
-    return _sum(list(loss_terms(y_true, y_pred, weights, edge_width, options).values()))
-
-
 def _sum(values):
     total = values[0]
     for value in values[1:]:

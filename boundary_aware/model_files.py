@@ -17,7 +17,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from boundary_aware.data import DataError
+from boundary_aware.errors import DataError
 
 REFUSED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle", ".npy", ".npz")
 

@@ -9,7 +9,7 @@ is not counted; it is a few percent of the total for these networks.
 Usage:
     python -m boundary_aware.model_stats [--models=ours,unet,vnet] [--size=240] [--channels=1]
 
-The default input is the paper's: one channel (T1c, `data.PAPER_CHANNELS`).
+The default input is the paper's: one channel (T1c, `channels.PAPER_SEQUENCES`).
 """
 
 import math
@@ -17,7 +17,7 @@ import math
 import keras
 from keras.src import backend
 
-from boundary_aware.data import PAPER_CHANNELS
+from boundary_aware.channels import PAPER_SEQUENCES
 from boundary_aware.models import MODELS, build_model
 
 _CONV_TYPES = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
@@ -72,7 +72,7 @@ def forward_flops(model, input_shape=None):
     return int(total[0])
 
 
-def model_stats(name, size=240, channels=len(PAPER_CHANNELS), **kwargs):
+def model_stats(name, size=240, channels=len(PAPER_SEQUENCES), **kwargs):
     """`{"model", "params", "gflops"}` for `build_model(name, (size, size, channels))`."""
     model = build_model(name, input_shape=(size, size, channels), **kwargs)
     return {"model": name, "params": int(model.count_params()),
@@ -84,7 +84,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--size", type=int, default=240)
-    parser.add_argument("--channels", type=int, default=len(PAPER_CHANNELS))
+    parser.add_argument("--channels", type=int, default=len(PAPER_SEQUENCES))
     args = parser.parse_args(argv)
     print(f"{'model':<6} {'parameters':>12} {'GFLOP/image':>12}   "
           f"(input {args.size}x{args.size}x{args.channels})")

@@ -3,6 +3,8 @@
 Every problem raises `DataError` naming the file. Arrays are handed out in
 the BraTS axis order (L, P, S: axial slices along the last axis) whatever
 the file's orientation, and written back in the file's own orientation.
+
+Reference: docs/data.md; NIfTI-1 (nibabel).
 """
 
 import gzip
@@ -14,8 +16,10 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations
 
-from boundary_aware.data import BRATS_ORIENTATION, DataError
+from boundary_aware.errors import DataError
 from boundary_aware.files import atomic_file
+
+BRATS_ORIENTATION = ("L", "P", "S")  # the BraTS 2018 files' axis codes
 
 MAX_VOXELS = 512 ** 3  # a header asking for more is rejected before any read
 MAX_BYTES = 1 << 29  # and so is one whose voxel data would need more than 512 MiB

@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from boundary_aware.data import DataError
+from boundary_aware.errors import DataError
 from boundary_aware.metrics import dice_score
 
 NONE = {"rule": "none"}

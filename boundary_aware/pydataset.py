@@ -1,7 +1,7 @@
 """`keras.utils.PyDataset` over prepared slices: the input pipeline without TensorFlow.
 
 Same semantics as `boundary_aware.data_pipeline` (the tf.data pipeline): the
-epoch's order comes from `data.epoch_order(n, seed, epoch)`, augmentation
+epoch's order comes from `epochs.epoch_order(n, seed, epoch)`, augmentation
 parameters from `augment.sample_params`, the edge target is computed from the
 (augmented) mask, and both build a batch with `batches.assemble_batch`: with
 the same seed they give identical batches.
@@ -13,9 +13,8 @@ import keras
 import numpy as np
 
 from boundary_aware.augment import AugmentConfig, sample_params
-from boundary_aware.batches import (EpochClock, assemble_batch, edge_kind, target_dict,
-                                    tune_process)
-from boundary_aware.data import epoch_order, num_batches, shard_positions
+from boundary_aware.batches import assemble_batch, edge_kind, target_dict, tune_process
+from boundary_aware.epochs import EpochClock, epoch_order, num_batches, shard_positions
 
 
 class SliceDataset(keras.utils.PyDataset):
@@ -23,7 +22,7 @@ class SliceDataset(keras.utils.PyDataset):
     the float32 mask or its edge band (B, H, W, 1).
 
     Args:
-        images, masks: arrays from `data.load_prepared`.
+        images, masks: arrays from `prepared.load_prepared`.
         batch_size: slices per batch.
         targets: {key of y: "mask" or "edge"}, the second value of `losses.compile_losses`
             (the edge band is computed only where a key asks for it).
@@ -36,7 +35,7 @@ class SliceDataset(keras.utils.PyDataset):
         sequences: the MRI sequences the channels hold, each drawing one intensity change
             for all its channels (with context slices; None: one per channel).
         shard: `(index, count)`: this process's share of every batch when `count` processes
-            train one model (`data.shard_positions`); `batch_size` stays the global batch.
+            train one model (`epochs.shard_positions`); `batch_size` stays the global batch.
         clock: an `EpochClock` among `fit`'s callbacks, which then tells the epoch
             (`initial_epoch` is the clock's); None: every `on_epoch_end` starts the next.
         **kwargs: `keras.utils.PyDataset` arguments (workers, ...).

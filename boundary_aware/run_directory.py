@@ -35,11 +35,11 @@ from boundary_aware.files import atomic_write_text, exclusive_lock
 
 CHECKPOINTS = ("final", "best", "last")
 DEFAULT_RULE = "final"
-# 5: per volume, the BraTS scores of each region (`regions`: whole-volume and lesion-wise
-#    Dice and HD95); 4: whole volumes segmented only inside the head, with the run's flips and the clean-up
-#    chosen on validation (`whole_volume`); 3: sample standard deviations (ddof = 1), and the other checkpoint's slice and
-#    volume records under `checkpoints`; 2: `format_version` recorded (readers check
-#    it); 1: the files before, without it
+# The scores' format: sample standard deviations (ddof = 1), the other checkpoint's slice
+# and volume records under `checkpoints`, how the whole volumes were segmented
+# (`whole_volume`: inside the head, the run's flips, the clean-up chosen on validation),
+# and per volume each region's BraTS scores (`regions`). Readers refuse any other format
+# (a file without `format_version` counts as 1).
 METRICS_FORMAT = 5
 
 

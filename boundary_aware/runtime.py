@@ -98,7 +98,7 @@ def distribution_scope():
     (MirroredStrategy when several GPUs are visible), Keras's DataParallel
     distribution on JAX with several devices (in this process or across the processes
     `join_processes` joined), else nothing. Each process feeds its own share of every
-    batch (`data.shard_positions`), so Keras does not shard the input again."""
+    batch (`epochs.shard_positions`), so Keras does not shard the input again."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf

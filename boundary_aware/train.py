@@ -28,15 +28,17 @@ import numpy as np
 
 from boundary_aware import losses, runtime
 from boundary_aware.augment import AugmentConfig
-from boundary_aware.batches import EpochClock, edge_kind, plain_batch
+from boundary_aware.batches import edge_kind, plain_batch
+from boundary_aware.channels import parse_sequences
 from boundary_aware.checkpointing import (EpochCheckpoint, ResumeError, data_fingerprint,
                                           new_state, resume_point, step_back_to)
 from boundary_aware.cli import exit_on, run_absl
-from boundary_aware.config_check import check_config
-from boundary_aware.data import (DataError, Manifest, load_prepared, load_tumor_free,
-                                 PAPER_REGION, parse_modalities, parse_regions,
-                                 with_tumor_free)
-from boundary_aware.errors import ConfigError, LockedError
+from boundary_aware.config import check_config, upgrade
+from boundary_aware.epochs import EpochClock
+from boundary_aware.errors import ConfigError, DataError, LockedError
+from boundary_aware.prepared import Manifest, load_prepared, load_tumor_free
+from boundary_aware.regions import parse_regions
+from boundary_aware.slices import with_tumor_free
 from boundary_aware.files import atomic_file, atomic_save_model
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models import build_model, spec
@@ -63,25 +65,19 @@ def loss_setup(config, output_names) -> tuple[dict, dict]:
     edge target of the regions' union under `loss.edge_target = "union"`)."""
     options = losses.LossOptions(config.loss.generalized_dice, config.loss.edge_bce_reduction)
     loss, targets = losses.compile_losses(output_names, config.loss.weights.to_dict(), options)
-    if edge_target(config) == "union":
+    if config.loss.edge_target == "union":
         targets = {k: "edge_union" if kind == "edge" else kind for k, kind in targets.items()}
     return loss, targets
-
-
-def edge_target(config) -> str:
-    """`loss.edge_target` ("per_region" or "union"; configs from before it: the default,
-    which for their one region is the same either way)."""
-    return config.loss.get("edge_target", losses.DEFAULT_EDGE_TARGET)
 
 
 def output_keywords(config) -> dict:
     """The model keywords that follow from the data: `regions` (one map per region of
     `data.regions`) and, for a model with an edge output, `edge_maps` (one per region, or
     one for their union: `loss.edge_target`)."""
-    regions = len(parse_regions(config.data.get("regions", PAPER_REGION)))
+    regions = len(parse_regions(config.data.regions))
     keywords = {"regions": regions}
     if "edge" in spec(config.model.name).outputs:
-        keywords["edge_maps"] = 1 if edge_target(config) == "union" else regions
+        keywords["edge_maps"] = 1 if config.loss.edge_target == "union" else regions
     return keywords
 
 
@@ -93,7 +89,7 @@ def make_inputs(config, images, masks, initial_epoch: int, targets: dict):
     kwargs = dict(batch_size=config.train.batch_size, targets=targets, seed=config.train.seed,
                   shuffle=True, augment=AugmentConfig.from_dict(config.data.augment.to_dict()),
                   edge_width=config.loss.edge_width, initial_epoch=initial_epoch,
-                  sequences=len(parse_modalities(config.data.modalities)),
+                  sequences=len(parse_sequences(config.data.sequences)),
                   shard=runtime.process_shard())
     clock = EpochClock(initial_epoch)
     if runtime.uses_tf_data(config.data.pipeline):
@@ -139,14 +135,14 @@ def check_data(config, manifest: Manifest, prepared) -> None:
     if manifest.image_size != config.data.image_size:
         raise TrainingError(f"{prepared}: slices are {manifest.image_size} px, "
                             f"the config asks for {config.data.image_size}")
-    for what, held, key, parse in (("channels", manifest.sequences, "modalities", parse_modalities),
+    for what, held, key, parse in (("sequences", manifest.sequences, "sequences", parse_sequences),
                                    ("regions", manifest.regions, "regions", parse_regions)):
         wanted = parse(config.data[key])
         if held != wanted:
             raise TrainingError(f"{prepared}: holds the {what} {','.join(held)}, the config asks "
                                 f"for data.{key} = {','.join(wanted)}; prepare the data with "
                                 f"--{key}={','.join(wanted)}")
-    wanted = context_slices(config)
+    wanted = int(config.data.context_slices)
     if manifest.context_slices != wanted:  # the sequences agree: the context differs
         raise TrainingError(f"{prepared}: holds {manifest.context_slices} neighbouring slices on "
                             f"each side as context, the config asks for data.context_slices = "
@@ -155,9 +151,9 @@ def check_data(config, manifest: Manifest, prepared) -> None:
 
 def statistics_from(config, images, processes: int):
     """`EpochCheckpoint`'s `statistics`: the training slices and `train.bn_statistics_batches`
-    (configs from before it: 0, the moving averages stay) to recompute batch-norm
-    statistics from at every epoch's end."""
-    batches = int(config.train.get("bn_statistics_batches", 0))
+    to recompute batch-norm statistics from at every epoch's end (None: 0 batches, the
+    moving averages stay)."""
+    batches = int(config.train.bn_statistics_batches)
     if batches == 0:
         return None
     if processes > 1:
@@ -166,39 +162,16 @@ def statistics_from(config, images, processes: int):
     return images, batches, int(config.train.batch_size), int(config.train.seed)
 
 
-def context_slices(config) -> int:
-    """`data.context_slices` (configs from before it: 0, none)."""
-    return int(config.data.get("context_slices", 0))
-
-
-# Config keys added since runs could first be made, with the value that gives a run
-# written before them its behaviour: a stored config without one still matches.
-ADDED_KEYS = {("data", "regions"): PAPER_REGION, ("data", "context_slices"): 0,
-              ("data", "tumor_free_fraction"): 0.0,
-              ("loss", "edge_target"): losses.DEFAULT_EDGE_TARGET,
-              ("train", "bn_statistics_batches"): 0}
-
-
-def as_stored(resolved: dict, stored: dict) -> dict:
-    """`resolved` without the `ADDED_KEYS` that `stored` (a run's config.json) lacks, where
-    they hold the value of the behaviour from before them."""
-    trimmed = json.loads(json.dumps(resolved))
-    for (section, key), old in ADDED_KEYS.items():
-        held = trimmed.get(section, {})
-        if key in held and key not in stored.get(section, {}) and held[key] == old:
-            del held[key]
-    return trimmed
-
-
 def _start_or_check(run: RunDirectory, config, manifest: Manifest, prepared: Path) -> None:
-    """Write the run's config, or check that an existing run was made with this one. A
-    config left by a start that never finished an epoch (no state, no checkpoint: nothing
-    was trained under it, e.g. a first start that failed) is replaced."""
+    """Write the run's config, or check that an existing run was made with this one (its
+    stored config read under today's keys, `config.upgrade`). A config left by a start
+    that never finished an epoch (no state, no checkpoint: nothing was trained under it,
+    e.g. a first start that failed) is replaced."""
     resolved = json.loads(config.to_json())
     nothing_trained = not run.state_path.exists() and not run.has_checkpoints()
     if run.config_path.exists() and not nothing_trained:
         stored = run.read_config()
-        if as_stored(resolved, stored) != stored:  # a run from before a key was added matches
+        if upgrade(stored) != resolved:
             made_by = (run.read_state() or {}).get("package_version")
             by = f" (made by boundary-aware {made_by})" if made_by else ""
             raise TrainingError(f"{run.path}: holds a run made with another config{by}; "
@@ -227,13 +200,11 @@ def train(config, workdir, callbacks: Sequence[keras.callbacks.Callback] = (),
         return _train_locked(run, config, manifest, callbacks, restart)
 
 
-def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
-                  restart: bool) -> dict:
-    prepared = Path(config.data.prepared_dir)
-    _start_or_check(run, config, manifest, prepared)
-    precision = runtime.resolve_precision(config.train.precision)
-    runtime.seed_everything(config.train.seed, config.train.deterministic)
-
+def _resume(run: RunDirectory, manifest: Manifest, prepared: Path, precision: str,
+            restart: bool) -> tuple[Path | None, dict]:
+    """(checkpoint to resume from or None, state): a new run's first state, or the
+    verified resume point of one that trained before, at the epoch every process
+    completed."""
     state = run.read_state()
     if state is None:
         if run.has_checkpoints() and not restart:
@@ -245,29 +216,31 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
         raise TrainingError(f"{prepared}: the prepared data changed since this run started "
                             f"(manifest hash differs); use a new --workdir")
     start_from = None
-    if state["epoch"] > 0:
-        try:
-            start_from, state = resume_point(run, state)
-        except ResumeError as err:
-            raise TrainingError(str(err)) from None
-    # several processes resume together from the epoch all of them completed
-    common = min(runtime.gather_from_processes(state["epoch"]))
     try:
-        start_from, state = step_back_to(run, start_from, state, common)
+        if state["epoch"] > 0:
+            start_from, state = resume_point(run, state)
+        # several processes resume together from the epoch all of them completed
+        common = min(runtime.gather_from_processes(state["epoch"]))
+        return step_back_to(run, start_from, state, common)
     except ResumeError as err:
         raise TrainingError(str(err)) from None
-    epochs = int(config.train.epochs)
-    if state["epoch"] >= epochs:
-        if not run.checkpoint("final").exists():  # stopped between the last two writes
-            with atomic_file(run.checkpoint("final")) as tmp:
-                shutil.copyfile(start_from, tmp)
-        if not state.get("completed"):
-            state["completed"] = True
-            run.write_state(state)
-        print(f"{run.path}: already trained for {state['epoch']} epochs", flush=True)
-        return state
 
-    _, processes = runtime.process_shard()
+
+def _already_trained(run: RunDirectory, state: dict, start_from: Path | None) -> dict:
+    """The state of a run that has trained every epoch, completed on disk."""
+    if not run.checkpoint("final").exists():  # stopped between the last two writes
+        with atomic_file(run.checkpoint("final")) as tmp:
+            shutil.copyfile(start_from, tmp)
+    if not state.get("completed"):
+        state["completed"] = True
+        run.write_state(state)
+    print(f"{run.path}: already trained for {state['epoch']} epochs", flush=True)
+    return state
+
+
+def _training_slices(config, prepared: Path, processes: int):
+    """(images, masks, validation images, validation masks) of the prepared data, with the
+    run's tumor-free slices (fixed for the run by its seed) among the training ones."""
     if config.train.batch_size % processes:
         raise TrainingError(f"train.batch_size = {config.train.batch_size} cannot be split "
                             f"across {processes} processes; give a multiple of {processes}")
@@ -275,10 +248,25 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
     val_images, val_masks, _ = load_prepared(prepared, "val")
     if len(images) == 0:
         raise TrainingError(f"{prepared}: the train split is empty")
-    fraction = float(config.data.get("tumor_free_fraction", 0.0))
-    if fraction > 0:  # tumor-free slices, fixed for the run (its seed)
+    fraction = float(config.data.tumor_free_fraction)
+    if fraction > 0:
         images, masks = with_tumor_free(images, masks, load_tumor_free(prepared), fraction,
                                         config.train.seed)
+    return images, masks, val_images, val_masks
+
+
+def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
+                  restart: bool) -> dict:
+    prepared = Path(config.data.prepared_dir)
+    _start_or_check(run, config, manifest, prepared)
+    precision = runtime.resolve_precision(config.train.precision)
+    runtime.seed_everything(config.train.seed, config.train.deterministic)
+    start_from, state = _resume(run, manifest, prepared, precision, restart)
+    epochs = int(config.train.epochs)
+    if state["epoch"] >= epochs:
+        return _already_trained(run, state, start_from)
+    _, processes = runtime.process_shard()
+    images, masks, val_images, val_masks = _training_slices(config, prepared, processes)
     with runtime.distribution_scope():
         if start_from is not None:
             keras.config.set_dtype_policy(precision)
@@ -300,14 +288,7 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
         all_callbacks.append(keras.callbacks.TensorBoard(run.tensorboard_path, write_graph=False))
     all_callbacks += list(callbacks)
     try:
-        with warnings.catch_warnings():
-            if "edge" in model.output_names and edge_kind(targets) is None:
-                print(f"{run.path}: no edge loss in this run; the edge head is not trained "
-                      f"(the shape stream is unsupervised)", flush=True)
-                warnings.filterwarnings("ignore", message=_EDGE_HEAD_WARNING)
-            model.fit(inputs, epochs=epochs, initial_epoch=state["epoch"],
-                      callbacks=all_callbacks, verbose=runtime.fit_verbosity(config.train.verbose),
-                      shuffle=False)  # the pipeline shuffles
+        _fit(run, model, inputs, config, state, targets, all_callbacks)
         if checkpoint.nan_batch is not None:
             epoch, batch, loss = checkpoint.nan_batch
             raise TrainingError(f"{run.path}: loss became {loss} in epoch {epoch + 1}, batch "
@@ -321,6 +302,20 @@ def _train_locked(run: RunDirectory, config, manifest: Manifest, callbacks,
                             f"epoch ({state['epoch']}) are intact: rerun the same command to "
                             f"resume once the disk is fixed") from None
     return state
+
+
+def _fit(run: RunDirectory, model, inputs, config, state: dict, targets: dict,
+         callbacks) -> None:
+    """`model.fit` from the state's epoch to the last, saying once (and not at every
+    trace) that an edge head without a loss is not trained."""
+    with warnings.catch_warnings():
+        if "edge" in model.output_names and edge_kind(targets) is None:
+            print(f"{run.path}: no edge loss in this run; the edge head is not trained "
+                  f"(the shape stream is unsupervised)", flush=True)
+            warnings.filterwarnings("ignore", message=_EDGE_HEAD_WARNING)
+        model.fit(inputs, epochs=int(config.train.epochs), initial_epoch=state["epoch"],
+                  callbacks=callbacks, verbose=runtime.fit_verbosity(config.train.verbose),
+                  shuffle=False)  # the pipeline shuffles
 
 
 def define_flags() -> None:

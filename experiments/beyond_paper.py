@@ -35,7 +35,8 @@ from typing import Sequence
 import numpy as np
 
 from boundary_aware.cli import run_absl
-from boundary_aware.data import PAPER_CHANNELS, PAPER_REGION, parse_modalities, parse_regions
+from boundary_aware.channels import PAPER_SEQUENCES, parse_sequences
+from boundary_aware.regions import PAPER_REGION, parse_regions
 from experiments.runner import (DEFAULT_SEEDS, define_experiment_flags, experiment_main,
                                 prepare_data, run_sweep)
 from experiments.steps import RunError, say
@@ -43,10 +44,10 @@ from experiments.table1 import BRATS_DATA, DEFAULT_PHANTOM, PHANTOMS, VARIANTS
 
 # setting: (input sequences, output regions, context slices, prepared folder under OUT)
 SETTINGS = {
-    "paper": (PAPER_CHANNELS, (PAPER_REGION,), 0, "prepared"),
-    "brats": (parse_modalities(BRATS_DATA["modalities"]), parse_regions(BRATS_DATA["regions"]),
+    "paper": (PAPER_SEQUENCES, (PAPER_REGION,), 0, "prepared"),
+    "brats": (parse_sequences(BRATS_DATA["sequences"]), parse_regions(BRATS_DATA["regions"]),
               0, "prepared_brats"),
-    "context": (PAPER_CHANNELS, (PAPER_REGION,), 1, "prepared_context"),
+    "context": (PAPER_SEQUENCES, (PAPER_REGION,), 1, "prepared_context"),
 }
 ROWS = ("unet", "ours", "unet_brats", "ours_brats", "ours_context")
 SCORES = {"dice": True, "hd95": False, "lesion_dice": True, "lesion_hd95": False}  # higher better?
@@ -65,8 +66,8 @@ def setting_of(row: str) -> str:
     """The setting a row trains in: the one whose sequences, regions and context slices its
     data options name."""
     options = VARIANTS[row].data_options
-    for name, (modalities, regions, context, _) in SETTINGS.items():
-        if (parse_modalities(options.get("modalities", ",".join(PAPER_CHANNELS))) == modalities
+    for name, (sequences, regions, context, _) in SETTINGS.items():
+        if (parse_sequences(options.get("sequences", ",".join(PAPER_SEQUENCES))) == sequences
                 and parse_regions(options.get("regions", PAPER_REGION)) == regions
                 and options.get("context_slices", 0) == context):
             return name
@@ -167,12 +168,13 @@ def beyond_paper(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS
         say("no BRATS_DIR given: the beyond-the-paper table on SYNTHETIC data; NOT BraTS numbers")
     four = SETTINGS["brats"][0]
     done, failures = {}, {}
-    for setting, (modalities, regions, context, folder) in SETTINGS.items():
+    for setting, (sequences, regions, context, folder) in SETTINGS.items():
         these = [row for row in rows if setting_of(row) == setting]
         if not these:
             continue
         prepared = prepare_data(out, profile, brats_dir, split_file, out / folder, phantom,
-                                modalities, regions, sequences=four, context_slices=context)
+                                sequences, regions, generated=four, context_slices=context,
+                                models=[VARIANTS[row].model for row in these])
         found, failed = run_sweep(out, these, seeds, profile, prepared, overrides, executor,
                                   **executor_options)
         done.update(found)

@@ -12,14 +12,15 @@ runs without overrides. Reruns reuse what exists.
 
 from experiments.runner import prepare_data
 from experiments.steps import say
-from experiments.table1 import PROFILE_DATA
+from experiments.table1 import PROFILE_DATA, TABLE_ROWS, VARIANTS
 
 
 def main(argv):
     from absl import flags
     del argv
     prepared = prepare_data(flags.FLAGS.out, "demo", prepared=PROFILE_DATA["demo"]["prepared_dir"],
-                            phantom="development")
+                            phantom="development",
+                            models=[VARIANTS[row].model for row in TABLE_ROWS])
     say(f"demo data ready in {prepared}")
 
 

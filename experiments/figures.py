@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.data import load_prepared
+from boundary_aware.prepared import load_prepared
 from boundary_aware.model_files import load_keras_model
 from boundary_aware.models.boundary_aware_net import attention_maps
 from boundary_aware.run_directory import RunDirectory
@@ -40,7 +40,7 @@ def data_label(table_dir) -> str | None:
     if found is None:
         return None
     what = (f"the {found['phantom']} phantom, generator seed {found['seed']}"
-            if {"phantom", "seed"} <= set(found) else "an earlier version's phantom")
+            if {"phantom", "seed"} <= set(found) else "a phantom its record does not name")
     return f"SYNTHETIC data ({what}): not BraTS"
 
 

@@ -21,36 +21,41 @@ from boundary_aware.errors import FormatError
 from boundary_aware.files import atomic_write_text
 from boundary_aware.run_directory import read_metrics_file
 from data_prep.synthetic import case_id
-from boundary_aware.data import PAPER_CHANNELS, PAPER_REGION
-from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS, PROFILE_DATA
+from boundary_aware.channels import PAPER_SEQUENCES
+from boundary_aware.regions import PAPER_REGION
+from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS, PROFILE_DATA, VARIANTS
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=None,
-                 phantom: str = DEFAULT_PHANTOM, modalities=PAPER_CHANNELS,
-                 regions=(PAPER_REGION,), sequences=None, context_slices=0) -> Path:
+                 phantom: str = DEFAULT_PHANTOM, sequences=PAPER_SEQUENCES,
+                 regions=(PAPER_REGION,), generated=None, context_slices=0,
+                 models=()) -> Path:
     """Synthetic cases (no BraTS folder: `phantom`, one of `table1.PHANTOMS`, at the demo
-    profile's size and split, with the MRI `sequences`, default `modalities`) or the
-    user's BraTS, prepared with the profile's options (`table1.PROFILE_DATA`), the input
-    channels `modalities` (with `context_slices` neighbours on each side) and the tumor
-    `regions` into `prepared` (default OUT/prepared)."""
+    profile's size and split, with the MRI sequences `generated`, default `sequences`) or
+    the user's BraTS, prepared with the profile's options (`table1.PROFILE_DATA`), the
+    input `sequences` (with `context_slices` neighbours on each side) and the tumor
+    `regions` into `prepared` (default OUT/prepared), its slice size checked against the
+    `models` that will train on it (registry names)."""
     out = Path(out)
     options = PROFILE_DATA[profile]
     if brats_dir is None:
         brats_dir, synthetic_split = synthetic_cases(out, phantom, options["synthetic"] or
                                                      PROFILE_DATA["demo"]["synthetic"],
-                                                     sequences or modalities)
+                                                     generated or sequences)
         split_file = split_file or synthetic_split
     prepared = Path(prepared) if prepared else out / "prepared"
     args = ["-m", "data_prep.prepare_brats", f"--brats_dir={brats_dir}", f"--out_dir={prepared}",
             f"--image_size={options['image_size']}", f"--slices_per_case={options['slices_per_case']}"]
-    if tuple(modalities) != PAPER_CHANNELS:
-        args.append(f"--modalities={','.join(modalities)}")
+    if tuple(sequences) != PAPER_SEQUENCES:
+        args.append(f"--sequences={','.join(sequences)}")
     if tuple(regions) != (PAPER_REGION,):
         args.append(f"--regions={','.join(regions)}")
     if context_slices:
         args.append(f"--context_slices={context_slices}")
+    if models:
+        args.append(f"--models={','.join(sorted(set(models)))}")
     if split_file:
         args.append(f"--split_file={Path(split_file).resolve()}")
     step(args, f"{prepared}: data preparation")
@@ -58,21 +63,26 @@ def prepare_data(out, profile: str, brats_dir=None, split_file=None, prepared=No
 
 
 def synthetic_record(out) -> dict | None:
-    """What OUT/synthetic_brats holds, as its `.complete` records it (`synthetic_cases`):
-    None where nothing was generated, {} where an earlier version generated it."""
+    """What OUT/synthetic_brats holds, as its `.complete` records it (`synthetic_cases`;
+    a record's `modalities` reads as `sequences`): None where nothing was generated, {}
+    where the record is not a JSON object (what is there is then not known)."""
     done = Path(out) / "synthetic_brats" / ".complete"
     if not done.exists():
         return None
     try:
         found = json.loads(done.read_text())
     except ValueError:
-        return {}  # an earlier version wrote "ok"
-    return found if isinstance(found, dict) else {}
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    if "modalities" in found and "sequences" not in found:
+        found["sequences"] = found.pop("modalities")
+    return found
 
 
 def synthetic_cases(out: Path, phantom: str, synthetic: dict,
-                    modalities=PAPER_CHANNELS) -> tuple[Path, Path]:
-    """Generate the `phantom`'s cases (with the MRI sequences `modalities`) once into
+                    sequences=PAPER_SEQUENCES) -> tuple[Path, Path]:
+    """Generate the `phantom`'s cases (with the MRI `sequences`) once into
     OUT/synthetic_brats (a record of what was generated in its `.complete`), and their
     split file OUT/split.json: the first cases train, the next validate, the last are
     the test set. A folder generated otherwise (another phantom, size, count or
@@ -83,22 +93,22 @@ def synthetic_cases(out: Path, phantom: str, synthetic: dict,
     counts = synthetic["split"]
     record = {"phantom": phantom, **spec, "shape": synthetic["shape"],
               "num_cases": sum(counts.values())}
-    if tuple(modalities) != PAPER_CHANNELS:  # the T1c alone: records as before
-        record["modalities"] = list(modalities)
+    if tuple(sequences) != PAPER_SEQUENCES:  # the T1c alone is recorded by no key
+        record["sequences"] = list(sequences)
     brats_dir = out / "synthetic_brats"
     done = brats_dir / ".complete"
     found = synthetic_record(out)
     if found is not None:
         if found != record:
             raise RunError(f"{brats_dir}: holds synthetic cases generated otherwise "
-                           f"({found or 'by an earlier version'}; this run needs {record}); "
+                           f"({found or 'with no readable record'}; this run needs {record}); "
                            f"use another --out, or remove that folder")
     else:
         say(f"generating {record['num_cases']} synthetic BraTS-like cases ({phantom} phantom, "
             f"generator seed {spec['seed']}) in {brats_dir} (NOT BraTS data)")
         step(["-m", "data_prep.synthetic", f"--out_dir={brats_dir}",
               f"--num_cases={record['num_cases']}", f"--seed={spec['seed']}",
-              f"--shape={synthetic['shape']}", f"--modalities={','.join(modalities)}",
+              f"--shape={synthetic['shape']}", f"--sequences={','.join(sequences)}",
               "--distractors" if spec["distractors"] else "--nodistractors",
               "--overwrite"],  # no .complete: what is there is an interrupted generation
              f"{brats_dir}: generating synthetic data")
@@ -189,7 +199,8 @@ def seeded_experiment(out, stem: str, title: str, rows: Sequence[str], seeds: Se
     synthetic = brats_dir is None
     if synthetic:
         say(f"no BRATS_DIR given: {title} on SYNTHETIC data; these are NOT BraTS numbers")
-    prepared = prepare_data(out, profile, brats_dir, split_file, phantom=phantom)
+    prepared = prepare_data(out, profile, brats_dir, split_file, phantom=phantom,
+                            models=[VARIANTS[row].model for row in rows])
     done, failures = run_sweep(out, rows, seeds, profile, prepared, overrides, executor,
                                **executor_options)
     runs = load_runs(done)

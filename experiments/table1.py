@@ -19,7 +19,7 @@ Profiles:
 The data each profile prepares (slice size, slices per case, synthetic cases)
 is `PROFILE_DATA`.
 Every value can be overridden: --config.train.epochs=5, --config.loss.weights.edge_bce=0.
-`boundary_aware.config_check` says which keys training reads and what they allow.
+`boundary_aware.config` defines every key training reads: its default, what it allows.
 
 Reference: Hatamizadeh et al. 2019, Sec. 3.2 and Table 1.
 """
@@ -28,9 +28,9 @@ from typing import NamedTuple
 
 import ml_collections
 
-from boundary_aware.data import PAPER_CHANNELS, PAPER_REGION
-from boundary_aware.inference import DEFAULT_TTA
-from boundary_aware.losses import DEFAULT_BCE_REDUCTION, DEFAULT_EDGE_TARGET, PAPER_WEIGHTS
+from boundary_aware.config import default_config
+from boundary_aware.losses import PAPER_WEIGHTS
+from boundary_aware.models.registry import spec
 
 NO_EDGE = {"edge_dice": 0.0, "edge_bce": 0.0}  # l2 = l3 = 0: no term supervises the edge output
 
@@ -48,7 +48,7 @@ class Variant(NamedTuple):
 
 # The BraTS setting beyond the paper: every sequence as a channel, the three regions as
 # sigmoid outputs (region-based training)
-BRATS_DATA = {"modalities": "t1,t1c,t2,flair", "regions": "wt,tc,et"}
+BRATS_DATA = {"sequences": "t1,t1c,t2,flair", "regions": "wt,tc,et"}
 
 VARIANTS = {
     "unet": Variant("U-Net", "unet", {**PAPER_WEIGHTS, **NO_EDGE}),
@@ -86,14 +86,15 @@ ABLATION_ROWS = ("ours", "ours_no_edge_bce", "ours_no_edge", "ours_bilinear_fusi
                  "ours_bce_sum", "ours_bce_scaled_mean")
 REDUCTION_ROWS = ("ours", "ours_bce_sum", "ours_bce_scaled_mean")  # the sensitivity's settings
 
-# The data side of each profile: the slice size, the slices kept per case, the
-# default prepared folder, and (demo) the synthetic cases generated when no
-# BraTS folder is given: how many per split, and their volume shape. The
-# experiment scripts prepare data from these.
+# What each profile sets beyond the library's defaults: the slice size, the slices kept
+# per case, the default prepared folder, the epochs, and (demo) the synthetic cases
+# generated when no BraTS folder is given: how many per split, and their volume shape.
+# The experiment scripts prepare data from these.
 PROFILE_DATA = {
     "paper": {"image_size": 240, "slices_per_case": 20, "prepared_dir": "data/prepared",
-              "synthetic": None},
+              "epochs": 100, "synthetic": None},
     "demo": {"image_size": 64, "slices_per_case": 12, "prepared_dir": "data/demo_prepared",
+             "epochs": 12,
              "synthetic": {"split": {"train": 12, "val": 4, "test": 40}, "shape": "96,96,64"}},
 }
 PROFILES = tuple(PROFILE_DATA)
@@ -110,16 +111,29 @@ PHANTOMS = {
 }
 DEFAULT_PHANTOM = "confirmation"
 
-MODEL_KWARGS = {
-    "paper": {"ours": dict(base_filters=32, shape_filters=32, dspp_rates=(6, 12, 18),
-                           fusion="area"),
-              "unet": dict(base_filters=64), "vnet": dict(base_filters=16)},
-    "demo": {"ours": dict(base_filters=8, shape_filters=8, dspp_rates=(2, 4, 6), fusion="area"),
-             "unet": dict(base_filters=8), "vnet": dict(base_filters=4)},
+# The demo profile's narrow widths (the paper profile's are the registry's defaults,
+# `boundary_aware.models.registry`); a config records these keywords and the
+# normalization, and a model without an entry runs the demo at its paper widths.
+DEMO_WIDTHS = {
+    "ours": dict(base_filters=8, shape_filters=8, dspp_rates=(2, 4, 6), fusion="area"),
+    "unet": dict(base_filters=8),
+    "vnet": dict(base_filters=4),
 }
 
 
+def model_keywords(model: str, profile: str, options: dict) -> dict:
+    """The model keywords a config of `profile` records for `model`: its widths (the
+    demo's narrow ones, else the registry's), its normalization, and the variant's
+    `options`."""
+    family = spec(model)
+    widths = DEMO_WIDTHS.get(model, {})
+    keywords = family.keywords(widths if profile == "demo" else {})
+    return dict({k: keywords[k] for k in (*widths, "norm")}, **options)
+
+
 def get_config(arg="ours,demo"):
+    """The config of `VARIANT[,PROFILE]` (module docstring): the library's defaults
+    (`boundary_aware.config.KEYS`), with what the profile and the variant set."""
     variant, _, profile = arg.partition(",")
     profile = profile or "demo"
     if variant not in VARIANTS:
@@ -127,56 +141,14 @@ def get_config(arg="ours,demo"):
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     v = VARIANTS[variant]
-    c = ml_collections.ConfigDict()
+    c = default_config()
     c.variant, c.profile = variant, profile
-
-    c.model = ml_collections.ConfigDict()
     c.model.name = v.model
-    c.model.kwargs = dict(MODEL_KWARGS[profile][v.model], norm="batch", **v.model_options)
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.weights = ml_collections.ConfigDict(v.weights)  # {term: weight} of Eq. 3 (losses.TERMS)
-    c.loss.generalized_dice = False
-    c.loss.edge_width = 2
-    c.loss.edge_bce_reduction = DEFAULT_BCE_REDUCTION  # Eq. 5's reduction (losses.BCE_REDUCTIONS)
-    # several regions: an edge target per region or one of their union (losses.EDGE_TARGETS)
-    c.loss.edge_target = DEFAULT_EDGE_TARGET
+    c.model.kwargs = model_keywords(v.model, profile, v.model_options)
+    c.loss.weights = ml_collections.ConfigDict(v.weights)
     c.loss.update(v.loss_options)
-
-    c.data = ml_collections.ConfigDict()
     c.data.prepared_dir = PROFILE_DATA[profile]["prepared_dir"]
     c.data.image_size = PROFILE_DATA[profile]["image_size"]
-    c.data.modalities = ",".join(PAPER_CHANNELS)  # input channels, in order (the paper: T1c)
-    c.data.regions = PAPER_REGION  # output maps, one per tumor region (the paper: TC)
-    c.data.context_slices = 0  # neighbouring slices on each side as channels (the paper: none)
-    c.data.augment = ml_collections.ConfigDict(dict(
-        enabled=True, flip_lr=True, flip_ap=False, rotate_deg=10.0, rotate_p=0.2, scale=0.1,
-        scale_p=0.2, intensity_scale=0.1, intensity_shift=0.1))
-    c.data.pipeline = "auto"  # auto (tf.data on the TensorFlow backend, else PyDataset), tf, pydataset
-    c.data.tumor_free_fraction = 0.0  # share of training slices without tumor (the paper: none)
     c.data.update(v.data_options)
-
-    c.train = ml_collections.ConfigDict()
-    c.train.epochs = 100 if profile == "paper" else 12
-    c.train.batch_size = 8
-    c.train.learning_rate = 1e-3  # alpha_0 of Eq. 6
-    c.train.poly_power = 0.9
-    c.train.seed = 0
-    c.train.precision = "auto"  # auto: bf16 on GPUs that have it, else fp16; float32 on a CPU
-    c.train.jit_compile = "auto"  # auto (Keras decides: XLA where supported), on, off
-    c.train.steps_per_execution = 1
-    # batch-norm statistics recomputed at each epoch's end from this many unaugmented
-    # training batches (boundary_aware/batch_statistics.py); 0: the moving averages (the paper)
-    c.train.bn_statistics_batches = 0
-    c.train.deterministic = True  # op determinism (TensorFlow), exact resumes on CPU
-    c.train.verbose = "auto"  # Keras progress bar on a terminal, one line per epoch otherwise
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.threshold = 0.5
-    c.eval.batch_size = 16
-    c.eval.checkpoint = "final"  # the scored checkpoint: final, best or last (run_directory)
-    # whole volumes: test-time mirror axes (inference.TTA_CHOICES), and the clean-up chosen
-    # on the validation volumes (boundary_aware.postprocess)
-    c.eval.tta = DEFAULT_TTA
-    c.eval.postprocess = True
+    c.train.epochs = PROFILE_DATA[profile]["epochs"]
     return c

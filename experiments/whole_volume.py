@@ -8,11 +8,10 @@ the rows `ours` and `ours_tumor_free` (`data.tumor_free_fraction` = 0.25) over
 every seed, then segments every validation and test volume with every run's
 scored checkpoint under each setting of `SETTINGS`:
 
-* `full_frame`: every slice, no head mask (how whole volumes were segmented
-  before the head mask);
+* `full_frame`: every slice, no head mask;
 * `head`: only inside the head (every channel non-zero), as `predict` and
-  `evaluate` now do;
-* `head+lr`, `head+lr,ap`: with test-time flips (`inference.tta_flips`);
+  `evaluate` do;
+* `head+lr`, `head+lr,ap`: with test-time flips (`inference.flips.tta_flips`);
 * each of these `+clean`: the 3D clean-up chosen for that run and setting on
   the validation volumes (`boundary_aware.postprocess`);
 
@@ -43,7 +42,7 @@ from boundary_aware.cli import run_absl
 from experiments.runner import (DEFAULT_SEEDS, define_experiment_flags, experiment_main,
                                 prepare_data, run_sweep)
 from experiments.steps import RunError, say
-from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS
+from experiments.table1 import DEFAULT_PHANTOM, PHANTOMS, VARIANTS
 
 ROWS = ("ours", "ours_tumor_free")
 FLIP_SETTINGS = {"": "none", "+lr": "lr", "+lr,ap": "lr,ap"}
@@ -55,22 +54,18 @@ COMPARISONS = (
     ("head", "full_frame", ROWS),
     ("head+lr", "head", ROWS), ("head+lr,ap", "head", ROWS),
     ("head+clean", "head", ROWS), ("head+lr,ap+clean", "head+clean", ROWS),
-    ("head+lr,ap+clean", "full_frame", ROWS),  # every default against how it was
+    ("head+lr,ap+clean", "full_frame", ROWS),  # every default against none of them
 )
 DEFAULT_SETTING = "head+lr,ap+clean"  # what predict and evaluate do by default
-
-
-def setting_flips(setting: str) -> str:
-    """The --tta value of a setting."""
-    base = setting.replace("+clean", "")
-    return "none" if base == "full_frame" else FLIP_SETTINGS[base[len("head"):]]
 
 
 def flip_probabilities(predictor, data, full_frame: bool):
     """{flip: tumor probability (X, Y, Z)} of one model on one `VolumeInput`, each flip
     alone and inside the head; with `full_frame` also "full_frame" (every slice, no head
     mask), and the seconds each flip took."""
-    from boundary_aware.inference import FLIPS, segment_slices, segment_volume, volume_slices
+    from boundary_aware.inference.flips import FLIPS
+    from boundary_aware.inference.volume import segment_slices, segment_volume
+    from boundary_aware.intensity import model_slices
     probs, seconds = {}, {}
     for flip in FLIPS:
         start = time.perf_counter()
@@ -78,7 +73,7 @@ def flip_probabilities(predictor, data, full_frame: bool):
         seconds[flip] = time.perf_counter() - start
     if full_frame:
         size = predictor.input_shape[0]
-        probs["full_frame"] = segment_slices(predictor, volume_slices(data.volume, size),
+        probs["full_frame"] = segment_slices(predictor, model_slices(data.volume, size),
                                              data.shape[:2], outputs=("seg",))["seg"]
     return probs, seconds
 
@@ -86,7 +81,7 @@ def flip_probabilities(predictor, data, full_frame: bool):
 def setting_probabilities(flip_probs) -> dict:
     """{setting without +clean: probability} from `flip_probabilities` (a flip set's mean
     is the mean of its flips)."""
-    from boundary_aware.inference import tta_flips
+    from boundary_aware.inference.flips import tta_flips
     out = {"full_frame": flip_probs.get("full_frame")}
     for suffix, tta in FLIP_SETTINGS.items():
         out[f"head{suffix}"] = np.mean([flip_probs[f] for f in tta_flips(tta)], axis=0)
@@ -98,14 +93,18 @@ def measure(out: Path, runs: dict, rows: Sequence[str]) -> dict:
     docstring): {"records": {row: {member: {setting: {case: {metric: value}}}}},
     "rules": ..., "seconds": {flips: per volume}}."""
     from boundary_aware import postprocess
-    from boundary_aware.data import Manifest
-    from boundary_aware.evaluate import score_volume, volume_cases
-    from boundary_aware.inference import VolumeInput, keras_predictor, tta_flips
+    from boundary_aware.config import read_run_config
+    from boundary_aware.prepared import Manifest
+    from boundary_aware.scoring import score_volume
+    from boundary_aware.volume_scores import volume_cases
+    from boundary_aware.inference.flips import tta_flips
+    from boundary_aware.inference.predictor import keras_predictor
+    from boundary_aware.inference.volume import VolumeInput
     from boundary_aware.model_files import load_keras_model
     from boundary_aware.run_directory import RunDirectory
 
     first = RunDirectory(next(iter(runs[rows[0]].values())))
-    config = first.read_config()
+    config = read_run_config(first)
     manifest = Manifest.read(config["data"]["prepared_dir"])
     threshold = config["eval"]["threshold"]
     models = {(row, seed): keras_predictor(load_keras_model(RunDirectory(path).checkpoint()),
@@ -284,7 +283,8 @@ def whole_volume(out: str | os.PathLike, *, seeds: Sequence[int] = DEFAULT_SEEDS
     profile = profile or ("paper" if brats_dir else "demo")
     if brats_dir is None:
         say("no BRATS_DIR given: whole-volume settings on SYNTHETIC data; NOT BraTS numbers")
-    prepared = prepare_data(out, profile, brats_dir, split_file, phantom=phantom)
+    prepared = prepare_data(out, profile, brats_dir, split_file, phantom=phantom,
+                            models=[VARIANTS[row].model for row in rows])
     done, failures = run_sweep(out, rows, seeds, profile, prepared, overrides, executor,
                                **executor_options)
     if failures:

@@ -3,6 +3,8 @@
 
 import ast
 
+import pytest
+
 from tests.conftest import ROOT, run_python
 
 # tf.data; the SavedModel; device, strategy and op determinism (imported inside functions)
@@ -28,6 +30,7 @@ def test_no_model_layer_loss_or_metric_module_imports_tensorflow():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_models_and_losses_run_on_jax_without_importing_tensorflow():
     code = """
 import sys, numpy as np

@@ -26,6 +26,8 @@ import pytest
 
 from boundary_aware.console import is_notice
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 ROOT = Path(__file__).resolve().parents[1]  # not from conftest: printing the counts needs no Keras
 
 CASE = "WORLD/cases/Synth_0000/Synth_0000_t1ce.nii.gz"
@@ -50,13 +52,13 @@ KINDS = [
     ("options", "boundary-aware-prepare --brats_dir=/no/such/brats --out_dir=NEW", "error",
      "/no/such/brats: not a directory"),
     ("options", "boundary-aware-prepare --brats_dir=tests/data/brats_samples --out_dir=NEW "
-     "--image_size=40", "error", "unet needs a multiple of 16"),
+     "--image_size=40 --models=ours,unet", "error", "unet needs a multiple of 16"),
     ("options", "boundary-aware-export --workdir=/no/such/run --out=NEW", "error", "/no/such/run"),
     ("options", "boundary-aware-prepare --brats_dir=tests/data/brats_samples --out_dir=NEW "
-     "--modalities=t1c,dwi", "error", "--modalities must name distinct MRI sequences"),
+     "--sequences=t1c,dwi", "error", "--sequences must name distinct MRI sequences"),
     ("options", "boundary-aware-prepare --brats_dir=tests/data/brats_samples --out_dir=NEW "
      "--regions=tc,ncr", "error", "--regions must name distinct tumor regions"),
-    ("options", "boundary-aware-synthetic --out_dir=NEW --modalities=t1c,t1c", "error",
+    ("options", "boundary-aware-synthetic --out_dir=NEW --sequences=t1c,t1c", "error",
      "must name distinct MRI sequences"),
     # family: config (training's settings, checked before anything is created)
     ("config", f"{TRAIN}unet,demo --workdir=NEW --config.train.epochz=3", "error",

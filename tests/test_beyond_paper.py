@@ -12,11 +12,11 @@ def test_each_row_trains_in_its_setting_and_its_config_says_so():
     assert [beyond_paper.setting_of(r) for r in beyond_paper.ROWS] == \
         ["paper", "paper", "brats", "brats", "context"]
     config = get_config("ours_brats,demo")
-    assert (config.data.modalities, config.data.regions) == ("t1,t1c,t2,flair", "wt,tc,et")
+    assert (config.data.sequences, config.data.regions) == ("t1,t1c,t2,flair", "wt,tc,et")
     assert get_config("ours_brats,demo").loss.edge_target == "union"  # the measured default
     assert get_config("ours_brats_per_region,demo").loss.edge_target == "per_region"
     paper = get_config("ours,demo")
-    assert (paper.data.modalities, paper.data.regions) == ("t1c", "tc")
+    assert (paper.data.sequences, paper.data.regions) == ("t1c", "tc")
     assert paper.data.context_slices == 0 and get_config("ours_context,demo").data.context_slices == 1
 
 

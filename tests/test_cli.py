@@ -10,6 +10,8 @@ import pytest
 from boundary_aware.console import RETRACING, is_notice, started_as_command
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 COMMANDS = {
     "boundary-aware-synthetic": "data_prep.synthetic:cli",
     "boundary-aware-prepare": "data_prep.prepare_brats:cli",

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from boundary_aware.augment import AugmentConfig, augment_slice, sample_params
-from boundary_aware.data import (DataError, Manifest, channel_layout, context_channels,
-                                 load_prepared, stack_context)
-from boundary_aware.inference import Predictor, VolumeInput, segment_volume
+from boundary_aware.channels import channel_layout, context_channels, stack_context
+from boundary_aware.errors import DataError
+from boundary_aware.prepared import load_prepared, Manifest
+from boundary_aware.inference.predictor import Predictor
+from boundary_aware.inference.volume import segment_volume, VolumeInput
+from boundary_aware.inference.options import InferenceOptions
 from data_prep import synthetic
 from data_prep.prepare_brats import prepare
 
@@ -21,7 +24,7 @@ def quiet(*args, **kwargs):
 
 
 def test_channel_names_and_their_layout():
-    assert context_channels(("t1c",), 0) == ("t1c",)  # no context: the names as before
+    assert context_channels(("t1c",), 0) == ("t1c",)  # no context: the paper's input
     names = context_channels(("flair", "t1c"), 1)
     assert names == ("flair[z-1]", "t1c[z-1]", "flair", "t1c", "flair[z+1]", "t1c[z+1]")
     assert channel_layout(names) == (("flair", "t1c"), 1)
@@ -106,6 +109,7 @@ def test_prepared_context_is_the_plain_slices_and_what_inference_builds(context_
                 stacked[row], at_inference[list(data.rows).index(record["slice"])], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_refuses_data_of_another_context_and_the_path_runs(context_data, tmp_path,
                                                                     capsys):
     from boundary_aware.errors import ConfigError
@@ -138,8 +142,10 @@ def test_training_refuses_data_of_another_context_and_the_path_runs(context_data
     masks = []
     for model in (tmp_path / "run", tmp_path / "export"):
         out = tmp_path / f"pred_{model.name}"
-        summary = predict_path(model, context_data / "brats", out, tta="none",
-                               use_postprocess=False, save_probabilities=True)
+        summary = predict_path(model, context_data / "brats", out,
+                               options=InferenceOptions(tta="none",
+                                                        postprocess=False,
+                                                        save_probabilities=True))
         case = sorted(summary["cases"])[0]
         masks.append(np.asarray(nib.load(str(out / f"{case}_tc_prob.nii.gz")).dataobj))
         assert json.loads((out / "summary.json").read_text())["pending"] == []

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from boundary_aware import metrics, postprocess
-from boundary_aware.data import DataError
-from boundary_aware.inference import DEFAULT_TTA, tta_flips
 from boundary_aware.console import RETRACING, is_notice
-from boundary_aware.evaluate import evaluate, evaluate_ensemble, score_volume, summarize
+from boundary_aware.errors import DataError
+from boundary_aware.evaluate import evaluate, evaluate_ensemble
+from boundary_aware.inference.flips import DEFAULT_TTA, tta_flips
 from boundary_aware.predict import predict_path
 from boundary_aware.run_directory import METRICS_FORMAT
+from boundary_aware.scoring import score_volume, summarize
 from tests.conftest import ROOT, tiny_prepared, module_code, run_python
 
 TINY_RUN = ["--config.model.kwargs.base_filters=4", "--config.data.image_size=32",
@@ -75,6 +76,7 @@ def trained_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_evaluate_scores_slices_whole_volumes_and_both_checkpoints(trained_run, tmp_path):
     run = trained_run / "run"
     result = evaluate(run)
@@ -109,6 +111,7 @@ def test_evaluate_scores_slices_whole_volumes_and_both_checkpoints(trained_run, 
     assert choice["validation"]["tc"]["n"] == len(manifest["split"]["val"])
 
 
+@pytest.mark.slow
 def test_the_config_or_the_flag_can_turn_the_clean_up_off(trained_run, tmp_path):
     shutil.copytree(trained_run / "run", tmp_path / "run")
     (tmp_path / "run" / postprocess.FILE).unlink(missing_ok=True)
@@ -121,6 +124,7 @@ def test_the_config_or_the_flag_can_turn_the_clean_up_off(trained_run, tmp_path)
     assert evaluate(tmp_path / "run", tta="none")["whole_volume"]["postprocess"] is None
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_two_copies_scores_as_the_run(trained_run, tmp_path):
     run = trained_run / "run"
     single = evaluate(run)
@@ -140,6 +144,7 @@ def test_an_ensemble_of_two_copies_scores_as_the_run(trained_run, tmp_path):
         evaluate_ensemble([run, tmp_path / "copy"], tmp_path / "ensemble2")
 
 
+@pytest.mark.slow
 def test_the_rule_does_not_pick_an_early_checkpoint_with_unsettled_statistics(trained_run):
     """best.keras from an early epoch whose batch-norm statistics are still the initial ones
     (mean 0, variance 1) but whose validation Dice happened to be the highest."""
@@ -163,6 +168,7 @@ def test_the_rule_does_not_pick_an_early_checkpoint_with_unsettled_statistics(tr
     assert evaluate(run, checkpoint="best", per_volume=False)["checkpoint"] == "best.keras"
 
 
+@pytest.mark.slow
 def test_whole_volume_scoring_checks_the_source_files(trained_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(trained_run / "run", copy)
@@ -175,7 +181,7 @@ def test_whole_volume_scoring_checks_the_source_files(trained_run, tmp_path):
     case = manifest["split"]["test"][0]
     manifest["cases"][case]["files"]["seg"]["sha256"] = "0" * 64
     (prepared / "manifest.json").write_text(json.dumps(manifest))
-    from boundary_aware.data import DataError
+    from boundary_aware.errors import DataError
     from boundary_aware.files import file_sha256
     with pytest.raises(DataError, match="manifest.json: is not the prepared data .* was trained "
                                         "on"):
@@ -187,10 +193,12 @@ def test_whole_volume_scoring_checks_the_source_files(trained_run, tmp_path):
         evaluate(copy)
 
 
+@pytest.mark.slow
 def test_a_changed_array_is_refused_naming_it(trained_run, tmp_path):
     import numpy as np
 
-    from boundary_aware.data import DataError, load_prepared
+    from boundary_aware.errors import DataError
+    from boundary_aware.prepared import load_prepared
     prepared = tmp_path / "prepared"
     shutil.copytree(trained_run / "prepared", prepared)
     masks = np.load(prepared / "test_masks.npy")
@@ -200,6 +208,7 @@ def test_a_changed_array_is_refused_naming_it(trained_run, tmp_path):
     assert load_prepared(prepared, "train")[0].size  # the untouched arrays still load
 
 
+@pytest.mark.slow
 def test_the_evaluate_command_prints_its_scores_without_tensorflows_notices(trained_run, tmp_path):
     """With the filter off (BOUNDARY_AWARE_TF_NOTICES=1) the same command shows TensorFlow's
     start-up notices, so the check would see them come back."""
@@ -226,7 +235,7 @@ def test_volumes_scored_on_several_threads_keep_their_order():
     """`scored_in_order` returns every job's score in the jobs' order, however long each
     takes, and reads the jobs lazily (at most twice the workers waiting)."""
     import time
-    from boundary_aware.evaluate import scored_in_order
+    from boundary_aware.volume_scores import scored_in_order
 
     made = []
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from boundary_aware import build_model
-from boundary_aware.data import DataError
+from boundary_aware.errors import DataError
 from boundary_aware.predict import predict_path
 from tests.conftest import ROOT, run_python
 
 pytest.importorskip("tensorflow")
 from boundary_aware.export import ExportError, export_model, export_run  # noqa: E402
+from boundary_aware.inference.options import InferenceOptions
 
 CASE = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005" / "BraTS2013_pat0005_t1ce.nii.gz"
 TINY = dict(base_filters=4, shape_filters=8, dspp_rates=(1, 2, 3))
@@ -48,6 +49,7 @@ def exported(tmp_path_factory):
     return root, card, expected
 
 
+@pytest.mark.slow
 def test_model_card_and_existing_output_protection(exported):
     root, card, _ = exported
     on_disk = json.loads((root / "saved" / "model_card.json").read_text())
@@ -64,6 +66,7 @@ def test_model_card_and_existing_output_protection(exported):
     assert not (root / "other").exists()
 
 
+@pytest.mark.slow
 def test_reload_in_a_fresh_process_matches_keras(exported):
     root, _, expected = exported
     code = f"""
@@ -87,6 +90,7 @@ print("ok")
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_deployment_guide_snippet_runs_without_the_package(exported, tmp_path):
     """The deployment guide's SavedModel snippet, with boundary_aware made unimportable."""
     root, _, expected = exported
@@ -108,9 +112,10 @@ def run_dir(exported):
     return exported[0] / "run"
 
 
+@pytest.mark.slow
 def test_predict_real_case_keeps_shape_affine_and_dtype(run_dir, tmp_path):
     out = tmp_path / "mask.nii.gz"
-    summary = predict_path(run_dir, CASE, out, edge_output=True)
+    summary = predict_path(run_dir, CASE, out, options=InferenceOptions(edge_output=True))
     src, mask = nib.load(str(CASE)), nib.load(str(out))
     assert mask.shape == src.shape and np.allclose(mask.affine, src.affine)
     assert mask.get_data_dtype() == np.uint8
@@ -123,16 +128,17 @@ def test_predict_real_case_keeps_shape_affine_and_dtype(run_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "mask_sm.nii.gz")).dataobj), values)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same_mask(
         run_dir, tmp_path):
     """`--precision=bfloat16`: every layer but the float32 outputs computes in bfloat16,
     with the float32 model's weights; the probabilities stay within bfloat16's rounding
     through the network (measured 0.039 at most on the real samples with a trained demo
     model) and the mask within a few percent of its voxels. A SavedModel is refused."""
-    from boundary_aware.inference import twin as twin_of
+    from boundary_aware.inference.rebuild import rebuild
     from boundary_aware.model_files import load_keras_model
     model = load_keras_model(run_dir / "final.keras")
-    twin = twin_of(model, "mixed_bfloat16")
+    twin = rebuild(model, "mixed_bfloat16")
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), twin.get_weights()))
     assert {twin.get_layer(n).compute_dtype for n in model.output_names} == {"float32"}
     inner = [layer.compute_dtype for layer in twin._flatten_layers()
@@ -142,8 +148,9 @@ def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same
     summary = {}
     for precision in ("float32", "bfloat16"):
         summary[precision] = predict_path(run_dir, CASE, tmp_path / f"{precision}.nii.gz",
-                                          tta="none", save_probabilities=True,
-                                          precision=precision)
+                                          options=InferenceOptions(tta="none",
+                                                                   save_probabilities=True,
+                                                                   precision=precision))
     masks = [np.asarray(nib.load(str(tmp_path / f"{p}.nii.gz")).dataobj) > 0
              for p in ("float32", "bfloat16")]
     probs = [np.asarray(nib.load(str(tmp_path / f"{p}_prob.nii.gz")).dataobj)
@@ -153,16 +160,19 @@ def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same
     assert np.count_nonzero(masks[0] != masks[1]) <= 0.05 * masks[0].sum()
     with pytest.raises(DataError, match="saved: a SavedModel runs in the precision it was"):
         predict_path(run_dir.parent / "saved", CASE, tmp_path / "sm.nii.gz",
-                     precision="bfloat16")
+                     options=InferenceOptions(precision="bfloat16"))
     assert not (tmp_path / "sm.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_the_head_box_runs_the_model_on_the_head_alone_and_a_saved_model_is_refused(
         run_dir, tmp_path):
     """`--crop=head`: the model runs on the box around the head (one per volume), nothing
     outside the head is tumor; a SavedModel, fixed to its slice size, is refused before
     anything is written."""
-    from boundary_aware.inference import VolumeInput, head_box, size_divisor_of
+    from boundary_aware.inference.head_box import head_box
+    from boundary_aware.inference.rebuild import size_divisor_of
+    from boundary_aware.inference.volume import VolumeInput
     from boundary_aware.model_files import load_keras_model
     src = nib.load(str(CASE))  # the sample in a wider field of view: a box to crop
     data = np.pad(np.asarray(src.dataobj), ((80, 80), (80, 80), (0, 0)))
@@ -173,8 +183,8 @@ def test_the_head_box_runs_the_model_on_the_head_alone_and_a_saved_model_is_refu
                    size_divisor_of(model))
     assert box is not None  # the head leaves the box smaller than the slice
     for crop in ("none", "head"):
-        predict_path(run_dir, case, tmp_path / f"{crop}.nii.gz", tta="none", crop=crop,
-                     save_probabilities=True)
+        predict_path(run_dir, case, tmp_path / f"{crop}.nii.gz",
+                     options=InferenceOptions(tta="none", crop=crop, save_probabilities=True))
     probs = {c: np.asarray(nib.load(str(tmp_path / f"{c}_prob.nii.gz")).dataobj)
              for c in ("none", "head")}
     masks = {c: np.asarray(nib.load(str(tmp_path / f"{c}.nii.gz")).dataobj) > 0
@@ -183,12 +193,15 @@ def test_the_head_box_runs_the_model_on_the_head_alone_and_a_saved_model_is_refu
     assert masks["head"].any() and not (masks["head"] & ~head).any()
     assert not np.array_equal(probs["none"], probs["head"])  # the box is not the whole slice
     with pytest.raises(DataError, match="saved: a SavedModel takes the slice size"):
-        predict_path(run_dir.parent / "saved", case, tmp_path / "sm.nii.gz", crop="head")
+        predict_path(run_dir.parent / "saved", case, tmp_path / "sm.nii.gz",
+                     options=InferenceOptions(crop="head"))
     assert not (tmp_path / "sm.nii.gz").exists()
     with pytest.raises(DataError, match="--crop must be one of none, head"):
-        predict_path(run_dir, case, tmp_path / "bad.nii.gz", crop="brain")
+        predict_path(run_dir, case, tmp_path / "bad.nii.gz",
+                     options=InferenceOptions(crop="brain"))
 
 
+@pytest.mark.slow
 def test_predict_in_another_orientation_gives_the_same_mask(run_dir, tmp_path):
     src = nib.load(str(CASE))
     data = np.asarray(src.dataobj)
@@ -205,6 +218,7 @@ def test_predict_in_another_orientation_gives_the_same_mask(run_dir, tmp_path):
     np.testing.assert_array_equal(np.flip(np.asarray(ras_mask.dataobj), (0, 1)), lps)
 
 
+@pytest.mark.slow
 def test_predict_folder_and_no_overwrite(run_dir, tmp_path):
     out = tmp_path / "masks"
     summary = predict_path(run_dir, ROOT / "tests" / "data" / "brats_samples", out)
@@ -221,6 +235,7 @@ def test_predict_folder_and_no_overwrite(run_dir, tmp_path):
     assert (out / "BraTS2013_pat0005_tc.nii.gz").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_4d_file_of_one_volume_is_that_volume_and_a_scan_without_background_is_named(
         run_dir, tmp_path, capsys):
     """(X, Y, Z, 1), as some converters write one time point, gives the mask of its 3D
@@ -258,6 +273,7 @@ def _bad_inputs(tmp_path):
             "nan.nii.gz": "NaN or inf"}
 
 
+@pytest.mark.slow
 def test_predict_rejects_bad_inputs_without_writing(run_dir, tmp_path):
     for name, problem in _bad_inputs(tmp_path).items():
         out = tmp_path / f"out_{name}"
@@ -275,9 +291,10 @@ def test_unsafe_model_formats_are_refused(tmp_path):
     assert not (tmp_path / "out.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_the_recorded_clean_up_travels_with_the_export(tmp_path):
     from boundary_aware import postprocess
-    from boundary_aware.inference import load_predictor
+    from boundary_aware.inference.sources import load_predictor
     fake_run(tmp_path / "run")
     rule = {"rule": "min_size", "mm3": 100}
     postprocess.write(tmp_path / "run", {"final": {"tc": {"rule": rule}}}, "final", "val",
@@ -289,6 +306,7 @@ def test_the_recorded_clean_up_travels_with_the_export(tmp_path):
     assert load_predictor(tmp_path / "run" / "best.keras").postprocess is None  # not chosen
 
 
+@pytest.mark.slow
 def test_export_of_a_baseline_has_only_seg(tmp_path):
     model = build_model("unet", input_shape=(32, 32, 1), base_filters=4)
     card = export_model(model, tmp_path / "unet_saved")
@@ -298,6 +316,7 @@ def test_export_of_a_baseline_has_only_seg(tmp_path):
 
 # ---- what may be replaced, what may be loaded -------------------------------
 
+@pytest.mark.slow
 def test_export_overwrite_replaces_only_an_export(exported, tmp_path):
     root, _, _ = exported
     thesis = tmp_path / "v"
@@ -323,19 +342,21 @@ def test_export_overwrite_replaces_only_an_export(exported, tmp_path):
     assert not (root / "run" / "export").exists()
 
 
+@pytest.mark.slow
 def test_two_predicts_of_one_output_exclude_each_other(run_dir, tmp_path):
     from boundary_aware.errors import LockedError
     from boundary_aware.files import exclusive_lock
     out = tmp_path / "mask.nii.gz"
     with exclusive_lock(tmp_path / ".mask.nii.gz.lock", "another predict"):
         with pytest.raises(LockedError, match="in use by PID"):
-            predict_path(run_dir, CASE, out, tta="none")
+            predict_path(run_dir, CASE, out, options=InferenceOptions(tta="none"))
     assert not out.exists()
     with exclusive_lock(tmp_path / ".masks.lock", "another predict"):
         with pytest.raises(LockedError, match="in use by PID"):
-            predict_path(run_dir, CASE.parent.parent, tmp_path / "masks", tta="none")
+            predict_path(run_dir, CASE.parent.parent, tmp_path / "masks",
+                         options=InferenceOptions(tta="none"))
     assert not (tmp_path / "masks").exists()
-    predict_path(run_dir, CASE, out, tta="none")
+    predict_path(run_dir, CASE, out, options=InferenceOptions(tta="none"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz"]  # the lock is gone
 
 
@@ -349,6 +370,7 @@ def test_a_second_export_into_the_same_place_refuses(exported, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_our_exports_pass_the_operation_check(tmp_path):
     from boundary_aware.export import check_saved_model
     for name, kwargs, precision in [("ours", dict(base_filters=8, shape_filters=32, norm="group"),
@@ -378,6 +400,7 @@ tf.saved_model.save(evil, {str(folder)!r}, signatures={{"serve": evil.serve}})
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_savedmodel_with_foreign_operations_is_refused_unless_trusted(tmp_path):
     victim = tmp_path / "outside" / "pwned.txt"
     victim.parent.mkdir()
@@ -385,10 +408,12 @@ def test_a_savedmodel_with_foreign_operations_is_refused_unless_trusted(tmp_path
     with pytest.raises(DataError, match=r"evil: refused: .*\(WriteFile in .*--trust_model"):
         predict_path(tmp_path / "evil", CASE, tmp_path / "mask.nii.gz")
     assert not victim.exists() and not (tmp_path / "mask.nii.gz").exists()
-    predict_path(tmp_path / "evil", CASE, tmp_path / "mask.nii.gz", trust_model=True)
+    predict_path(tmp_path / "evil", CASE, tmp_path / "mask.nii.gz",
+                 options=InferenceOptions(trust_model=True))
     assert victim.read_text() == "written by a model"  # what trusting a model means
 
 
+@pytest.mark.slow
 def test_a_savedmodel_says_which_slice_size_it_expects(exported):
     from boundary_aware.export import load_saved_model
     root, _, _ = exported
@@ -402,6 +427,7 @@ def test_a_savedmodel_says_which_slice_size_it_expects(exported):
         raw(images=tf.zeros((1, 96, 96, 1)))
 
 
+@pytest.mark.slow
 def test_predict_overwrite_replaces_only_its_own_masks(run_dir, tmp_path):
     out = tmp_path / "mask.nii.gz"
     shutil.copy(CASE, out)  # somebody's scan where the mask would go
@@ -427,7 +453,7 @@ def test_predict_overwrite_replaces_only_its_own_masks(run_dir, tmp_path):
 
 
 def test_distinct_slices_runs_each_constant_value_once():
-    from boundary_aware.inference import distinct_slices
+    from boundary_aware.inference.volume import distinct_slices
     slices = np.zeros((6, 4, 4, 1), np.float32)
     slices[1, 0, 0] = 0.5  # content
     slices[3] = 0.25  # constant, another value
@@ -438,6 +464,7 @@ def test_distinct_slices_runs_each_constant_value_once():
     np.testing.assert_array_equal(slices[run][source], slices)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("streams", [1, 2])
 def test_predict_with_shared_blank_slices_and_streams_equals_every_slice_through_the_model(
         streams):
@@ -445,7 +472,8 @@ def test_predict_with_shared_blank_slices_and_streams_equals_every_slice_through
     statistics are random: the probabilities of `segment_volume` (constant slices run once,
     padded last batch, `streams` batches at a time) equal those of every slice with head
     through `model.predict`."""
-    from boundary_aware.inference import Predictor, keras_predictor, segment_volume
+    from boundary_aware.inference.predictor import keras_predictor, Predictor
+    from boundary_aware.inference.volume import segment_volume
     from boundary_aware.nifti import load_volume
     keras.utils.set_random_seed(1)
     model = build_model("ours", input_shape=(32, 32, 1), **TINY)
@@ -473,6 +501,7 @@ def test_predict_with_shared_blank_slices_and_streams_equals_every_slice_through
 
 # ---- a model of more than one channel ---------------------------------------
 
+@pytest.mark.slow
 def test_a_two_channel_model_predicts_from_one_file_per_channel_and_from_a_folder(tmp_path):
     """A run whose state records two channels (T1c, FLAIR): predict takes the files in that
     order, finds both in a BraTS folder, and refuses the wrong number of files."""
@@ -499,7 +528,8 @@ def test_a_two_channel_model_predicts_from_one_file_per_channel_and_from_a_folde
     np.testing.assert_array_equal(mask(tmp_path / "one.nii.gz"),
                                   mask(tmp_path / "masks" / "Case_1_tc.nii.gz"))
     assert one["input"] == files
-    from boundary_aware.inference import load_predictor, segment_volume
+    from boundary_aware.inference.sources import load_predictor
+    from boundary_aware.inference.volume import segment_volume
     predictor = load_predictor(run)
     assert predictor.channels == ("t1c", "flair") and predictor.input_shape == (32, 32, 2)
     volume = np.stack([np.asarray(source.dataobj), flair], axis=-1)  # LPS already
@@ -514,21 +544,24 @@ def test_a_two_channel_model_predicts_from_one_file_per_channel_and_from_a_folde
     assert not (tmp_path / "wrong.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_saved_before_the_logits_output_still_predicts_and_exports(tmp_path):
     """tests/data/checkpoints/reference_ours.keras was saved by an older graph: outputs `seg`
     and `edge` only, no record of its channels. It loads, is taken to be T1c, predicts a
     volume and exports."""
-    from boundary_aware.inference import load_predictor
+    from boundary_aware.inference.sources import load_predictor
     old = ROOT / "tests" / "data" / "checkpoints" / "reference_ours.keras"
     predictor = load_predictor(old)
     assert predictor.channels == ("t1c",) and predictor.input_shape == (32, 32, 1)
-    summary = predict_path(old, CASE, tmp_path / "mask.nii.gz", edge_output=True)
+    summary = predict_path(old, CASE, tmp_path / "mask.nii.gz",
+                           options=InferenceOptions(edge_output=True))
     assert (tmp_path / "mask_edge.nii.gz").is_file() and summary["slices_with_tumor"] >= 0
     model = keras.saving.load_model(old, compile=False)
     card = export_model(model, tmp_path / "saved")
     assert set(card["outputs"]) == {"seg", "edge"} and card["input"]["channels"] == ["t1c"]
 
 
+@pytest.mark.slow
 def test_export_on_another_backend_is_one_line(tmp_path):
     """The serving function is TensorFlow code: exporting with Keras on JAX is refused in one
     line that says what to do, before anything is read or written."""

@@ -38,5 +38,5 @@ def test_figures_from_synthetic_runs_say_so(tmp_path):
     record.write_text(json.dumps({"phantom": "confirmation", "seed": 1}))
     assert data_label(tmp_path) == ("SYNTHETIC data (the confirmation phantom, generator seed "
                                     "1): not BraTS")
-    record.write_text("ok\n")  # an earlier version's record
+    record.write_text("ok\n")  # a record that names no phantom
     assert "SYNTHETIC" in data_label(tmp_path)

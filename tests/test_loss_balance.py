@@ -26,6 +26,7 @@ def config(tmp_path_factory):
     return c
 
 
+@pytest.mark.slow
 def test_shares_of_every_reduction_at_initialization(config):
     report = loss_balance(config, batches=2)
     m = report["models"]["initialization"]
@@ -43,6 +44,7 @@ def test_shares_of_every_reduction_at_initialization(config):
     assert "l3 BCE(edge)" in text and "scaled_mean" in text and "%" in text
 
 
+@pytest.mark.slow
 def test_norms_are_the_weighted_gradient_norms_on_the_shared_weights(config):
     """Checked against the gradient of the whole loss: with one term weighted 1 and the
     others 0, the norm over the shared weights is that term's norm."""

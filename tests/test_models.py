@@ -67,6 +67,7 @@ def test_build_model_rejects_bad_arguments():
         build_model("ours", input_shape=(32, 32, 1), base_filters=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_builds_at_paper_size_with_the_outputs_its_registry_entry_names(name):
     model = build_model(name, input_shape=(240, 240, 1), **TINY[name])
@@ -97,6 +98,7 @@ def test_the_registry_size_divisor_is_the_total_downsampling(name):
         build_model(name, input_shape=(divisor // 2, divisor // 2, 1), **TINY[name])
 
 
+@pytest.mark.slow
 def test_models_take_any_number_of_input_channels():
     x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")
     for name in sorted(MODELS):
@@ -115,6 +117,7 @@ def test_attention_maps_are_the_three_attention_layers_in_stream_order():
     assert names == ["attention1", "attention2", "attention3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_trains_and_lowers_its_loss_on_a_fixed_batch(name):
     images, masks = fixed_batch()
@@ -125,6 +128,7 @@ def test_trains_and_lowers_its_loss_on_a_fixed_batch(name):
     assert min(history[-3:]) < history[0] - 0.02, history
 
 
+@pytest.mark.slow
 def test_mixed_float16_outputs_are_float32_and_training_is_finite():
     keras.config.set_dtype_policy("mixed_float16")
     images, masks = fixed_batch(size=16, n=2)
@@ -138,6 +142,7 @@ def test_mixed_float16_outputs_are_float32_and_training_is_finite():
     assert all(np.all(np.isfinite(to_numpy(w))) for w in model.trainable_weights)
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
     images, _ = fixed_batch(n=2)
     np.save(tmp_path / "x.npy", images)
@@ -167,6 +172,7 @@ print(json.dumps(keras.backend.backend()))
             np.testing.assert_array_equal(loaded[key], out[key])
 
 
+@pytest.mark.slow
 def test_checkpoint_saved_before_the_area_fusion_loads_and_gives_its_old_outputs():
     """A tiny boundary-aware model saved by the version before the `fusion` option
     (bilinear fusion), with its outputs on a fixed input, as files."""
@@ -191,6 +197,7 @@ def test_checkpoint_saved_before_the_area_fusion_loads_and_gives_its_old_outputs
         build_model("ours", input_shape=(32, 32, 1), fusion="nearest", **TINY["ours"])
 
 
+@pytest.mark.slow
 def test_mixed_float16_training_step_with_xla_on_tensorflow():
     """The TensorFlow backend's XLA rejected the float16/float32 mix in the gradient of a
     bilinear resize (the GPU default: mixed_float16 and XLA); resizes now run in float32.

@@ -8,7 +8,8 @@ from scipy import ndimage
 
 from boundary_aware.augment import (AugmentConfig, augment_slice, inverse_affine, sample_params,
                                     warp_matrices)
-from boundary_aware.data import edge_target_numpy, epoch_order
+from boundary_aware.edge_targets import edge_target_numpy
+from boundary_aware.epochs import epoch_order
 from boundary_aware.pydataset import SliceDataset
 from tests.conftest import ROOT, to_numpy
 
@@ -183,7 +184,7 @@ def test_left_right_flip_exchanges_the_hemispheres_of_a_real_scan():
     """BraTS stores volumes LPS: in an axial slice the first axis runs right to left. The brain
     is narrower left-right than front-back, so the flip named left-right must reverse the
     axis along which the brain is narrower, and move the tumor to the other hemisphere."""
-    from boundary_aware.data import normalization_range, normalize
+    from boundary_aware.intensity import normalization_range, normalize
     from boundary_aware.nifti import load_volume
     case = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005"
     volume, _, _ = load_volume(case / "BraTS2013_pat0005_t1ce.nii.gz", "image")
@@ -206,7 +207,7 @@ def test_left_right_flip_exchanges_the_hemispheres_of_a_real_scan():
 
 
 def test_old_augmentation_names_are_refused_clearly():
-    with pytest.raises(ValueError, match="flip_ud is now flip_ap"):
+    with pytest.raises(ValueError, match="the second axis's flip is flip_ap"):
         AugmentConfig.from_dict({"flip_ud": True})
 
 
@@ -265,7 +266,7 @@ def test_intensity_changes_are_drawn_per_channel_and_the_first_as_before():
     config = AugmentConfig()
     one = sample_params(500, 7, 2, config)
     four = sample_params(500, 7, 2, config, channels=4)
-    np.testing.assert_array_equal(four[:, :6], one)  # one-channel data is augmented as before
+    np.testing.assert_array_equal(four[:, :6], one)  # the first channel's draws: one channel's
     scales, shifts = four[:, 4::2], four[:, 5::2]
     assert np.abs(scales - 1).max() <= 0.1 and np.abs(shifts).max() <= 0.1
     for c in range(1, 4):  # independent draws: the channels do not move together
@@ -277,7 +278,7 @@ def test_intensity_changes_are_drawn_per_channel_and_the_first_as_before():
 
 def test_process_shards_put_together_are_the_global_batches():
     """Two processes training one model each take their half of every global batch of 4
-    (`data.shard_positions`), augmentation included, in both pipelines; the last
+    (`epochs.shard_positions`), augmentation included, in both pipelines; the last
     incomplete global batch (13 = 3 x 4 + 1) is left out, so both give the same count."""
     images, masks = toy_slices()
     config = AugmentConfig(flip_ap=True, rotate_deg=15, scale=0.15)
@@ -310,7 +311,7 @@ def test_fit_trains_each_epoch_on_that_epochs_batches(pipeline, monkeypatch):
 
     import boundary_aware.data_pipeline as data_pipeline
     import boundary_aware.pydataset as pydataset
-    from boundary_aware.batches import EpochClock
+    from boundary_aware.epochs import EpochClock
     module = data_pipeline if pipeline == "tf.data" else pydataset
     drawn = []
 

@@ -9,7 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from boundary_aware.data import MANIFEST_FORMAT, DataError, Manifest, load_prepared
+from boundary_aware.errors import DataError
+from boundary_aware.prepared import MANIFEST_FORMAT, load_prepared, Manifest
 from data_prep import synthetic
 from data_prep.prepare_brats import default_split, prepare
 from tests.conftest import ROOT, run_python
@@ -356,15 +357,25 @@ def test_an_unreadable_case_folder_fails_naming_it_or_is_skipped_and_listed(brat
 
 @pytest.mark.parametrize("options, problem", [
     (dict(slices_per_case=0), "--slices_per_case must be >= 1"),
-    (dict(image_size=40), r"image size 40 does not suit every model \(unet needs a multiple of "
-                          r"16, vnet needs a multiple of 16\)"),
-    (dict(image_size=36), "ours needs a multiple of 8"),
+    (dict(image_size=40, models=("ours", "unet", "vnet")),
+     r"image size 40 does not suit every model \(unet needs a multiple of 16, vnet needs a "
+     r"multiple of 16\)"),
+    (dict(image_size=36, models=("ours",)), "ours needs a multiple of 8"),
+    (dict(models=("resnet",)), r"--models: unknown model\(s\) \['resnet'\]"),
     (dict(workers=0), "--workers must be an integer from 1 to"),
 ])
 def test_bad_options_are_refused_before_any_work(options, problem, brats, tmp_path):
     with pytest.raises(ValueError, match=problem):
         run(brats, tmp_path / "out", **options)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brats"]
+
+
+def test_the_image_size_is_checked_against_the_named_models_only(brats, tmp_path):
+    """40 x 40 suits Ours (a multiple of 8) but not U-Net or V-Net (16): prepared when no
+    model or only Ours is named, so that registering a model changes nothing here."""
+    for name, models in (("any", ()), ("ours", ("ours",))):
+        run(brats, tmp_path / name, image_size=40, models=models)
+        assert Manifest.read(tmp_path / name).image_size == 40
 
 
 def test_an_output_that_is_a_file_is_refused_before_any_case_is_read(brats, tmp_path, monkeypatch):
@@ -377,6 +388,7 @@ def test_an_output_that_is_a_file_is_refused_before_any_case_is_read(brats, tmp_
     assert out.read_text() == "my notes"
 
 
+@pytest.mark.slow
 def test_a_killed_runs_hidden_leftovers_are_removed(brats, tmp_path):
     import subprocess
     import sys
@@ -439,6 +451,7 @@ def test_a_dataset_of_an_older_format_is_replaced_only_with_overwrite(brats, tmp
     assert json.loads((out / "manifest.json").read_text())["format_version"] == MANIFEST_FORMAT
 
 
+@pytest.mark.slow
 def test_preparation_starts_without_keras(tmp_path):
     """Checking the image size against every model reads the model registry, not Keras."""
     code = (f"import sys\nfrom data_prep.prepare_brats import prepare\n"
@@ -472,17 +485,18 @@ def four_roots(tmp_path_factory):
     roots = {}
     for convention in ("brats2018", "brats2023", "brats2024"):
         root = tmp_path_factory.mktemp(convention)
-        synthetic.generate(root, 4, seed=5, shape=SHAPE, modalities=FOUR, convention=convention)
+        synthetic.generate(root, 4, seed=5, shape=SHAPE, sequences=FOUR, convention=convention)
         roots[convention] = root
     return roots
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("convention", ["brats2018", "brats2023", "brats2024"])
 def test_four_sequences_in_either_layout_each_channel_normalized_on_its_own(
         convention, four_roots, tmp_path):
     root = four_roots[convention]
-    manifest = run(root, tmp_path / "out", modalities=ORDER)
-    assert manifest["channels"] == list(ORDER) and manifest["options"]["modalities"] == list(ORDER)
+    manifest = run(root, tmp_path / "out", sequences=ORDER)
+    assert manifest["channels"] == list(ORDER) and manifest["options"]["sequences"] == list(ORDER)
     assert manifest["conventions"] == [convention]
     assert {c["convention"] for c in manifest["cases"].values()} == {convention}
     images, masks, meta = load_prepared(tmp_path / "out", "train")
@@ -490,7 +504,7 @@ def test_four_sequences_in_either_layout_each_channel_normalized_on_its_own(
     case_id, z = meta[0]["case"], meta[0]["slice"]
     record = manifest["cases"][case_id]
     layout = synthetic.CONVENTION_LAYOUT[convention]
-    from data_prep.brats import LAYOUTS
+    from boundary_aware.brats_cases import LAYOUTS
     for c, name in enumerate(ORDER):  # channel c is that sequence, by its own range
         path = root / case_id / f"{case_id}{LAYOUTS[layout][name]}"
         assert record["files"][name]["name"] == path.name
@@ -508,7 +522,7 @@ def test_four_sequences_in_either_layout_each_channel_normalized_on_its_own(
 
 
 def test_the_paper_profile_is_t1c_alone_even_with_four_sequences_present(four_roots, tmp_path):
-    four = run(four_roots["brats2018"], tmp_path / "four", modalities=("t1c",))
+    four = run(four_roots["brats2018"], tmp_path / "four", sequences=("t1c",))
     assert four["channels"] == ["t1c"] and set(four["cases"]["Synth_0000"]["files"]) == {"t1c", "seg"}
     assert load_prepared(tmp_path / "four", "train")[0].shape[-1] == 1
 
@@ -524,9 +538,9 @@ def test_a_missing_sequence_is_named_and_nothing_is_written(four_roots, tmp_path
     missing = root / "Synth_0002" / "Synth_0002-t2f.nii.gz"
     missing.unlink()
     with pytest.raises(DataError, match="missing FLAIR file of case Synth_0002") as err:
-        run(root, tmp_path / "out", modalities=FOUR)
+        run(root, tmp_path / "out", sequences=FOUR)
     assert str(missing) in str(err.value) and not (tmp_path / "out").exists()
-    run(root, tmp_path / "t1c_only", modalities=("t1c",))  # not needed: not asked for
+    run(root, tmp_path / "t1c_only", sequences=("t1c",))  # not needed: not asked for
 
 
 @pytest.mark.parametrize("what", ["shape", "affine"])
@@ -541,7 +555,7 @@ def test_sequences_on_other_grids_are_named(what, four_roots, tmp_path):
         affine[0, 3] += 5.0
         save(path, data, affine)
     with pytest.raises(DataError, match=f"{what} .*differs from the T1") as err:
-        run(root, tmp_path / "out", modalities=FOUR)
+        run(root, tmp_path / "out", sequences=FOUR)
     assert str(path) in str(err.value) and not (tmp_path / "out").exists()
 
 
@@ -555,33 +569,37 @@ def test_a_label_value_outside_the_convention_is_named(convention, value, four_r
     data[0, 0, 0] = value
     save(path, data)
     with pytest.raises(DataError, match=rf"label values \[{value}\] are outside") as err:
-        run(root, tmp_path / "out", modalities=FOUR)
+        run(root, tmp_path / "out", sequences=FOUR)
     assert str(path) in str(err.value) and not (tmp_path / "out").exists()
 
 
-def test_unknown_modalities_are_refused_before_any_work(brats, tmp_path):
+def test_unknown_sequences_are_refused_before_any_work(brats, tmp_path):
     for bad in (("t1c", "dwi"), ("t1c", "t1c"), ()):
-        with pytest.raises(ValueError, match="--modalities must name distinct MRI sequences"):
-            run(brats, tmp_path / "out", modalities=bad)
+        with pytest.raises(ValueError, match="--sequences must name distinct MRI sequences"):
+            run(brats, tmp_path / "out", sequences=bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brats"]
 
 
-def test_a_dataset_prepared_before_modalities_were_recorded_is_still_current(brats, tmp_path):
+def test_a_manifest_without_sequences_or_under_modalities_reads_as_current(brats, tmp_path):
+    """A manifest that names no sequences means the paper's T1c; one that names them
+    `modalities` means them: both are the dataset these options prepare."""
     out = tmp_path / "out"
     run(brats, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    del manifest["options"]["modalities"]  # as an earlier version wrote it
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    messages = []
-    prepare(brats, out, log=messages.append, slices_per_case=6, image_size=64)
-    assert "nothing to do" in messages[-1]
+    written = json.loads((out / "manifest.json").read_text())
+    for options in ({k: v for k, v in written["options"].items() if k != "sequences"},
+                    {**{k: v for k, v in written["options"].items() if k != "sequences"},
+                     "modalities": ["t1c"]}):
+        (out / "manifest.json").write_text(json.dumps({**written, "options": options}))
+        messages = []
+        prepare(brats, out, log=messages.append, slices_per_case=6, image_size=64)
+        assert "nothing to do" in messages[-1]
 
 
 def test_discovery_follows_links_inside_the_folder_and_lists_what_it_passes_over(brats,
                                                                                 tmp_path):
     import os
 
-    from data_prep.brats import discover_cases
+    from boundary_aware.brats_cases import discover_cases
     ids = sorted(p.name for p in brats.iterdir() if p.is_dir())
     (brats / "linked").mkdir()
     os.symlink(brats / ids[0], brats / "linked" / ids[0])  # inside: one case, reached twice

@@ -18,6 +18,8 @@ from experiments.executors import Job, local_sweep, ray_sweep
 from experiments.steps import run_dir
 from tests.conftest import ROOT, tiny_prepared
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 pytest.importorskip("ray")
 # `make test` runs each test file in one xdist worker (--dist loadfile), so these run in
 # turn: `ray stop` below would stop a neighbour's cluster
@@ -69,16 +71,24 @@ def no_ray_left():
     assert not set(raylets()) - before, "a Ray process outlived its test"
 
 
-def test_a_local_ray_cluster_gives_the_local_executors_numbers(local, no_ray_left):
+def test_a_local_ray_cluster_gives_the_local_executors_numbers_and_names_a_failure(
+        local, no_ray_left):
+    """Two runs at once on a local cluster compute the local executor's numbers; a third that
+    fails by itself is reported by name with its log, and the others finish."""
     root, prepared, expected = local
-    results, failures = ray_sweep(jobs(root / "ray", prepared, ON_RAY), root / "ray",
+    bad = Job("vnet", 0, "demo", "/no/such/prepared", str(run_dir(root / "ray", "vnet", 0)),
+              OVERRIDES)
+    results, failures = ray_sweep(jobs(root / "ray", prepared, ON_RAY) + [bad], root / "ray",
                                   cpus_per_run=1, progress=False)
-    assert not failures
     assert metrics(results) == {name: metrics(expected)[name] for name in results}
     assert sorted(results) == ["unet_seed0", "vnet_seed1"]
     for name in results:
         log = (root / "ray" / "runs" / name / "run.log").read_text()
         assert f"{name}: attempt on" in log and "epoch 4:" in log
+    assert list(failures) == ["vnet_seed0"]
+    assert "training failed (exit status 1)" in failures["vnet_seed0"]
+    assert str(Path(bad.workdir) / "run.log") in failures["vnet_seed0"]
+    assert "error: /no/such/prepared/manifest.json" in (Path(bad.workdir) / "run.log").read_text()
 
 
 def _free_port():
@@ -162,18 +172,6 @@ def test_a_lost_worker_is_retried_and_the_run_resumes_exactly(local, no_ray_left
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert metrics(results) == {"unet_seed1": metrics(expected)["unet_seed1"]}
-
-
-def test_a_failing_run_is_reported_by_name_and_the_others_finish(local, no_ray_left, tmp_path):
-    root, prepared, expected = local
-    good = jobs(tmp_path, prepared, [("unet", 0)])[0]
-    bad = Job("vnet", 0, "demo", "/no/such/prepared", str(run_dir(tmp_path, "vnet", 0)), OVERRIDES)
-    results, failures = ray_sweep([good, bad], tmp_path, progress=False)
-    assert metrics(results) == {"unet_seed0": metrics(expected)["unet_seed0"]}
-    assert list(failures) == ["vnet_seed0"]
-    assert "training failed (exit status 1)" in failures["vnet_seed0"]
-    assert str(Path(bad.workdir) / "run.log") in failures["vnet_seed0"]
-    assert "error: /no/such/prepared/manifest.json" in (Path(bad.workdir) / "run.log").read_text()
 
 
 def test_an_incomplete_sweep_writes_what_finished_and_fails(local, tmp_path, monkeypatch):

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from boundary_aware.batches import assemble_batch
-from boundary_aware.data import (CONVENTIONS, DataError, label_map, load_prepared,
-                                 parse_regions, region_mask)
+from boundary_aware.errors import DataError
+from boundary_aware.prepared import load_prepared
+from boundary_aware.regions import CONVENTIONS, label_map, parse_regions, region_mask
+from boundary_aware.inference.options import InferenceOptions
 from data_prep import synthetic
 from data_prep.prepare_brats import prepare
 
@@ -53,7 +55,7 @@ def test_one_region_label_maps_and_region_names():
 @pytest.fixture(scope="module")
 def four_sequence_brats(tmp_path_factory):
     root = tmp_path_factory.mktemp("four") / "brats"
-    synthetic.generate(root, 5, seed=4, shape=(48, 48, 24), modalities=FOUR,
+    synthetic.generate(root, 5, seed=4, shape=(48, 48, 24), sequences=FOUR,
                        convention="brats2023")
     return root
 
@@ -61,7 +63,7 @@ def four_sequence_brats(tmp_path_factory):
 def test_prepared_masks_hold_each_region_in_order_around_their_union(four_sequence_brats,
                                                                     tmp_path):
     manifest = prepare(four_sequence_brats, tmp_path / "out", regions=("et", "wt"),
-                       modalities=("flair", "t1c"), slices_per_case=3, image_size=32, log=quiet)
+                       sequences=("flair", "t1c"), slices_per_case=3, image_size=32, log=quiet)
     assert manifest.regions == ("et", "wt") and manifest.options["regions"] == ["et", "wt"]
     _, masks, meta = load_prepared(tmp_path / "out", "train")
     assert masks.shape[1:] == (32, 32, 2)
@@ -70,7 +72,7 @@ def test_prepared_masks_hold_each_region_in_order_around_their_union(four_sequen
     wt = np.isin(seg, (1, 2, 3))
     area = wt.sum(axis=(0, 1))  # the union (WT) decides the slices: 3 around its largest
     assert int(np.argmax(area)) in [m["slice"] for m in meta if m["case"] == case]
-    from boundary_aware.data import resize_slices
+    from boundary_aware.intensity import resize_slices
     for i, m in enumerate(meta):
         if m["case"] != case:
             continue
@@ -88,7 +90,7 @@ def test_edge_targets_per_region_or_of_their_union():
     masks[0, 5:8, 5:8, 1] = 1  # an inner one
     images = np.ones((1, 16, 16, 1), np.float32)
     identity = np.array([[0, 0, 0, 1, 1, 0]], np.float32)
-    from boundary_aware.data import edge_band
+    from boundary_aware.edge_targets import edge_band
     _, seg, edge = assemble_batch(images, masks, [0], identity, 2, True)
     np.testing.assert_array_equal(seg[0], masks[0])
     for r in range(2):
@@ -121,7 +123,7 @@ def test_the_losses_sum_over_regions_with_the_eq3_weights():
                                                    from_logits=True))
                for r in range(3))
     assert float(keras.ops.convert_to_numpy(edge(y, z))) == pytest.approx(want, rel=1e-5)
-    one = losses.OutputLoss("seg", {"seg_dice": 1.0})  # one region: Eq. 4 as before
+    one = losses.OutputLoss("seg", {"seg_dice": 1.0})  # one region: Eq. 4 itself
     assert float(keras.ops.convert_to_numpy(one(y[..., :1], p[..., :1]))) == \
         pytest.approx(float(losses.dice_loss(y[..., :1], p[..., :1])))
 
@@ -146,6 +148,7 @@ def test_models_give_one_map_per_region(name, edge_maps):
             build_model(name, (32, 32, 4), regions=3, edge_maps=2, **small)
 
 
+@pytest.mark.slow
 def test_four_sequences_three_regions_train_score_export_and_predict(four_sequence_brats,
                                                                     tmp_path):
     """The whole path beyond the paper: FLAIR + T1c in, WT/TC/ET out; BraTS scores per region
@@ -158,10 +161,10 @@ def test_four_sequences_three_regions_train_score_export_and_predict(four_sequen
     from boundary_aware.train import train
     from experiments.table1 import get_config
     prepare(four_sequence_brats, tmp_path / "prepared", regions=NESTED_REGIONS,
-            modalities=("flair", "t1c"), slices_per_case=4, image_size=32, log=quiet)
+            sequences=("flair", "t1c"), slices_per_case=4, image_size=32, log=quiet)
     config = get_config("ours,demo")
     config.data.update(prepared_dir=str(tmp_path / "prepared"), image_size=32,
-                       modalities="flair,t1c", regions="wt,tc,et")
+                       sequences="flair,t1c", regions="wt,tc,et")
     config.model.kwargs.update(base_filters=4, shape_filters=4, dspp_rates=(1, 2))
     config.train.update(batch_size=4, epochs=1, jit_compile="off")
     config.eval.tta = "none"
@@ -186,8 +189,10 @@ def test_four_sequences_three_regions_train_score_export_and_predict(four_sequen
     # predict a BraTS folder: one label map per case, in the input's convention
     for model in (tmp_path / "run", tmp_path / "export"):
         out = tmp_path / f"pred_{model.name}"
-        summary = predict_path(model, four_sequence_brats, out, tta="none",
-                               use_postprocess=False, save_probabilities=True)
+        summary = predict_path(model, four_sequence_brats, out,
+                               options=InferenceOptions(tta="none",
+                                                        postprocess=False,
+                                                        save_probabilities=True))
         case = sorted(summary["cases"])[0]
         written = np.asarray(nib.load(str(out / f"{case}.nii.gz")).dataobj)
         probs = np.stack([np.asarray(nib.load(str(out / f"{case}_prob_{r}.nii.gz")).dataobj)
@@ -204,8 +209,8 @@ def test_four_sequences_three_regions_train_score_export_and_predict(four_sequen
             new_suffix = {"flair": "-t2f", "t1c": "-t1c"}[kind]
             shutil.copy(case_dir / f"{case_dir.name}{new_suffix}.nii.gz",
                         old / case_dir.name / f"{case_dir.name}{suffix}.nii.gz")
-    summary = predict_path(tmp_path / "run", old, tmp_path / "pred2018", tta="none",
-                           use_postprocess=False)
+    summary = predict_path(tmp_path / "run", old, tmp_path / "pred2018",
+                           options=InferenceOptions(tta="none", postprocess=False))
     case = sorted(summary["cases"])[0]
     a = np.asarray(nib.load(str(tmp_path / "pred2018" / f"{case}.nii.gz")).dataobj)
     b = np.asarray(nib.load(str(tmp_path / "pred_run" / f"{case}.nii.gz")).dataobj)
@@ -214,6 +219,7 @@ def test_four_sequences_three_regions_train_score_export_and_predict(four_sequen
     # a case without a sequence the model needs is refused, naming the file
     (old / case / f"{case}_flair.nii.gz").unlink()
     with pytest.raises(DataError, match=f"missing FLAIR file of case {case}"):
-        predict_path(tmp_path / "run", old, tmp_path / "pred_missing", tta="none")
+        predict_path(tmp_path / "run", old, tmp_path / "pred_missing",
+                     options=InferenceOptions(tta="none"))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["regions"] == \
         "wt,tc,et"

@@ -23,6 +23,8 @@ from boundary_aware.train import TrainingError, train
 from experiments.table1 import get_config
 from tests.conftest import tiny_prepared, ROOT, module_code, run_python
 
+pytestmark = pytest.mark.slow  # every test here starts processes
+
 TINY = {"model.kwargs.base_filters": 4, "data.image_size": 32, "train.batch_size": 4,
         "train.epochs": 3, "eval.batch_size": 8, "train.jit_compile": "off"}
 TF = {"KERAS_BACKEND": "tensorflow"}
@@ -163,7 +165,7 @@ def test_a_full_disk_keeps_the_last_good_epoch_and_the_resume_is_exact(straight,
 def test_a_full_disk_while_writing_metrics_keeps_the_old_ones(straight, tmp_path, monkeypatch):
     import shutil
 
-    from boundary_aware.data import DataError
+    from boundary_aware.errors import DataError
     from boundary_aware.evaluate import evaluate
     workdir = tmp_path / "run"
     shutil.copytree(straight, workdir)

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from boundary_aware.data import DataError, Manifest, load_prepared, split_paths
+from boundary_aware.errors import DataError
+from boundary_aware.prepared import load_prepared, Manifest, split_paths
 from boundary_aware.errors import FormatError
 from boundary_aware.run_directory import (METRICS_FORMAT, RunDirectory, read_metrics_file,
                                           scored_checkpoint)
@@ -69,12 +70,12 @@ def test_manifest_accessors(tmp_path):
     t1c, seg = tmp_path / "c1_t1ce.nii.gz", tmp_path / "c1_seg.nii.gz"
     t1c.write_bytes(b"t")
     seg.write_bytes(b"s")
-    from boundary_aware.data import case_record
+    from boundary_aware.prepared import case_record
     record = case_record("c1", "brats2018", [4, 5], (120, 100, 50), (1.0, 2.0, 3.0), [0.1], [9.0],
                          {"t1c": (t1c, "c1/c1_t1ce.nii.gz", "ab"),
                           "seg": (seg, "c1/c1_seg.nii.gz", "cd")})
     split = {"train": ["c1"], "val": [], "test": []}
-    options = {"image_size": 60, "regions": ["tc"], "modalities": ["t1c"], "context_slices": 0,
+    options = {"image_size": 60, "regions": ["tc"], "sequences": ["t1c"], "context_slices": 0,
                "brats_dir": str(tmp_path)}
     manifest = Manifest.create("0", options, ["t1c"], split, {}, {"c1": record})
     manifest.write(tmp_path)

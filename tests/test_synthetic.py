@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from data_prep import synthetic
+from data_prep import phantom, synthetic
 
 SHAPE = (64, 64, 32)
 
 
 @pytest.fixture(scope="module")
 def case():
-    return synthetic.make_case(7, SHAPE)
+    return phantom.make_case(7, SHAPE)
 
 
 def test_dtypes_labels_and_tumor(case):
@@ -34,9 +34,9 @@ def test_looks_like_a_t1c_head(case):
 
 
 def test_same_seed_same_case_and_cases_differ():
-    a, b = synthetic.make_case(3, SHAPE), synthetic.make_case(3, SHAPE)
+    a, b = phantom.make_case(3, SHAPE), phantom.make_case(3, SHAPE)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    c = synthetic.make_case(4, SHAPE)
+    c = phantom.make_case(4, SHAPE)
     assert not np.array_equal(a[1], c[1])
 
 
@@ -57,9 +57,9 @@ def test_generate_writes_the_brats_2018_layout(tmp_path):
 
 def test_distractors_are_deterministic_bright_unlabelled_and_keep_labels_exact():
     shape = (96, 96, 48)
-    with_d, again = synthetic.make_case(11, shape), synthetic.make_case(11, shape)
+    with_d, again = phantom.make_case(11, shape), phantom.make_case(11, shape)
     assert all(np.array_equal(x, y) for x, y in zip(with_d, again))
-    plain = synthetic.make_case(11, shape, distractors=False)
+    plain = phantom.make_case(11, shape, distractors=False)
     t1c, seg = with_d
     # the same anatomy and labels; distractors only paint unlabelled voxels
     moved = not np.array_equal(seg, plain[1])
@@ -77,12 +77,13 @@ def test_distractors_are_deterministic_bright_unlabelled_and_keep_labels_exact()
 def test_some_tumors_touch_a_ventricle():
     """About a third of the cases place the tumor beside a ventricle (its dark CSF)."""
     shape = (64, 64, 32)
-    moved = sum(not np.array_equal(synthetic.make_case(s, shape)[1],
-                                   synthetic.make_case(s, shape, distractors=False)[1])
+    moved = sum(not np.array_equal(phantom.make_case(s, shape)[1],
+                                   phantom.make_case(s, shape, distractors=False)[1])
                 for s in range(12))
     assert 1 <= moved <= 8
 
 
+@pytest.mark.slow
 def test_experiment_phantoms_are_generated_once_and_never_replaced(tmp_path):
     """The experiments' phantoms: the confirmation one has its own generator seed, the
     split is train first, then val, then test, and a folder made otherwise is refused."""
@@ -102,15 +103,15 @@ def test_experiment_phantoms_are_generated_once_and_never_replaced(tmp_path):
     assert record == {"phantom": "plain", "seed": 1, "distractors": False, "shape": "32,32,16",
                       "num_cases": 5}
     # the files are the plain phantom's: the generator's own output for that seed
-    t1c, _ = synthetic.make_case(np.random.SeedSequence([1, 3]).generate_state(1)[0],
+    t1c, _ = phantom.make_case(np.random.SeedSequence([1, 3]).generate_state(1)[0],
                                  (32, 32, 16), distractors=False)
     stored = nib.load(str(brats / "Synth_0003" / "Synth_0003_t1ce.nii.gz")).get_fdata()
     assert np.array_equal(stored, t1c)
     before = sorted(p.name for p in brats.iterdir())
     with pytest.raises(RunError, match="generated otherwise.*another --out"):
         synthetic_cases(tmp_path, "confirmation", spec)
-    (brats / ".complete").write_text("ok\n")  # an earlier version's folder
-    with pytest.raises(RunError, match="by an earlier version"):
+    (brats / ".complete").write_text("ok\n")  # a record that says nothing
+    with pytest.raises(RunError, match="with no readable record"):
         synthetic_cases(tmp_path, "plain", spec)
     assert sorted(p.name for p in brats.iterdir()) == before  # nothing replaced
     with pytest.raises(ValueError, match="--phantom must be one of"):
@@ -122,8 +123,8 @@ FOUR = ("t1", "t1c", "t2", "flair")
 
 def test_four_sequences_keep_the_t1c_and_each_shows_its_own_contrast():
     shape = (64, 64, 40)
-    t1c, seg = synthetic.make_case(9, shape)
-    volumes, labels = synthetic.make_sequences(9, shape, modalities=FOUR)
+    t1c, seg = phantom.make_case(9, shape)
+    volumes, labels = phantom.make_sequences(9, shape, sequences=FOUR)
     assert list(volumes) == list(FOUR) and all(v.dtype == np.int16 for v in volumes.values())
     np.testing.assert_array_equal(volumes["t1c"], t1c)  # its own stream: the T1c is unchanged
     np.testing.assert_array_equal(labels, seg)
@@ -151,13 +152,13 @@ def test_four_sequences_keep_the_t1c_and_each_shows_its_own_contrast():
 ])
 def test_generate_writes_each_layout_and_label_convention(tmp_path, convention, layout, labels):
     shape = (64, 64, 40)
-    synthetic.generate(tmp_path, 1, seed=2, shape=shape, modalities=FOUR, convention=convention)
+    synthetic.generate(tmp_path, 1, seed=2, shape=shape, sequences=FOUR, convention=convention)
     case = tmp_path / "Synth_0000"
     assert sorted(p.name for p in case.iterdir()) == sorted(f"Synth_0000{s}.nii.gz" for s in layout)
     seg = np.asarray(nib.load(str(case / f"Synth_0000{layout[-1]}.nii.gz")).dataobj)
     assert set(np.unique(seg).tolist()) == labels
-    reference = synthetic.make_sequences(np.random.SeedSequence([2, 0]).generate_state(1)[0],
-                                         shape, modalities=("t1c",))[1]
+    reference = phantom.make_sequences(np.random.SeedSequence([2, 0]).generate_state(1)[0],
+                                         shape, sequences=("t1c",))[1]
     if convention == "brats2024":  # the cavity (4) lies outside the tumor core, in no region
         assert not np.isin(reference[seg == 4], (1, 4)).any()
         assert np.array_equal(np.isin(seg, (1, 3)), np.isin(reference, (1, 4)))
@@ -166,7 +167,7 @@ def test_generate_writes_each_layout_and_label_convention(tmp_path, convention, 
 
 
 def test_existing_cases_are_replaced_only_with_overwrite_and_only_our_own(tmp_path):
-    from boundary_aware.data import DataError
+    from boundary_aware.errors import DataError
     shape = (32, 32, 16)
     synthetic.generate(tmp_path, 2, seed=1, shape=shape)
     t1c = tmp_path / "Synth_0001" / "Synth_0001_t1ce.nii.gz"
@@ -188,7 +189,7 @@ def test_existing_cases_are_replaced_only_with_overwrite_and_only_our_own(tmp_pa
 
 
 def test_several_workers_write_the_same_cases_as_one(tmp_path):
-    kwargs = dict(seed=2, shape=(48, 48, 24), modalities=("t1c", "flair"))
+    kwargs = dict(seed=2, shape=(48, 48, 24), sequences=("t1c", "flair"))
     one = synthetic.generate(tmp_path / "one", 3, workers=1, **kwargs)
     two = synthetic.generate(tmp_path / "two", 3, workers=2, **kwargs)
     assert one == two == [synthetic.case_id(i) for i in range(3)]

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from boundary_aware.config_check import check_config
+from boundary_aware.config import check_config
 from boundary_aware.errors import FormatError
 from boundary_aware.losses import DEFAULT_BCE_REDUCTION
 from boundary_aware.run_directory import METRICS_FORMAT
@@ -188,6 +188,25 @@ def test_configs_of_every_row_and_profile():
             check_config(get_config(f"{variant},{profile}"))
     with pytest.raises(ValueError, match="unknown variant"):
         get_config("resnet")
+
+
+def test_a_config_is_the_librarys_defaults_with_what_its_profile_and_variant_set():
+    """Every key's default lives in `boundary_aware.config`, the paper widths in the model
+    registry: the paper profile of Ours adds nothing but the registry's keywords, and the
+    demo profile changes only its data, epochs and widths."""
+    from boundary_aware.config import default_config
+    from boundary_aware.models.registry import spec
+    defaults = default_config().to_dict()
+    paper = get_config("ours,paper").to_dict()
+    widths = spec("ours").keywords()
+    demo = get_config("ours,demo").to_dict()
+    changed = {f"{section}.{key}" for section, table in demo.items() if isinstance(table, dict)
+               for key, value in table.items() if value != defaults[section][key]}
+    assert changed == {"data.prepared_dir", "data.image_size", "train.epochs", "model.kwargs"}
+    kwargs = paper["model"].pop("kwargs")
+    assert kwargs["base_filters"] == 32 and all(kwargs[k] == widths[k] for k in kwargs)
+    assert defaults["model"].pop("kwargs") == {}
+    assert paper == defaults
 
 
 def test_the_experiment_entry_points_take_the_same_arguments():

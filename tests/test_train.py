@@ -38,6 +38,7 @@ def test_poly_learning_rate_is_eq6():
     assert poly_learning_rate(9, 1e-3, 10) == pytest.approx(1e-3 * 0.1 ** 0.9)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_run(tmp_path, prepared):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     result = run_python(train_command(straight, prepared), env={"KERAS_BACKEND": "tensorflow"})
@@ -71,7 +72,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_an_uninterrupted_run(tmp_path, pre
 
 
 def test_a_workdir_refuses_another_config_once_it_has_trained(tmp_path, prepared):
-    from boundary_aware.data import Manifest
+    from boundary_aware.prepared import Manifest
     from boundary_aware.run_directory import RunDirectory
     from boundary_aware.train import _start_or_check
     config = get_config("unet,demo")
@@ -92,9 +93,10 @@ def test_a_workdir_refuses_another_config_once_it_has_trained(tmp_path, prepared
 
 def test_a_run_from_before_a_config_key_existed_still_resumes(tmp_path, prepared):
     """A run whose config.json was written before keys such as `train.bn_statistics_batches`
-    existed resumes under today's config, whose values of them give its old behaviour; a
-    value that changes the behaviour is still refused."""
-    from boundary_aware.data import Manifest
+    existed, or under a key's former name (`data.modalities`), resumes under today's config,
+    whose values of them give its old behaviour; a value that changes the behaviour is still
+    refused."""
+    from boundary_aware.prepared import Manifest
     from boundary_aware.run_directory import RunDirectory
     from boundary_aware.train import _start_or_check
     config = get_config("unet,demo")
@@ -102,6 +104,7 @@ def test_a_run_from_before_a_config_key_existed_still_resumes(tmp_path, prepared
     config.data.image_size = 32
     old = json.loads(config.to_json())
     del old["train"]["bn_statistics_batches"], old["data"]["context_slices"]
+    old["data"]["modalities"] = old["data"].pop("sequences")  # the key's former name
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.json").write_text(json.dumps(old))
@@ -114,6 +117,7 @@ def test_a_run_from_before_a_config_key_existed_still_resumes(tmp_path, prepared
         _start_or_check(run, config, Manifest.read(prepared), prepared)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_an_error_and_keeps_the_backup(tmp_path, prepared):
     config = get_config("unet,demo")
     config.data.prepared_dir = str(prepared)
@@ -131,6 +135,7 @@ def test_nan_loss_stops_with_an_error_and_keeps_the_backup(tmp_path, prepared):
     assert all(math.isfinite(r["loss"]) for r in state.get("history", []))
 
 
+@pytest.mark.slow
 def test_trains_on_jax_without_tensorflow(tmp_path, prepared):
     """TensorFlow made unimportable (as if not installed): the PyDataset path trains."""
     code = train_command(tmp_path / "jax", prepared, ["--config.train.epochs=1"])
@@ -141,6 +146,7 @@ def test_trains_on_jax_without_tensorflow(tmp_path, prepared):
     assert state["backend"] == "jax" and state["completed"] and state["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_no_edge_loss_run_trains_without_the_per_trace_gradient_warning(tmp_path, prepared, capsys):
     """The edge head of "no edge loss" gets no gradient by design: said once, not warned per trace."""
     import warnings
@@ -160,6 +166,7 @@ def test_no_edge_loss_run_trains_without_the_per_trace_gradient_warning(tmp_path
     assert capsys.readouterr().out.count("the edge head is not trained") == 1
 
 
+@pytest.mark.slow
 def test_a_config_error_is_named_before_anything_is_written_and_the_fix_then_trains(
         tmp_path, prepared):
     from boundary_aware.errors import ConfigError
@@ -192,12 +199,13 @@ def test_a_config_error_is_named_before_anything_is_written_and_the_fix_then_tra
     assert state["completed"] and state["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_two_channel_data_trains_with_both_channels(tmp_path, prepared):
     """A prepared set of two channels made by hand (the T1c and a second image): the model
     takes both, and training moves the first convolution's weights of the second one."""
     import shutil
 
-    from boundary_aware.data import Manifest, load_prepared, split_paths
+    from boundary_aware.prepared import load_prepared, Manifest, split_paths
     two = tmp_path / "two"
     shutil.copytree(prepared, two)
     for split in ("train", "val", "test"):
@@ -219,11 +227,11 @@ def test_two_channel_data_trains_with_both_channels(tmp_path, prepared):
     config.data.image_size = 32
     config.model.kwargs.base_filters = 4
     config.train.update(batch_size=4, epochs=1, jit_compile="off")
-    with pytest.raises(TrainingError, match="holds the channels t1c,flair, the config asks for "
-                                            "data.modalities = t1c; prepare the data with"):
+    with pytest.raises(TrainingError, match="holds the sequences t1c,flair, the config asks for "
+                                            "data.sequences = t1c; prepare the data with"):
         train(config, tmp_path / "refused")  # the paper's T1c alone: another input
     assert not (tmp_path / "refused").exists()
-    config.data.modalities = "t1c,flair"
+    config.data.sequences = "t1c,flair"
 
     class FirstKernel(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -253,6 +261,7 @@ def test_auto_precision_is_bfloat16_where_the_gpu_has_it(monkeypatch, gpu, capab
     assert runtime.resolve_precision("float32") == "float32"  # explicit settings stay
 
 
+@pytest.mark.slow
 def test_recomputed_batch_norm_statistics_are_those_of_the_checkpointed_weights(tmp_path,
                                                                                  prepared):
     """With `train.bn_statistics_batches`, every checkpoint's batch-norm statistics are the
@@ -261,7 +270,7 @@ def test_recomputed_batch_norm_statistics_are_those_of_the_checkpointed_weights(
     Without it, the moving averages lag the weights: recomputing moves them."""
     from boundary_aware.batch_statistics import batch_norm_layers, recompute
     from boundary_aware.checkpointing import mean_slice_dice
-    from boundary_aware.data import load_prepared
+    from boundary_aware.prepared import load_prepared
     from boundary_aware.model_files import load_keras_model
 
     images, _, _ = load_prepared(prepared, "train")

@@ -7,11 +7,15 @@ import numpy as np
 import pytest
 
 from boundary_aware import postprocess
-from boundary_aware.data import (DataError, select_tumor_free_slices, with_tumor_free)
-from boundary_aware.inference import (Predictor, VolumeInput, check_ensemble, head_box,
-                                      in_head_box, segment_volume, size_divisor_of,
-                                      sized_passes, tta_flips)
+from boundary_aware.errors import DataError
+from boundary_aware.slices import select_tumor_free_slices, with_tumor_free
+from boundary_aware.inference.flips import tta_flips
+from boundary_aware.inference.head_box import head_box, in_head_box
+from boundary_aware.inference.predictor import check_ensemble, Predictor
+from boundary_aware.inference.rebuild import rebuilt_passes, size_divisor_of
+from boundary_aware.inference.volume import segment_volume, VolumeInput
 from boundary_aware.nifti import load_volume
+from boundary_aware.inference.options import InferenceOptions
 from tests.conftest import ROOT
 
 CASE = ROOT / "tests" / "data" / "brats_samples" / "BraTS2013_pat0005" / "BraTS2013_pat0005_t1ce.nii.gz"
@@ -42,9 +46,9 @@ def test_background_is_never_tumor_and_headless_slices_are_not_run_on_the_real_s
 def test_a_volume_without_any_head_is_not_run_and_is_all_zero():
     calls = []
     prob = segment_volume(constant_predictor(0.9, calls=calls), np.zeros((20, 20, 5, 1)),
-                          spread=True)
+                          uncertainty=True)
     assert calls == [1]  # one blank slice, to name the outputs
-    assert not prob["seg"].any() and not prob["seg_spread"].any()
+    assert not prob["seg"].any() and not prob["seg_uncertainty"].any()
 
 
 def position_predictor(size=8):
@@ -62,13 +66,13 @@ def test_flips_are_undone_exactly():
     rng = np.random.default_rng(0)
     volume = rng.uniform(1, 2, (8, 8, 3, 1)).astype(np.float32)  # all head, no resizing
     slices = VolumeInput(volume).slices(8)[..., 0]  # (Z, X, Y) normalized input
-    got = segment_volume(predictor, volume, flips=tta_flips("lr"), spread=True)
+    got = segment_volume(predictor, volume, flips=tta_flips("lr"), uncertainty=True)
     # by hand: the lr flip runs the mirrored slice through the ramp and mirrors back,
     # which is the input times the mirrored ramp
     lr = slices * ramp[::-1, :]
     expected = (slices * ramp + lr) / 2
     np.testing.assert_allclose(got["seg"], np.moveaxis(expected, 0, 2), atol=1e-6)
-    np.testing.assert_allclose(got["seg_spread"], np.moveaxis(np.abs(slices * ramp - lr) / 2,
+    np.testing.assert_allclose(got["seg_uncertainty"], np.moveaxis(np.abs(slices * ramp - lr) / 2,
                                                               0, 2), atol=1e-6)
     every = segment_volume(predictor, volume, flips=tta_flips("lr,ap"))["seg"]
     four = slices * (ramp + ramp[::-1, :] + ramp[:, ::-1] + ramp[::-1, ::-1]) / 4
@@ -118,7 +122,7 @@ def test_the_head_box_gives_the_whole_slices_result_where_the_models_field_fits_
     images = np.zeros((4, 32, 32, 1), np.float32)
     images[:, 11:19, 14:25] = rng.uniform(0.1, 1, (4, 8, 11, 1))
     sizes = []
-    passes = sized_passes(model, batch_size=3)
+    passes = rebuilt_passes(model, batch_size=3)
     run_at = lambda size: sizes.append(size) or passes(size)  # noqa: E731
     cropped = in_head_box(run_at, divisor=2, margin=6 / 32)(images)["seg"]
     whole = model.predict_on_batch(images)["seg"]
@@ -133,14 +137,14 @@ def test_the_head_box_gives_the_whole_slices_result_where_the_models_field_fits_
     assert np.abs(narrow[:, 11:19, 14:25] - whole[:, 11:19, 14:25]).max() > 1e-4
 
 
-def test_an_ensemble_averages_its_members_and_its_spread_is_theirs():
+def test_an_ensemble_averages_its_members_and_its_uncertainty_is_theirs():
     volume = np.ones((16, 16, 2, 1), np.float32)
     got = segment_volume([constant_predictor(0.2), constant_predictor(0.8)], volume,
-                         flips=tta_flips("lr"), spread=True)
+                         flips=tta_flips("lr"), uncertainty=True)
     np.testing.assert_allclose(got["seg"], 0.5, atol=1e-6)
-    np.testing.assert_allclose(got["seg_spread"], 0.3, atol=1e-6)  # population sd of 0.2, 0.8
-    single = segment_volume(constant_predictor(0.2), volume, spread=True)
-    assert not single["seg_spread"].any()
+    np.testing.assert_allclose(got["seg_uncertainty"], 0.3, atol=1e-6)  # population sd of 0.2, 0.8
+    single = segment_volume(constant_predictor(0.2), volume, uncertainty=True)
+    assert not single["seg_uncertainty"].any()
 
 
 def test_an_ensemble_of_different_inputs_is_refused_naming_both():
@@ -234,13 +238,13 @@ def test_a_folder_prediction_writes_the_maps_and_a_summary_after_every_case(tmp_
                                                                             monkeypatch):
     """Two cases: the first is written with its probability and uncertainty maps; the
     second is stopped mid-way, and summary.json already says what finished."""
-    from boundary_aware import predict
-    from data_prep import synthetic
+    from boundary_aware import predict, predict_cases
+    from data_prep import phantom, synthetic
     for name in ("case_a", "case_b"):
-        synthetic.write_case(tmp_path / "in", name, *synthetic.make_case(0, shape=(24, 24, 6)))
+        synthetic.write_case(tmp_path / "in", name, *phantom.make_case(0, shape=(24, 24, 6)))
     model = [constant_predictor(0.3), constant_predictor(0.9)]  # mean 0.6: tumor
-    monkeypatch.setattr(predict, "load_predictors", lambda *a, **k: model)
-    real = predict.predict_file
+    monkeypatch.setattr(predict_cases, "load_predictors", lambda *a, **k: model)
+    real = predict_cases.predict_file
     seen = []
 
     def stop_on_the_second(*args, **kwargs):
@@ -248,20 +252,21 @@ def test_a_folder_prediction_writes_the_maps_and_a_summary_after_every_case(tmp_
         if len(seen) == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(predict, "predict_file", stop_on_the_second)
+    monkeypatch.setattr(predict_cases, "predict_file", stop_on_the_second)
     with pytest.raises(KeyboardInterrupt):
-        predict.predict_path("a,b", tmp_path / "in", tmp_path / "out", save_probabilities=True,
-                             save_uncertainty=True, tta="lr")
+        predict.predict_path("a,b", tmp_path / "in", tmp_path / "out",
+                             options=InferenceOptions(save_probabilities=True,
+                                                      save_uncertainty=True, tta="lr"))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert list(summary["cases"]) == ["case_a"] and summary["pending"] == ["case_b"]
     assert summary["flips"] == ["none", "lr"] and summary["model"] == "a,b"
     image, _, _ = load_volume(tmp_path / "in" / "case_a" / "case_a_t1ce.nii.gz", "image")
     prob, _, _ = load_volume(tmp_path / "out" / "case_a_tc_prob.nii.gz", "image")
-    spread, _, _ = load_volume(tmp_path / "out" / "case_a_tc_uncertainty.nii.gz", "image")
+    uncertainty, _, _ = load_volume(tmp_path / "out" / "case_a_tc_uncertainty.nii.gz", "image")
     mask, _, _ = load_volume(tmp_path / "out" / "case_a_tc.nii.gz", "mask")
     head = image != 0
     np.testing.assert_allclose(prob[head], 0.6, atol=1e-6)
-    np.testing.assert_allclose(spread[head], 0.3, atol=1e-6)
+    np.testing.assert_allclose(uncertainty[head], 0.3, atol=1e-6)
     assert not prob[~head].any() and np.array_equal(mask > 0, head)
     assert not (tmp_path / "out" / "case_b_tc.nii.gz").exists()
 

@@ -54,8 +54,8 @@ def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, nor
         residual_gate: Gated-SCNN's `s * (alpha + 1)` instead of Eq. 2's product.
         fusion: how the shape stream is reduced to the encoder output's size
             before the concatenation: "area" (the mean of each 8 x 8 block, so
-            every boundary pixel reaches DSPP; the default) or "bilinear" (the
-            models before this option, which sample ~6% of the pixels).
+            every boundary pixel reaches DSPP; the default) or "bilinear" (which
+            samples about 6% of the pixels).
         regions: maps under `seg`, one sigmoid per tumor region (the paper: 1).
         edge_maps: maps under `edge`: one per region, or 1 for their union.
         name: model name.
@@ -74,33 +74,8 @@ def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, nor
     f = base_filters
     block = dict(norm=norm, groups=groups)
     inputs = keras.Input(input_shape, name="image")
-
-    # Main stream, encoder: "every resolution level includes two residual blocks".
-    x = keras.layers.Conv2D(f, 3, padding="same", name="stem")(inputs)
-    encoder = []
-    for level in range(LEVELS):
-        width = f * 2 ** level
-        if level:
-            x = keras.layers.Conv2D(width, 3, strides=2, padding="same",
-                                    name=f"down{level + 1}")(x)
-        x = ResidualBlock(width, **block, name=f"enc{level + 1}_block1")(x)
-        x = ResidualBlock(width, **block, name=f"enc{level + 1}_block2")(x)
-        encoder.append(x)
-
-    # Shape stream at full resolution: "A 1x1 convolution is applied to each
-    # input to the shape stream and the result is fed into an attention layer".
-    s = keras.layers.Conv2D(shape_filters, 1, name="shape_in")(encoder[0])
-    channels = shape_filters
-    for k in (1, 2, 3):
-        m = ChannelProjection(name=f"shape_side{k}")(encoder[k])
-        m = ResizeLike(name=f"shape_side{k}_resize")([m, s])
-        s = AttentionLayer(residual_gate=residual_gate, name=f"attention{k}")([s, m])
-        if k < 3:
-            # "The outputs of the first two attention layers are fed into
-            # connection residual blocks."
-            s = ResidualBlock(channels, **block, name=f"connection{k}")(s)
-            channels //= 2
-            s = keras.layers.Conv2D(channels, 1, name=f"shape_reduce{k}")(s)
+    encoder = _encoder(inputs, f, block)
+    s = _shape_stream(encoder, shape_filters, residual_gate, block)
     # "the output of the shape stream that is resized to the original image size"
     edge_logits = projection(s, edge_maps, "edge_projection")
     edge_logits = ResizeLike(name="edge_resize")([edge_logits, inputs])
@@ -113,15 +88,54 @@ def boundary_aware_net(input_shape, base_filters, shape_filters, dspp_rates, nor
     x = keras.layers.Concatenate(name="fusion")([encoder[-1], fused])
     x = DilatedSpatialPyramidPooling(f * 2 ** (LEVELS - 1), rates=dspp_rates, **block,
                                      name="dspp")(x)
+    x = _decoder(x, encoder, f, block)
+    seg = probability_head(x, "seg", regions)
+    return keras.Model(inputs, {"seg": seg, **edge}, name=name)
 
-    # Main stream, decoder: up-step, add the same-resolution skip, one block.
+
+def _encoder(inputs, f, block) -> list:
+    """Main stream, encoder: "every resolution level includes two residual blocks"; the
+    output of each level, full resolution first."""
+    x = keras.layers.Conv2D(f, 3, padding="same", name="stem")(inputs)
+    encoder = []
+    for level in range(LEVELS):
+        width = f * 2 ** level
+        if level:
+            x = keras.layers.Conv2D(width, 3, strides=2, padding="same",
+                                    name=f"down{level + 1}")(x)
+        x = ResidualBlock(width, **block, name=f"enc{level + 1}_block1")(x)
+        x = ResidualBlock(width, **block, name=f"enc{level + 1}_block2")(x)
+        encoder.append(x)
+    return encoder
+
+
+def _shape_stream(encoder, shape_filters, residual_gate, block):
+    """Shape stream at full resolution: "A 1x1 convolution is applied to each input to the
+    shape stream and the result is fed into an attention layer"; the last attention
+    layer's output."""
+    s = keras.layers.Conv2D(shape_filters, 1, name="shape_in")(encoder[0])
+    channels = shape_filters
+    for k in (1, 2, 3):
+        m = ChannelProjection(name=f"shape_side{k}")(encoder[k])
+        m = ResizeLike(name=f"shape_side{k}_resize")([m, s])
+        s = AttentionLayer(residual_gate=residual_gate, name=f"attention{k}")([s, m])
+        if k < 3:
+            # "The outputs of the first two attention layers are fed into
+            # connection residual blocks."
+            s = ResidualBlock(channels, **block, name=f"connection{k}")(s)
+            channels //= 2
+            s = keras.layers.Conv2D(channels, 1, name=f"shape_reduce{k}")(s)
+    return s
+
+
+def _decoder(x, encoder, f, block):
+    """Main stream, decoder: up-step, add the same-resolution skip, one block."""
     for level in range(LEVELS - 2, -1, -1):
         width = f * 2 ** level
         x = keras.layers.Conv2DTranspose(width, 2, strides=2, name=f"up{level + 1}")(x)
         x = keras.layers.Add(name=f"skip{level + 1}")([x, encoder[level]])
         x = ResidualBlock(width, **block, name=f"dec{level + 1}_block")(x)
-    seg = probability_head(x, "seg", regions)
-    return keras.Model(inputs, {"seg": seg, **edge}, name=name)
+    return x
 
 
 def attention_maps(model):

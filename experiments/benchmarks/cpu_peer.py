@@ -23,7 +23,7 @@ Each measurement runs in its own process, float32, one after another:
 2. seconds to segment one 240 x 240 x 155 volume (BraTS2013_pat0005, its
    slices with head) with that U-Net, untrained weights: PyTorch's forward
    passes (eval mode, no gradients, batch 8, channels_last) against ours:
-   the same forward passes through `inference.keras_predictor`, and
+   the same forward passes through `inference.predictor.keras_predictor`, and
    `predict_file` whole (reading, normalization, resizing back, writing).
 
 It prints every figure and the ratios ours / PyTorch (above 1: ours faster).
@@ -129,7 +129,7 @@ def measure(kind: str, size: int = 240, batch: int = 8, steps: int = 3) -> dict:
         return run_one("unet", "paper", batch, "float32", "on", steps, 3, size=size)
     if kind == "torch_train":
         return torch_train(size, batch, steps)
-    from boundary_aware.inference import VolumeInput
+    from boundary_aware.inference.volume import VolumeInput
     from boundary_aware.nifti import load_volume
     volume = load_volume(VOLUME, "image")[0][..., None]
     data = VolumeInput(volume)
@@ -152,8 +152,9 @@ def measure(kind: str, size: int = 240, batch: int = 8, steps: int = 3) -> dict:
     import keras
 
     from boundary_aware import build_model, runtime
-    from boundary_aware.inference import keras_predictor
-    from boundary_aware.predict import predict_file
+    from boundary_aware.inference.predictor import keras_predictor
+    from boundary_aware.inference.options import InferenceOptions
+    from boundary_aware.predict_cases import predict_file
     streams = runtime.inference_streams()
     runtime.share_cores_between(streams)
     keras.utils.set_random_seed(0)
@@ -165,7 +166,7 @@ def measure(kind: str, size: int = 240, batch: int = 8, steps: int = 3) -> dict:
     forward = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        predict_file(predictor, [VOLUME], Path(tmp) / "mask.nii.gz")
+        predict_file(predictor, [VOLUME], Path(tmp) / "mask.nii.gz", InferenceOptions(tta="none"))
         whole = time.perf_counter() - start
     return {"forward_s": forward, "predict_s": whole, "slices": len(slices),
             "batch": runtime.inference_batch_size(), "backend": keras.backend.backend()}

@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=10.0, help="time per throughput figure")
     args = parser.parse_args(argv)
     from boundary_aware.augment import AugmentConfig
-    from boundary_aware.data import load_prepared
+    from boundary_aware.prepared import load_prepared
     from data_prep import synthetic
     from data_prep.prepare_brats import prepare
 

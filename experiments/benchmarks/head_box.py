@@ -4,11 +4,11 @@
         [--margins=0.03125,0.0625,0.125 --precisions=float32,bfloat16]
 
 `predict --crop=head` runs the model on the box around the head
-(`inference.in_head_box`). Ours pools over the whole slice (its DSPP's image
+(`inference.head_box.in_head_box`). Ours pools over the whole slice (its DSPP's image
 branch) and reads far beyond any margin, so the box does not give the whole
 slice's probabilities; how far it moves them can only be measured on a trained
 model. For every case folder (BraTS layout: the model's sequences and a `seg`
-label file), every margin (a share of the slice's side, `inference.HEAD_BOX_MARGIN`)
+label file), every margin (a share of the slice's side, `inference.head_box.HEAD_BOX_MARGIN`)
 and every precision, it prints: the share of the slice's pixels the box holds,
 the tumor voxels whose mask differs from the whole slice's in float32, the largest
 probability difference, and the Dice of both masks against the case's labels
@@ -31,7 +31,7 @@ import numpy as np
 def case_files(folder: Path, sequences) -> tuple[list[Path], Path, str]:
     """A BraTS case folder's volumes of `sequences`, in order, its label file and its
     file layout."""
-    from data_prep.brats import discover_images
+    from boundary_aware.brats_cases import discover_images
     case = next(c for c in discover_images(folder.parent, sequences, {})
                 if c.case_id == folder.name)
     seg = next(p for p in folder.iterdir() if p.name.endswith(("_seg.nii.gz", "_seg.nii")))
@@ -46,10 +46,12 @@ def main(argv=None):
     parser.add_argument("--precisions", default="float32,bfloat16")
     args = parser.parse_args(argv)
     from boundary_aware import runtime
-    from boundary_aware.data import (detect_convention, input_channels, recorded_regions,
-                                     region_mask)
-    from boundary_aware.inference import (VolumeInput, head_box, in_head_box, keras_predictor,
-                                          segment_volume, size_divisor_of, sized_passes, twin)
+    from boundary_aware.channels import input_channels
+    from boundary_aware.regions import detect_convention, recorded_regions, region_mask
+    from boundary_aware.inference.head_box import head_box, in_head_box
+    from boundary_aware.inference.predictor import keras_predictor
+    from boundary_aware.inference.rebuild import rebuild, rebuilt_passes, size_divisor_of
+    from boundary_aware.inference.volume import segment_volume, VolumeInput
     from boundary_aware.metrics import dice_score
     from boundary_aware.model_files import load_keras_model
     from boundary_aware.nifti import load_channels, load_volume
@@ -66,11 +68,11 @@ def main(argv=None):
     runtime.share_cores_between(streams)
     # float32 first: the reference every other setting is compared with
     precisions = ["float32"] + [p for p in args.precisions.split(",") if p != "float32"]
-    models = {p: twin(source, "mixed_bfloat16" if p == "bfloat16" else "float32")
+    models = {p: rebuild(source, "mixed_bfloat16" if p == "bfloat16" else "float32")
               for p in precisions}
     whole = {p: keras_predictor(m, batch, streams, channels, regions)
              for p, m in models.items()}
-    passes = {p: sized_passes(m, batch, streams) for p, m in models.items()}  # kept per size
+    passes = {p: rebuilt_passes(m, batch, streams) for p, m in models.items()}  # kept per size
     first = whole["float32"]
     divisor, size, region = size_divisor_of(source), first.input_shape[0], first.regions[0]
     print(f"{path}: size divisor {divisor}, region {region}; {os.cpu_count()} CPU cores",

@@ -11,11 +11,11 @@ thresholding, writing) under each runtime, each in its own process:
 
 * `tensorflow`: Keras on the TensorFlow backend, as `predict` runs today;
 * `tensorflow-bf16`: the same model computing in bfloat16 (Keras's
-  `mixed_bfloat16` policy, float32 weights: `inference.twin`, what
+  `mixed_bfloat16` policy, float32 weights: `inference.rebuild`, what
   `predict --precision=bfloat16` runs), which TensorFlow's oneDNN kernels
   run in bfloat16 where the CPU has AVX-512 BF16 or AMX;
 * `tensorflow-crop`, `tensorflow-bf16-crop`: those two on the head's box
-  alone (`predict --crop=head`, `inference.in_head_box`);
+  alone (`predict --crop=head`, `inference.head_box.in_head_box`);
 * `jax`: Keras on the JAX backend (XLA on the CPU);
 * `onnxruntime`: the model exported by Keras's own ONNX export
   (`model.export(format="onnx")`), run by ONNX Runtime;
@@ -66,9 +66,8 @@ def paper_model():
     import keras
 
     from boundary_aware import build_model
-    from experiments.table1 import MODEL_KWARGS
     keras.utils.set_random_seed(0)
-    model = build_model("ours", input_shape=(SIZE, SIZE, 1), **MODEL_KWARGS["paper"]["ours"])
+    model = build_model("ours", input_shape=(SIZE, SIZE, 1))  # the paper's widths
     rng = np.random.default_rng(0)
     for variable in model.non_trainable_variables:
         variable.assign(rng.uniform(0.5, 1.5, tuple(variable.shape))
@@ -82,9 +81,9 @@ def write_models(tmp: Path, source: str | None = None) -> None:
     of `paper_model()`, or of the .keras file `source` (loaded in safe mode) computing in
     float32."""
     if source:
-        from boundary_aware.inference import twin
+        from boundary_aware.inference.rebuild import rebuild
         from boundary_aware.model_files import load_keras_model
-        model = twin(load_keras_model(Path(source)), "float32")
+        model = rebuild(load_keras_model(Path(source)), "float32")
         if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1):
             raise SystemExit(f"{source}: takes {model.input_shape[1:]} slices; this "
                              f"benchmark reads {SIZE} x {SIZE} T1c slices")
@@ -130,21 +129,23 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
             names: list | None = None, compare: bool = True) -> dict:
     """Seconds per volume of one runtime (in this process), its masks written under tmp."""
     from boundary_aware import runtime as rt
-    from boundary_aware.data import PAPER_CHANNELS
-    from boundary_aware.inference import Predictor, batched, load_predictor, tta_flips
-    from boundary_aware.predict import predict_file
+    from boundary_aware.channels import PAPER_SEQUENCES
+    from boundary_aware.inference.options import InferenceOptions
+    from boundary_aware.inference.predictor import Predictor, batched
+    from boundary_aware.inference.sources import load_predictor
+    from boundary_aware.predict_cases import predict_file
     tmp = Path(tmp)
     if runtime in KERAS_RUNTIMES:
         import keras
         batch_size = batch_size or rt.inference_batch_size()
         _, precision, crop = KERAS_RUNTIMES[runtime]
-        predictor = load_predictor(tmp / "model.keras", batch_size, precision=precision,
-                                   crop=crop)
+        predictor = load_predictor(tmp / "model.keras", InferenceOptions(
+            batch_size=batch_size, precision=precision, crop=crop))
         backend = keras.backend.backend()
     else:
         batch_size = batch_size or 8
         predictor = Predictor(batched(onnx_function(tmp / "model.onnx", runtime), batch_size),
-                              (SIZE, SIZE, 1), PAPER_CHANNELS)
+                              (SIZE, SIZE, 1), PAPER_SEQUENCES)
         backend = runtime
     seconds = {}
     for label, path in volumes(tmp).items():
@@ -153,10 +154,10 @@ def measure(runtime: str, tmp: str, repeats: int, tta: str, batch_size: int | No
         out = tmp / f"{runtime}_{label}_{tta}.nii.gz"
         # untimed first: it traces the model for this volume's slices (and its box), and
         # writes the map the comparison reads
-        predict_file(predictor, [path], out, overwrite=True, flips=tta_flips(tta),
-                     save_probabilities=compare)
+        predict_file(predictor, [path], out,
+                     InferenceOptions(tta=tta, save_probabilities=compare), overwrite=True)
         seconds[label] = best_time(lambda: predict_file(
-            predictor, [path], out, overwrite=True, flips=tta_flips(tta)), max(1, repeats))
+            predictor, [path], out, InferenceOptions(tta=tta), overwrite=True), max(1, repeats))
     return {"seconds": seconds, "batch": batch_size, "backend": backend}
 
 

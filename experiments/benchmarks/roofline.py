@@ -85,14 +85,14 @@ def training_model(model_name: str, batch: int, precision: str):
 
     from boundary_aware import train as training
     from boundary_aware.batches import plain_batch
-    from boundary_aware.data import PAPER_CHANNELS
+    from boundary_aware.channels import PAPER_SEQUENCES
     from experiments.table1 import get_config
 
     config = get_config(f"{model_name},paper")
     with config.unlocked():
         config.train.batch_size = batch
         config.train.jit_compile = "on"
-    channels = len(PAPER_CHANNELS)
+    channels = len(PAPER_SEQUENCES)
     model = training.build_and_compile(config, precision, channels)
     size = config.data.image_size
     yy, xx = np.mgrid[:size, :size]

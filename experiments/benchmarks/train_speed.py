@@ -97,7 +97,7 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
 
     from boundary_aware import train as training
     from boundary_aware.batches import plain_batch
-    from boundary_aware.data import PAPER_CHANNELS
+    from boundary_aware.channels import PAPER_SEQUENCES
     from boundary_aware.model_stats import forward_flops
     from experiments.table1 import get_config
 
@@ -107,7 +107,7 @@ def run_one(model_name, profile, batch_size, precision, jit, steps, warmup_steps
         config.train.jit_compile = jit
         if size:
             config.data.image_size = size
-    channels = len(PAPER_CHANNELS)
+    channels = len(PAPER_SEQUENCES)
     model = training.build_and_compile(config, precision, channels)
     size = config.data.image_size
     gflop = forward_flops(model) / 1e9

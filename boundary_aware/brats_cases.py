@@ -5,15 +5,20 @@ The one place that knows BraTS file names (docs/data.md). Layouts:
   and `_seg.nii.gz`; labels {0, 1, 2, 4};
 * BraTS 2023+:     `<root>/**/<case>/<case>-t1n.nii.gz`, `-t1c`, `-t2w`, `-t2f`
   and `-seg.nii.gz`; labels {0, 1, 2, 3}.
-A case is found by the files of the sequences asked for (`channels`, default
+A case is found by the files of the sequences asked for (`sequences`, default
 the paper's T1c); other files in its folder are ignored. Symbolic links to
 folders are followed inside the given folder only; what is passed over (a
 link leading outside it, a broken link, a BraTS-named file outside a folder
 of its case's name, a folder that cannot be read with `on_error="skip"`) is
 recorded with the reason in `skipped`. Two cases of one id are refused,
 naming both. Every problem raises `DataError` naming the file and what is
-wrong.
+wrong. Data preparation reads training cases with it, and prediction the
+cases to segment.
+
+Reference: docs/data.md.
 """
+
+from __future__ import annotations
 
 import os
 from dataclasses import dataclass
@@ -21,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from boundary_aware.data import (PAPER_CHANNELS, DataError, detect_convention, parse_modalities,
-                                 region_mask)
+from boundary_aware.channels import PAPER_SEQUENCES, parse_sequences
+from boundary_aware.errors import DataError
 from boundary_aware.nifti import check_same_grid, load_channels, load_volume
+from boundary_aware.regions import detect_convention, region_mask
 
 SEQUENCE_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR", "seg": "segmentation"}
 LAYOUTS = {  # layout: the file-name suffix of each sequence and of the segmentation
@@ -36,20 +42,16 @@ LAYOUTS = {  # layout: the file-name suffix of each sequence and of the segmenta
 
 @dataclass(frozen=True)
 class Case:
-    """One case's files: `files` maps each channel (and "seg", where asked for) to its path;
-    `layout` is the naming scheme they were found under (`LAYOUTS`)."""
+    """One case's files: `files` maps each sequence (and "seg", where asked for) to its
+    path; `layout` is the naming scheme they were found under (`LAYOUTS`)."""
 
     case_id: str
     files: dict
     layout: str
 
-    def channel_files(self, channels):
-        return [self.files[c] for c in channels]
-
-
-def check_channels(channels) -> tuple[str, ...]:
-    """`channels` as a tuple of known, distinct sequence names (ValueError otherwise)."""
-    return parse_modalities(channels)
+    def sequence_files(self, sequences):
+        """The files of `sequences`, in that order."""
+        return [self.files[s] for s in sequences]
 
 
 def _files(root, unreadable, skipped):
@@ -87,7 +89,7 @@ def _files(root, unreadable, skipped):
 
 def _scan(root, kinds, on_error="fail", skipped=None):
     """{case id: Case} of every case folder under `root` with a file of any of `kinds`
-    (channels, and "seg"), every one of them required."""
+    (sequences, and "seg"), every one of them required."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
@@ -142,15 +144,15 @@ def _layout_hint(kinds):
                        for c in LAYOUTS)
 
 
-def discover_cases(root, on_error="fail", skipped=None, channels=PAPER_CHANNELS):
-    """All cases under `root` (either layout) with the `channels` and a segmentation,
+def discover_cases(root, on_error="fail", skipped=None, sequences=PAPER_SEQUENCES):
+    """All cases under `root` (either layout) with the `sequences` and a segmentation,
     sorted by id.
 
-    A folder that has a segmentation but misses a channel (or the reverse)
+    A folder that has a segmentation but misses a sequence (or the reverse)
     is an error. A folder that cannot be read is an error naming it, or with
     `on_error="skip"` it is left out and recorded in `skipped` (folder: why).
     """
-    kinds = check_channels(channels) + ("seg",)
+    kinds = parse_sequences(sequences) + ("seg",)
     skipped = {} if skipped is None else skipped
     cases = _scan(root, kinds, on_error, skipped)
     if not cases:
@@ -159,11 +161,11 @@ def discover_cases(root, on_error="fail", skipped=None, channels=PAPER_CHANNELS)
     return [cases[k] for k in sorted(cases)]
 
 
-def discover_images(root, channels=PAPER_CHANNELS, skipped=None):
-    """All cases under `root` (either layout) with every one of `channels` (no
+def discover_images(root, sequences=PAPER_SEQUENCES, skipped=None):
+    """All cases under `root` (either layout) with every one of `sequences` (no
     segmentation needed: the cases to segment), sorted by id; what was passed over goes
     to `skipped` ({path: why})."""
-    kinds = check_channels(channels)
+    kinds = parse_sequences(sequences)
     skipped = {} if skipped is None else skipped
     cases = _scan(root, kinds, skipped=skipped)
     if not cases:
@@ -172,22 +174,22 @@ def discover_images(root, channels=PAPER_CHANNELS, skipped=None):
     return [cases[k] for k in sorted(cases)]
 
 
-def load_case(case, regions=("tc",), channels=PAPER_CHANNELS):
-    """Read and validate one case: `(image (X, Y, Z, C), masks (X, Y, Z, R), convention,
-    zooms)` in LPS axis order, with one uint8 mask per region of `regions` in that order
-    and the label convention detected from the layout and the label values
-    (`data.detect_convention`)."""
-    channels = check_channels(channels)
-    names = [SEQUENCE_NAMES[c] for c in channels]
-    image, affine, zooms = load_channels(case.channel_files(channels), names)
-    for c, (path, name) in enumerate(zip(case.channel_files(channels), names)):
+def load_case(case, regions=("tc",), sequences=PAPER_SEQUENCES):
+    """Read and validate one case: `(image (X, Y, Z, S), masks (X, Y, Z, R), convention,
+    zooms)` in LPS axis order, one volume per sequence of `sequences` and one uint8 mask
+    per region of `regions`, in those orders, and the label convention detected from the
+    layout and the label values (`regions.detect_convention`)."""
+    sequences = parse_sequences(sequences)
+    names = [SEQUENCE_NAMES[s] for s in sequences]
+    image, affine, zooms = load_channels(case.sequence_files(sequences), names)
+    for c, (path, name) in enumerate(zip(case.sequence_files(sequences), names)):
         volume = image[..., c]
         if volume.size and volume.min() == volume.max():
             raise DataError(f"{path}: the {name} is constant (every voxel is {volume.flat[0]}): "
                             f"it holds no image")
     seg_path = case.files["seg"]
     seg, seg_affine, _ = load_volume(seg_path, "seg")
-    check_same_grid(case.files[channels[0]], names[0], image.shape[:3], affine, seg_path,
+    check_same_grid(case.files[sequences[0]], names[0], image.shape[:3], affine, seg_path,
                     seg.shape, seg_affine)
     if np.issubdtype(seg.dtype, np.floating):
         if not np.all(np.isfinite(seg)):
