@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: the suite is dominated by single-threaded graph compiles.
 TEST_WORKERS ?= 2
 
-.PHONY: install test test-tf test-jax model-stats bench-metrics bench-data synthetic prepare demo-data \
+.PHONY: install test test-quick test-tf test-jax model-stats bench-metrics bench-data synthetic prepare demo-data \
 	reproduce-table1 ablation whole-volume beyond-paper figures export bench-predict bench-cpu bench-train roofline bench-gpu \
 	gpu-wheels clean
 
@@ -24,8 +24,14 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 # The whole suite on TensorFlow, then the backend-agnostic model/loss/layer
-# tests again on JAX.
+# tests again on JAX (what .ci/run calls).
 test: test-tf test-jax
+
+# The edit-test loop: no test that starts a process or trains beyond a few steps
+# (the `slow` marker); a quick test that starts a process fails (tests/conftest.py).
+test-quick: install
+	BOUNDARY_AWARE_QUICK_TESTS=1 KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) \
+		--dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 test-tf: install
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
@@ -45,7 +51,7 @@ bench-data: install
 # Synthetic BraTS-like cases (BraTS 2018 layout) and their prepared slices.
 SYNTH_DIR ?= data/synthetic_brats
 SYNTH_CASES ?= 20
-SYNTH_ARGS ?=  # e.g. --overwrite (replaces only our own cases) or --modalities=t1,t1c,t2,flair
+SYNTH_ARGS ?=  # e.g. --overwrite (replaces only our own cases) or --sequences=t1,t1c,t2,flair
 PREPARED_DIR ?= data/prepared
 BRATS_DIR ?= $(SYNTH_DIR)
 
@@ -122,7 +128,7 @@ export: install
 # Seconds per 240 x 240 x 155 volume for Ours at paper widths under TensorFlow, JAX, ONNX
 # Runtime and OpenVINO, and their masks against TensorFlow's (installs the bench extra):
 # make bench-predict [PREDICT_ARGS="--runtimes=tensorflow,openvino,openvino-bf16 --tta=none,lr+ap"]
-# (as predict ran before its CPU path: python -m experiments.benchmarks.predict_speed)
+# (each model with and without predict's CPU path: python -m experiments.benchmarks.predict_speed)
 PREDICT_ARGS ?=
 bench-predict: install
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -1,11 +1,29 @@
 """Shared test helpers. The Keras backend comes from KERAS_BACKEND (the Makefile
-runs the `backend`-marked tests under both TensorFlow and JAX)."""
+runs the `backend`-marked tests under both TensorFlow and JAX).
 
+Two tiers: `make test` runs everything; `make test-quick` leaves out the tests
+marked `slow` (they start processes or train beyond a few steps) and sets
+BOUNDARY_AWARE_QUICK_TESTS=1, under which starting a process fails the test
+that tries, so that a test that needs one is marked `slow` rather than
+slowing the quick tier down."""
+
+import os
+import subprocess
+import tempfile
 from pathlib import Path
 
-import keras
-import numpy as np
-import pytest
+# JAX compiles one small program per weight shape to initialize a model (about 10 s for
+# a tiny Ours on 2 cores); a compilation cache shared by this run's processes and its
+# children compiles each once. Set before JAX is imported; the compiled code, and so
+# every number, is the same with or without it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(
+    Path(tempfile.gettempdir()) / f"boundary-aware-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +77,20 @@ def module_code(module, args):
     """Python code that runs `python -m module *args` (for `run_python`, which can prepend code)."""
     return f"import runpy, sys\nsys.argv = [{module!r}, *{list(args)!r}]\n" \
            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_processes_in_the_quick_tier():
+    if os.environ.get("BOUNDARY_AWARE_QUICK_TESTS") != "1":
+        yield
+        return
+
+    def refuse(self, args, *rest, **kwargs):
+        raise AssertionError(f"a quick-tier test started a process ({args!r}); mark the test "
+                             f"@pytest.mark.slow")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        yield
 
 
 @pytest.fixture(autouse=True)
