@@ -138,10 +138,10 @@ def test_bfloat16_computes_in_bfloat16_with_the_same_weights_and_nearly_the_same
     from boundary_aware.inference.rebuild import rebuild
     from boundary_aware.model_files import load_keras_model
     model = load_keras_model(run_dir / "final.keras")
-    twin = rebuild(model, "mixed_bfloat16")
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), twin.get_weights()))
-    assert {twin.get_layer(n).compute_dtype for n in model.output_names} == {"float32"}
-    inner = [layer.compute_dtype for layer in twin._flatten_layers()
+    rebuilt = rebuild(model, "mixed_bfloat16")
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), rebuilt.get_weights()))
+    assert {rebuilt.get_layer(n).compute_dtype for n in model.output_names} == {"float32"}
+    inner = [layer.compute_dtype for layer in rebuilt._flatten_layers()
              if isinstance(layer, keras.layers.Conv2D)]
     assert inner and set(inner) == {"bfloat16"}
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored

@@ -1,4 +1,4 @@
-"""The mean of several models' and flips' probabilities, and their spread.
+"""The mean of several models' and flips' probabilities, and their uncertainty (standard deviation).
 
 An ensemble (several runs or exports of one input contract) and the test-time
 flips are averaged the same way: every (model, flip) pair gives one copy of
